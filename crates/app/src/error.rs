@@ -1,0 +1,62 @@
+use inkcart_domain::FieldError;
+use thiserror::Error;
+
+/// The one error type of the use cases. The HTTP and GraphQL faces map each variant to a status
+/// and a stable error name; only `Internal` hides its detail from the caller.
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Validation failed")]
+    Validation(Vec<FieldError>),
+    /// A rule broken by the input as a whole rather than by one field.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn not_found(resource: &str) -> Self {
+        Self::NotFound(format!("{resource} not found"))
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn invalid_token() -> Self {
+        Self::Unauthorized(messages::INVALID_TOKEN.to_owned())
+    }
+
+    pub fn insufficient_permissions() -> Self {
+        Self::Forbidden(messages::INSUFFICIENT_PERMISSIONS.to_owned())
+    }
+
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        Self::Internal(anyhow::anyhow!("{context}"))
+    }
+}
+
+/// Messages that the contract (API.md) fixes word for word.
+pub mod messages {
+    pub const NO_TOKEN: &str = "No token provided";
+    pub const INVALID_TOKEN: &str = "Invalid or expired token";
+    pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+    pub const INSUFFICIENT_PERMISSIONS: &str = "Insufficient permissions";
+    pub const OWN_RESOURCES_ONLY: &str = "Can only edit your own resources";
+    pub const USER_EXISTS: &str = "User already exists";
+    pub const TOO_MANY_LOGIN_ATTEMPTS: &str = "Too many failed login attempts, please try again later";
+}

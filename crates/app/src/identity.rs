@@ -1,0 +1,483 @@
+//! Users, sign-up, login, token refresh with rotation, logout, and account management.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use inkcart_domain::email::EmailError;
+use inkcart_domain::ids::SessionFamilyId;
+use inkcart_domain::{Actor, Email, FieldError, Password, Role, Tier, User, UserId, UserName};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::messages;
+use crate::page::Page;
+use crate::ports::{AccessToken, Claims, RefreshSession, UserQuery};
+use crate::{App, AppError, AppResult};
+
+/// Sign-up input, as received.
+#[derive(Debug, Clone, Default)]
+pub struct SignUp {
+    pub email: String,
+    pub password: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+    /// The client's address, to throttle failed logins per (address, email).
+    pub client_ip: String,
+}
+
+/// A successful login or refresh.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: AccessToken,
+    /// The opaque refresh token; only its hash is stored.
+    pub refresh_token: String,
+    pub user: User,
+}
+
+/// Changes to a user account. `None` leaves a field as it is; `name: Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub name: Option<Option<String>>,
+    pub password: Option<String>,
+    pub role: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// Whether `create-admin` made a new account or promoted an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOutcome {
+    Created,
+    Promoted,
+    AlreadyAdmin,
+}
+
+const REFRESH_TOKEN_BYTES: usize = 32;
+
+impl App {
+    /// Registers a new account (role `viewer`, tier `guest`).
+    pub async fn sign_up(&self, input: SignUp) -> AppResult<User> {
+        let mut errors = Vec::new();
+        let email = parse_email(&input.email, &mut errors);
+        let password = parse_password(&input.password, &mut errors);
+        let name = parse_name(input.name.as_deref(), &mut errors);
+        let (Some(email), Some(password), Some(name), true) =
+            (email, password, name, errors.is_empty())
+        else {
+            return Err(AppError::Validation(errors));
+        };
+        self.create_user(email, &password, name, Role::default()).await
+    }
+
+    async fn create_user(
+        &self,
+        email: Email,
+        password: &Password,
+        name: Option<UserName>,
+        role: Role,
+    ) -> AppResult<User> {
+        let hash = self.deps.hasher.hash(password).await?;
+        let now = self.deps.clock.now();
+        let user = User {
+            id: UserId::from_uuid(Uuid::now_v7()),
+            email,
+            name,
+            role,
+            tier: Tier::default(),
+            email_verified: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.deps.store.begin().await?;
+        self.deps.users.insert(tx.as_mut(), &user, &hash).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Creates an admin account, or promotes the account that already has this email.
+    pub async fn ensure_admin(&self, email: &str, password: &str) -> AppResult<(User, AdminOutcome)> {
+        let mut errors = Vec::new();
+        let email = parse_email(email, &mut errors);
+        let password = parse_password(password, &mut errors);
+        let (Some(email), Some(password)) = (email, password) else {
+            return Err(AppError::Validation(errors));
+        };
+        if let Some((mut user, _)) = self.deps.users.find_credentials(&email).await? {
+            if user.role == Role::Admin {
+                return Ok((user, AdminOutcome::AlreadyAdmin));
+            }
+            user.role = Role::Admin;
+            user.updated_at = self.deps.clock.now();
+            let mut tx = self.deps.store.begin().await?;
+            if !self.deps.users.update(tx.as_mut(), &user, None).await? {
+                return Err(AppError::not_found("User"));
+            }
+            tx.commit().await?;
+            return Ok((user, AdminOutcome::Promoted));
+        }
+        let user = self.create_user(email, &password, None, Role::Admin).await?;
+        Ok((user, AdminOutcome::Created))
+    }
+
+    /// Checks email and password; failed attempts are throttled per (client address, email).
+    pub async fn login(&self, input: Login) -> AppResult<Session> {
+        let mut errors = Vec::new();
+        if input.email.trim().is_empty() {
+            errors.push(FieldError::new("email", "Email is required"));
+        }
+        if input.password.is_empty() {
+            errors.push(FieldError::new("password", "Password is required"));
+        }
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        let now = self.deps.clock.now();
+        let normalized = input.email.trim().to_lowercase();
+        let throttle_key = format!("{}|{normalized}", input.client_ip);
+        if let Err(retry_after_secs) = self.deps.login_throttle.check(&throttle_key, now).await {
+            return Err(AppError::RateLimited {
+                message: messages::TOO_MANY_LOGIN_ATTEMPTS.to_owned(),
+                retry_after_secs,
+            });
+        }
+        let found = match Email::parse(&input.email) {
+            Ok(email) => self.deps.users.find_credentials(&email).await?,
+            Err(_) => None,
+        };
+        let verified = match &found {
+            Some((_, hash)) => self.deps.hasher.verify(&input.password, hash).await?,
+            None => {
+                self.deps.hasher.verify_dummy(&input.password).await?;
+                false
+            }
+        };
+        let user = match (found, verified) {
+            (Some((user, _)), true) => user,
+            _ => {
+                self.deps
+                    .login_throttle
+                    .record_failure(&throttle_key, now)
+                    .await;
+                return Err(AppError::Unauthorized(messages::INVALID_CREDENTIALS.to_owned()));
+            }
+        };
+        self.deps.login_throttle.clear(&throttle_key).await;
+        let family = SessionFamilyId::from_uuid(Uuid::now_v7());
+        let refresh_token = self
+            .start_refresh_session(&user, family, now, None)
+            .await?
+            .ok_or_else(|| AppError::internal("a new session replaced no token, yet was refused"))?;
+        let access = self.issue_access_token(&user, now)?;
+        Ok(Session {
+            access,
+            refresh_token,
+            user,
+        })
+    }
+
+    /// Rotates a refresh token: the presented one is spent and a new one of the same family is
+    /// returned. Presenting a spent token again revokes the whole family (it was stolen, or
+    /// the legitimate holder's copy was), so the newer token dies too.
+    pub async fn refresh(&self, refresh_token: &str) -> AppResult<Session> {
+        if refresh_token.is_empty() {
+            return Err(AppError::field("refreshToken", "Refresh token is required"));
+        }
+        let now = self.deps.clock.now();
+        let hash = hash_refresh_token(refresh_token);
+        let session = self
+            .deps
+            .sessions
+            .find_by_hash(&hash)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        if session.revoked_at.is_some() {
+            return Err(AppError::invalid_token());
+        }
+        if session.used_at.is_some() {
+            self.revoke_family_after_reuse(&session, now).await?;
+            return Err(AppError::invalid_token());
+        }
+        if session.expires_at <= now {
+            return Err(AppError::invalid_token());
+        }
+        let user = self
+            .deps
+            .users
+            .find(session.user_id)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        let new_token = self
+            .start_refresh_session(&user, session.family_id, now, Some(session.id))
+            .await?;
+        let Some(new_token) = new_token else {
+            // Another request spent this token between our read and our update.
+            self.revoke_family_after_reuse(&session, now).await?;
+            return Err(AppError::invalid_token());
+        };
+        let access = self.issue_access_token(&user, now)?;
+        Ok(Session {
+            access,
+            refresh_token: new_token,
+            user,
+        })
+    }
+
+    async fn revoke_family_after_reuse(
+        &self,
+        session: &RefreshSession,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        tracing::warn!(
+            user_id = %session.user_id,
+            family_id = %session.family_id,
+            "refresh token reused: revoking its session family"
+        );
+        let mut tx = self.deps.store.begin().await?;
+        self.deps
+            .sessions
+            .revoke_family(tx.as_mut(), session.family_id, now)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Stores a new refresh token of `family`, spending `replaces` in the same transaction.
+    /// Returns `None` when `replaces` was already spent.
+    async fn start_refresh_session(
+        &self,
+        user: &User,
+        family: SessionFamilyId,
+        now: DateTime<Utc>,
+        replaces: Option<Uuid>,
+    ) -> AppResult<Option<String>> {
+        let token = new_refresh_token()?;
+        let ttl = chrono::Duration::from_std(self.settings.refresh_token_ttl)
+            .map_err(AppError::internal)?;
+        let session = RefreshSession {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            family_id: family,
+            token_hash: hash_refresh_token(&token),
+            created_at: now,
+            expires_at: now + ttl,
+            used_at: None,
+            revoked_at: None,
+        };
+        let mut tx = self.deps.store.begin().await?;
+        if let Some(old) = replaces {
+            if !self.deps.sessions.mark_used(tx.as_mut(), old, now).await? {
+                return Ok(None);
+            }
+        }
+        self.deps.sessions.insert(tx.as_mut(), &session).await?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+
+    fn issue_access_token(&self, user: &User, now: DateTime<Utc>) -> AppResult<AccessToken> {
+        self.deps
+            .tokens
+            .issue(user, now, self.settings.access_token_ttl)
+    }
+
+    /// Checks a bearer token and returns who it belongs to.
+    pub fn authenticate(&self, bearer: &str) -> AppResult<Claims> {
+        self.deps
+            .tokens
+            .verify(bearer)
+            .ok_or_else(AppError::invalid_token)
+    }
+
+    /// Revokes the session of one refresh token, if it is the caller's.
+    pub async fn logout(&self, actor: Actor, refresh_token: &str) -> AppResult<()> {
+        if refresh_token.is_empty() {
+            return Err(AppError::field("refreshToken", "Refresh token is required"));
+        }
+        let hash = hash_refresh_token(refresh_token);
+        let Some(session) = self.deps.sessions.find_by_hash(&hash).await? else {
+            return Ok(());
+        };
+        if session.user_id != actor.id || session.revoked_at.is_some() {
+            return Ok(());
+        }
+        let mut tx = self.deps.store.begin().await?;
+        self.deps
+            .sessions
+            .revoke_family(tx.as_mut(), session.family_id, self.deps.clock.now())
+            .await?;
+        tx.commit().await
+    }
+
+    /// Revokes every session of the caller.
+    pub async fn logout_all(&self, actor: Actor) -> AppResult<()> {
+        let mut tx = self.deps.store.begin().await?;
+        self.deps
+            .sessions
+            .revoke_all_for_user(tx.as_mut(), actor.id, self.deps.clock.now())
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn get_user(&self, id: UserId) -> AppResult<User> {
+        self.deps
+            .users
+            .find(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("User"))
+    }
+
+    pub async fn list_users(&self, query: &UserQuery) -> AppResult<Page<User>> {
+        self.deps.users.list(query).await
+    }
+
+    /// `PUT`: email and name are replaced as given (a missing name clears it).
+    pub async fn replace_user(
+        &self,
+        actor: Actor,
+        id: UserId,
+        email: String,
+        name: Option<String>,
+        mut rest: UserChanges,
+    ) -> AppResult<User> {
+        rest.email = Some(email);
+        rest.name = Some(name);
+        self.update_user(actor, id, rest).await
+    }
+
+    /// `PATCH`: only the given fields change. Role and tier changes need an admin; a new
+    /// password revokes every session of the account.
+    pub async fn update_user(
+        &self,
+        actor: Actor,
+        id: UserId,
+        changes: UserChanges,
+    ) -> AppResult<User> {
+        if !actor.may_modify_user(id) {
+            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+        }
+        let mut user = self.get_user(id).await?;
+        let mut errors = Vec::new();
+        if let Some(email) = &changes.email {
+            if let Some(email) = parse_email(email, &mut errors) {
+                user.email = email;
+            }
+        }
+        if let Some(name) = &changes.name {
+            if let Some(name) = parse_name(name.as_deref(), &mut errors) {
+                user.name = name;
+            }
+        }
+        let password = changes
+            .password
+            .as_deref()
+            .and_then(|p| parse_password(p, &mut errors));
+        let role = changes.role.as_deref().and_then(|r| match r.parse::<Role>() {
+            Ok(role) => Some(role),
+            Err(e) => {
+                errors.push(FieldError::new("role", e.to_string()));
+                None
+            }
+        });
+        let tier = changes.tier.as_deref().and_then(|t| match t.parse::<Tier>() {
+            Ok(tier) => Some(tier),
+            Err(e) => {
+                errors.push(FieldError::new("tier", e.to_string()));
+                None
+            }
+        });
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        let privileges_change =
+            role.is_some_and(|r| r != user.role) || tier.is_some_and(|t| t != user.tier);
+        if privileges_change && !actor.may_change_privileges() {
+            return Err(AppError::insufficient_permissions());
+        }
+        user.role = role.unwrap_or(user.role);
+        user.tier = tier.unwrap_or(user.tier);
+        let now = self.deps.clock.now();
+        user.updated_at = now;
+        let hash = match &password {
+            Some(p) => Some(self.deps.hasher.hash(p).await?),
+            None => None,
+        };
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .users
+            .update(tx.as_mut(), &user, hash.as_deref())
+            .await?
+        {
+            return Err(AppError::not_found("User"));
+        }
+        if hash.is_some() {
+            self.deps
+                .sessions
+                .revoke_all_for_user(tx.as_mut(), user.id, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Deletes an account (admins only).
+    pub async fn delete_user(&self, actor: Actor, id: UserId) -> AppResult<()> {
+        if !actor.is_admin() {
+            return Err(AppError::insufficient_permissions());
+        }
+        let mut tx = self.deps.store.begin().await?;
+        if !self.deps.users.delete(tx.as_mut(), id).await? {
+            return Err(AppError::not_found("User"));
+        }
+        tx.commit().await
+    }
+}
+
+fn parse_email(input: &str, errors: &mut Vec<FieldError>) -> Option<Email> {
+    Email::parse(input)
+        .map_err(|e| {
+            let message = match e {
+                EmailError::Empty => "Email is required",
+                EmailError::Invalid => "Invalid email format",
+            };
+            errors.push(FieldError::new("email", message));
+        })
+        .ok()
+}
+
+fn parse_password(input: &str, errors: &mut Vec<FieldError>) -> Option<Password> {
+    if input.is_empty() {
+        errors.push(FieldError::new("password", "Password is required"));
+        return None;
+    }
+    Password::parse(input)
+        .map_err(|e| errors.push(FieldError::new("password", e.to_string())))
+        .ok()
+}
+
+/// `None` → no name; `Some(None)` on failure is avoided by returning the outer `None`.
+fn parse_name(input: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Option<UserName>> {
+    match input {
+        None => Some(None),
+        Some(raw) => UserName::parse(raw)
+            .map(Some)
+            .map_err(|e| errors.push(FieldError::new("name", e.to_string())))
+            .ok(),
+    }
+}
+
+fn new_refresh_token() -> AppResult<String> {
+    let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| AppError::internal(format!("random source: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Refresh tokens carry 256 random bits, so a fast hash is enough to keep them unusable if the
+/// table leaks (no dictionary to attack).
+pub fn hash_refresh_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,163 @@
+//! The traits through which use cases reach the outside world. Implementations live in the
+//! store (database), the server's adapters (hashing, tokens) and in this crate when they are
+//! pure (clock, in-memory throttle).
+
+use std::any::Any;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inkcart_domain::ids::SessionFamilyId;
+use inkcart_domain::{Email, Password, Role, User, UserId};
+use uuid::Uuid;
+
+use crate::AppResult;
+use crate::page::{Page, PageRequest, Sort};
+
+/// An open database transaction. Dropping it without `commit` rolls it back.
+///
+/// Repositories take `&mut dyn Tx` for every write, so that a use case decides which writes
+/// belong together; the store recognises its own transaction type through [`Tx::as_any`].
+#[async_trait]
+pub trait Tx: Send {
+    fn as_any(&mut self) -> &mut (dyn Any + Send);
+    async fn commit(self: Box<Self>) -> AppResult<()>;
+}
+
+/// The database as a whole: transactions and readiness.
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn begin(&self) -> AppResult<Box<dyn Tx>>;
+    /// `Ok` when the database answers and every migration is applied; otherwise a short,
+    /// non-sensitive reason (the detail goes to the log).
+    async fn check_ready(&self) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSortField {
+    CreatedAt,
+    Email,
+    Name,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserQuery {
+    pub page: PageRequest,
+    /// Case-insensitive substring of the email or the name.
+    pub search: Option<String>,
+    pub role: Option<Role>,
+    pub sort: Sort<UserSortField>,
+}
+
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Inserts a new user; a taken email is `AppError::Conflict("User already exists")`.
+    async fn insert(&self, tx: &mut dyn Tx, user: &User, password_hash: &str) -> AppResult<()>;
+    async fn find(&self, id: UserId) -> AppResult<Option<User>>;
+    /// The user and their password hash, for login.
+    async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>>;
+    async fn list(&self, query: &UserQuery) -> AppResult<Page<User>>;
+    /// Writes every field of `user` (and the password hash when given); `false` when the user
+    /// no longer exists. A taken email is a conflict as for `insert`.
+    async fn update(
+        &self,
+        tx: &mut dyn Tx,
+        user: &User,
+        password_hash: Option<&str>,
+    ) -> AppResult<bool>;
+    /// Deletes the user and, by cascade, what only they owned; `false` when absent.
+    async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool>;
+}
+
+/// A refresh token as stored: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshSession {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub family_id: SessionFamilyId,
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait SessionRepo: Send + Sync {
+    async fn insert(&self, tx: &mut dyn Tx, session: &RefreshSession) -> AppResult<()>;
+    async fn find_by_hash(&self, token_hash: &str) -> AppResult<Option<RefreshSession>>;
+    /// Marks the token spent, only if it is neither spent nor revoked; `false` when another
+    /// request got there first (which is then a reuse).
+    async fn mark_used(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool>;
+    async fn revoke(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<()>;
+    async fn revoke_family(
+        &self,
+        tx: &mut dyn Tx,
+        family: SessionFamilyId,
+        at: DateTime<Utc>,
+    ) -> AppResult<u64>;
+    async fn revoke_all_for_user(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> AppResult<u64>;
+}
+
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes off the async threads (the work is deliberately slow).
+    async fn hash(&self, password: &Password) -> AppResult<String>;
+    /// Verifies off the async threads; a malformed stored hash is an internal error.
+    async fn verify(&self, password: &str, hash: &str) -> AppResult<bool>;
+    /// Spends the time of one verification without a user, so that a login for an unknown
+    /// email takes as long as one with a wrong password.
+    async fn verify_dummy(&self, password: &str) -> AppResult<()>;
+}
+
+/// The claims an access token proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in: Duration,
+}
+
+pub trait TokenIssuer: Send + Sync {
+    fn issue(&self, user: &User, now: DateTime<Utc>, ttl: Duration) -> AppResult<AccessToken>;
+    /// `None` for a token that is malformed, forged or expired.
+    fn verify(&self, token: &str) -> Option<Claims>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock, truncated to microseconds (what both databases store).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        truncate_to_micros(Utc::now())
+    }
+}
+
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Counts failed logins per key (client IP and email) in a sliding window.
+#[async_trait]
+pub trait LoginThrottle: Send + Sync {
+    /// `Err(retry_after_secs)` while the key has used up its failures.
+    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64>;
+    async fn record_failure(&self, key: &str, now: DateTime<Utc>);
+    async fn clear(&self, key: &str);
+}

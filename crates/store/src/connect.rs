@@ -1,0 +1,148 @@
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm_migration::MigratorTrait as _;
+
+use crate::migration::Migrator;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `postgres://…` for PostgreSQL; otherwise the SQLite file `<data_dir>/inkcart.db`.
+    pub url: Option<String>,
+    pub data_dir: std::path::PathBuf,
+    /// Size of the pool (PostgreSQL) or of the reader pool (SQLite).
+    pub max_connections: u32,
+    /// How long to wait for a free connection (and, on SQLite, for a lock).
+    pub acquire_timeout: Duration,
+}
+
+/// An open database. On SQLite, writes go through a single connection (one writer, so
+/// transactions queue in the pool instead of failing with `SQLITE_BUSY`) and reads through a
+/// pool; on PostgreSQL both are the same pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub(crate) reader: DatabaseConnection,
+    pub(crate) writer: DatabaseConnection,
+    backend: Backend,
+}
+
+pub const SQLITE_FILE: &str = "inkcart.db";
+
+impl Db {
+    pub async fn connect(options: &DbOptions) -> anyhow::Result<Self> {
+        match options.url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::connect_postgres(url, options).await
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let opts = SqliteConnectOptions::from_str(url)
+                    .with_context(|| "DATABASE_URL is not a valid sqlite: URL")?;
+                Self::connect_sqlite(opts, options).await
+            }
+            Some(other) => anyhow::bail!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got `{}`)",
+                other.split(':').next().unwrap_or_default()
+            ),
+            None => {
+                std::fs::create_dir_all(&options.data_dir).with_context(|| {
+                    format!("cannot create the data dir {}", options.data_dir.display())
+                })?;
+                let path = options.data_dir.join(SQLITE_FILE);
+                Self::connect_sqlite_file(&path, options).await
+            }
+        }
+    }
+
+    pub async fn connect_sqlite_file(path: &Path, options: &DbOptions) -> anyhow::Result<Self> {
+        let opts = SqliteConnectOptions::new().filename(path);
+        Self::connect_sqlite(opts, options).await
+    }
+
+    async fn connect_sqlite(opts: SqliteConnectOptions, options: &DbOptions) -> anyhow::Result<Self> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(options.acquire_timeout);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(opts.clone())
+            .await
+            .context("cannot open the SQLite database")?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .context("cannot open the SQLite database")?;
+        Ok(Self {
+            reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+            writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+            backend: Backend::Sqlite,
+        })
+    }
+
+    async fn connect_postgres(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
+        let opts = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid postgres URL")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+        Ok(Self {
+            reader: conn.clone(),
+            writer: conn,
+            backend: Backend::Postgres,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.writer, None)
+            .await
+            .context("applying migrations failed")
+    }
+
+    /// Names of migrations not yet applied (all of them on an empty database).
+    pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
+        let pending = Migrator::get_pending_migrations_read_only(&self.reader).await?;
+        Ok(pending.iter().map(|m| m.name().to_owned()).collect())
+    }
+
+    pub async fn close(self) {
+        let _ = self.reader.close().await;
+        if self.backend == Backend::Sqlite {
+            let _ = self.writer.close().await;
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Db {
+    /// The write connection, for tests that need raw SQL.
+    pub fn writer_for_tests(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+}

@@ -1,0 +1,15 @@
+//! The database of inkcart: one code path for SQLite and PostgreSQL through SeaORM.
+//!
+//! [`Db`] opens either backend from configuration, [`migration::Migrator`] creates the same
+//! schema on both, and [`SqlStore`] implements the repository ports of `inkcart-app`.
+
+mod connect;
+mod entity;
+mod error;
+pub mod migration;
+mod repo;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connect::{Backend, Db, DbOptions};
+pub use repo::SqlStore;

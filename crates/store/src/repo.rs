@@ -1,0 +1,340 @@
+use std::any::Any;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inkcart_app::page::{Direction, Page};
+use inkcart_app::ports::{
+    RefreshSession, SessionRepo, Store, Tx, UserQuery, UserRepo, UserSortField,
+};
+use inkcart_app::{AppError, AppResult};
+use inkcart_domain::ids::SessionFamilyId;
+use inkcart_domain::{Email, User, UserId, UserName};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, NullOrdering};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseTransaction, EntityTrait as _,
+    Order, PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    TransactionTrait as _,
+};
+use uuid::Uuid;
+
+use crate::Db;
+use crate::entity::{refresh_tokens, users};
+use crate::error::db_err;
+
+/// The repositories of every feature over one [`Db`].
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: Db,
+}
+
+impl SqlStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// A transaction on the writer connection.
+struct SeaTx(DatabaseTransaction);
+
+#[async_trait]
+impl Tx for SeaTx {
+    fn as_any(&mut self) -> &mut (dyn Any + Send) {
+        self
+    }
+
+    async fn commit(self: Box<Self>) -> AppResult<()> {
+        self.0.commit().await.map_err(db_err)
+    }
+}
+
+fn conn(tx: &mut dyn Tx) -> AppResult<&DatabaseTransaction> {
+    tx.as_any()
+        .downcast_mut::<SeaTx>()
+        .map(|t| &t.0)
+        .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn begin(&self) -> AppResult<Box<dyn Tx>> {
+        let tx = self.db.writer.begin().await.map_err(db_err)?;
+        Ok(Box::new(SeaTx(tx)))
+    }
+
+    async fn check_ready(&self) -> Result<(), String> {
+        if let Err(err) = self.db.reader.execute_unprepared("SELECT 1").await {
+            tracing::error!(error = %err, "readiness: database does not answer");
+            return Err("unreachable".to_owned());
+        }
+        match self.db.pending_migrations().await {
+            Ok(pending) if pending.is_empty() => Ok(()),
+            Ok(pending) => {
+                tracing::warn!(?pending, "readiness: migrations pending");
+                Err("migrations pending".to_owned())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "readiness: cannot read migration state");
+                Err("migrations unknown".to_owned())
+            }
+        }
+    }
+}
+
+fn user_from_model(m: users::Model) -> AppResult<User> {
+    let corrupt = |what: &str| AppError::internal(format!("user {}: stored {what} is invalid", m.id));
+    Ok(User {
+        id: UserId::from_uuid(m.id),
+        email: Email::parse(&m.email).map_err(|_| corrupt("email"))?,
+        name: m
+            .name
+            .as_deref()
+            .map(UserName::parse)
+            .transpose()
+            .map_err(|_| corrupt("name"))?,
+        role: m.role.parse().map_err(|_| corrupt("role"))?,
+        tier: m.tier.parse().map_err(|_| corrupt("tier"))?,
+        email_verified: m.email_verified,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn escape_like(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+fn order(direction: Direction) -> Order {
+    match direction {
+        Direction::Asc => Order::Asc,
+        Direction::Desc => Order::Desc,
+    }
+}
+
+#[async_trait]
+impl UserRepo for SqlStore {
+    async fn insert(&self, tx: &mut dyn Tx, user: &User, password_hash: &str) -> AppResult<()> {
+        let model = users::ActiveModel {
+            id: Set(user.id.as_uuid()),
+            email: Set(user.email.as_str().to_owned()),
+            password_hash: Set(password_hash.to_owned()),
+            name: Set(user.name.as_ref().map(|n| n.as_str().to_owned())),
+            role: Set(user.role.as_str().to_owned()),
+            tier: Set(user.tier.as_str().to_owned()),
+            email_verified: Set(user.email_verified),
+            created_at: Set(user.created_at),
+            updated_at: Set(user.updated_at),
+        };
+        users::Entity::insert(model)
+            .exec_without_returning(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find(&self, id: UserId) -> AppResult<Option<User>> {
+        users::Entity::find_by_id(id.as_uuid())
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(user_from_model)
+            .transpose()
+    }
+
+    async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>> {
+        let Some(model) = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let hash = model.password_hash.clone();
+        Ok(Some((user_from_model(model)?, hash)))
+    }
+
+    async fn list(&self, query: &UserQuery) -> AppResult<Page<User>> {
+        let mut select = users::Entity::find();
+        if let Some(role) = query.role {
+            select = select.filter(users::Column::Role.eq(role.as_str()));
+        }
+        if let Some(term) = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let pattern = escape_like(&term.to_lowercase());
+            let like = |col: users::Column| {
+                Expr::expr(Func::lower(Expr::col(col))).like(LikeExpr::new(pattern.clone()).escape('\\'))
+            };
+            select = select.filter(like(users::Column::Email).or(like(users::Column::Name)));
+        }
+        let total = select.clone().count(&self.db.reader).await.map_err(db_err)?;
+        let ord = order(query.sort.direction);
+        select = match query.sort.field {
+            UserSortField::CreatedAt => select.order_by(users::Column::CreatedAt, ord.clone()),
+            UserSortField::Email => select.order_by(users::Column::Email, ord.clone()),
+            UserSortField::Name => {
+                select.order_by_with_nulls(users::Column::Name, ord.clone(), NullOrdering::Last)
+            }
+        };
+        let models = select
+            .order_by(users::Column::Id, ord)
+            .offset(query.page.offset())
+            .limit(query.page.limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(Page {
+            items: models
+                .into_iter()
+                .map(user_from_model)
+                .collect::<AppResult<_>>()?,
+            page: query.page.page,
+            limit: query.page.limit,
+            total,
+        })
+    }
+
+    async fn update(
+        &self,
+        tx: &mut dyn Tx,
+        user: &User,
+        password_hash: Option<&str>,
+    ) -> AppResult<bool> {
+        let mut update = users::Entity::update_many()
+            .col_expr(users::Column::Email, Expr::value(user.email.as_str()))
+            .col_expr(
+                users::Column::Name,
+                Expr::value(user.name.as_ref().map(|n| n.as_str().to_owned())),
+            )
+            .col_expr(users::Column::Role, Expr::value(user.role.as_str()))
+            .col_expr(users::Column::Tier, Expr::value(user.tier.as_str()))
+            .col_expr(users::Column::EmailVerified, Expr::value(user.email_verified))
+            .col_expr(users::Column::UpdatedAt, Expr::value(user.updated_at));
+        if let Some(hash) = password_hash {
+            update = update.col_expr(users::Column::PasswordHash, Expr::value(hash));
+        }
+        let result = update
+            .filter(users::Column::Id.eq(user.id.as_uuid()))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool> {
+        let result = users::Entity::delete_by_id(id.as_uuid())
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+}
+
+fn session_from_model(m: refresh_tokens::Model) -> RefreshSession {
+    RefreshSession {
+        id: m.id,
+        user_id: UserId::from_uuid(m.user_id),
+        family_id: SessionFamilyId::from_uuid(m.family_id),
+        token_hash: m.token_hash,
+        created_at: m.created_at,
+        expires_at: m.expires_at,
+        used_at: m.used_at,
+        revoked_at: m.revoked_at,
+    }
+}
+
+#[async_trait]
+impl SessionRepo for SqlStore {
+    async fn insert(&self, tx: &mut dyn Tx, s: &RefreshSession) -> AppResult<()> {
+        let model = refresh_tokens::ActiveModel {
+            id: Set(s.id),
+            user_id: Set(s.user_id.as_uuid()),
+            family_id: Set(s.family_id.as_uuid()),
+            token_hash: Set(s.token_hash.clone()),
+            created_at: Set(s.created_at),
+            expires_at: Set(s.expires_at),
+            used_at: Set(s.used_at),
+            revoked_at: Set(s.revoked_at),
+        };
+        refresh_tokens::Entity::insert(model)
+            .exec_without_returning(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_by_hash(&self, token_hash: &str) -> AppResult<Option<RefreshSession>> {
+        Ok(refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(session_from_model))
+    }
+
+    async fn mark_used(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool> {
+        let result = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(at))
+            .filter(refresh_tokens::Column::Id.eq(id))
+            .filter(refresh_tokens::Column::UsedAt.is_null())
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn revoke(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<()> {
+        refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
+            .filter(refresh_tokens::Column::Id.eq(id))
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_family(
+        &self,
+        tx: &mut dyn Tx,
+        family: SessionFamilyId,
+        at: DateTime<Utc>,
+    ) -> AppResult<u64> {
+        let result = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
+            .filter(refresh_tokens::Column::FamilyId.eq(family.as_uuid()))
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected)
+    }
+
+    async fn revoke_all_for_user(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> AppResult<u64> {
+        let result = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
+            .filter(refresh_tokens::Column::UserId.eq(user.as_uuid()))
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected)
+    }
+}

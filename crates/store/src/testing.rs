@@ -1,0 +1,220 @@
+//! Fresh databases for tests: a migrated SQLite file in a temporary directory, or a PostgreSQL
+//! database cloned from a migrated template (created once per schema version, under an
+//! advisory lock so that concurrent test processes share it).
+//!
+//! PostgreSQL comes from `INKCART_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the PostgreSQL half
+//! of a test is skipped with a message on stderr, unless `INKCART_REQUIRE_POSTGRES=1` (set by
+//! `.ci/run`), which turns the skip into a failure.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sea_orm::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
+use sea_orm_migration::MigratorTrait as _;
+
+use crate::migration::Migrator;
+use crate::{Backend, Db, DbOptions};
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database that exists for one test and is removed afterwards.
+#[derive(Debug)]
+pub struct TestDb {
+    pub db: Db,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// Where the SQLite file lives (`None` on PostgreSQL).
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        match &self.cleanup {
+            Cleanup::Sqlite(dir) => Some(dir.path()),
+            Cleanup::Postgres { .. } => None,
+        }
+    }
+
+    /// The URL a second process can use to reach this database.
+    pub fn url(&self) -> String {
+        match &self.cleanup {
+            Cleanup::Sqlite(dir) => format!("sqlite://{}", dir.path().join(crate::connect::SQLITE_FILE).display()),
+            Cleanup::Postgres { admin_url, name } => replace_db_name(admin_url, name),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime: do the async work on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                rt.block_on(async {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn options(url: Option<String>, data_dir: std::path::PathBuf) -> DbOptions {
+    DbOptions {
+        url,
+        data_dir,
+        max_connections: 5,
+        acquire_timeout: Duration::from_secs(10),
+    }
+}
+
+/// A migrated SQLite database in a new temporary directory.
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = Db::connect(&options(None, dir.path().to_path_buf()))
+        .await
+        .expect("open SQLite");
+    db.migrate().await.expect("migrate SQLite");
+    TestDb {
+        db,
+        cleanup: Cleanup::Sqlite(dir),
+    }
+}
+
+fn postgres_required() -> bool {
+    std::env::var("INKCART_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+fn admin_url() -> String {
+    std::env::var("INKCART_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    match query {
+        Some(q) => format!("{prefix}/{name}?{q}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+fn template_name() -> String {
+    let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in names.join(",").bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("inkcart_tmpl_{hash:016x}")
+}
+
+/// A migrated PostgreSQL database of its own, or `None` (after a message) when PostgreSQL is
+/// not reachable and not required.
+pub async fn postgres() -> Option<TestDb> {
+    static SKIP_NOTICE: OnceLock<()> = OnceLock::new();
+    let admin_url = admin_url();
+    let mut admin = match PgConnection::connect(&admin_url).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            assert!(
+                !postgres_required(),
+                "PostgreSQL is required (INKCART_REQUIRE_POSTGRES=1) but {admin_url} is unreachable: {err}"
+            );
+            SKIP_NOTICE.get_or_init(|| {
+                eprintln!(
+                    "\n*** PostgreSQL not reachable at {admin_url} ({err}): skipping the PostgreSQL half of the tests ***\n"
+                );
+            });
+            return None;
+        }
+    };
+    let template = template_name();
+    let name = format!("inkcart_test_{}", uuid::Uuid::now_v7().simple());
+    // One process at a time builds the template or copies it (a copy fails while another
+    // session is connected to the template).
+    sqlx::query("SELECT pg_advisory_lock(72430021)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&template)
+        .fetch_one(&mut admin)
+        .await
+        .expect("look up the template");
+    if !exists {
+        build_template(&mut admin, &admin_url, &template).await;
+    }
+    let create = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+    let created = sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut admin).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(72430021)").execute(&mut admin).await;
+    created.expect("create the test database");
+    let _ = admin.close().await;
+
+    let url = replace_db_name(&admin_url, &name);
+    let db = Db::connect(&options(Some(url), std::env::temp_dir()))
+        .await
+        .expect("connect to the test database");
+    Some(TestDb {
+        db,
+        cleanup: Cleanup::Postgres { admin_url, name },
+    })
+}
+
+async fn build_template(admin: &mut PgConnection, admin_url: &str, template: &str) {
+    let building = format!("{template}_building");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{building}\""),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *admin).await.expect("prepare the template");
+    }
+    let db = Db::connect(&options(Some(replace_db_name(admin_url, &building)), std::env::temp_dir()))
+        .await
+        .expect("connect to the template");
+    db.migrate().await.expect("migrate the template");
+    db.close().await;
+    let rename = format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"");
+    sqlx::raw_sql(AssertSqlSafe(rename)).execute(&mut *admin).await.expect("publish the template");
+}
+
+/// Declares a test that runs once on SQLite and once on PostgreSQL:
+/// `db_test!(async fn name(db) { ... })` makes `name::sqlite` and `name::postgres`, each given a
+/// fresh, migrated [`TestDb`].
+#[macro_export]
+macro_rules! db_test {
+    ($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports, reason = "the test body sees the enclosing module's items")]
+            use super::*;
+
+            async fn run($db: $crate::testing::TestDb) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::testing::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::testing::postgres().await {
+                    run(db).await;
+                }
+            }
+        }
+    };
+}
