@@ -19,7 +19,10 @@ pub enum AppError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
-    RateLimited { message: String, retry_after_secs: u64 },
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -58,5 +61,6 @@ pub mod messages {
     pub const INSUFFICIENT_PERMISSIONS: &str = "Insufficient permissions";
     pub const OWN_RESOURCES_ONLY: &str = "Can only edit your own resources";
     pub const USER_EXISTS: &str = "User already exists";
-    pub const TOO_MANY_LOGIN_ATTEMPTS: &str = "Too many failed login attempts, please try again later";
+    pub const TOO_MANY_LOGIN_ATTEMPTS: &str =
+        "Too many failed login attempts, please try again later";
 }

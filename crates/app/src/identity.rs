@@ -44,8 +44,8 @@ pub struct UserChanges {
     pub email: Option<String>,
     pub name: Option<Option<String>>,
     pub password: Option<String>,
-    pub role: Option<String>,
-    pub tier: Option<String>,
+    pub role: Option<Role>,
+    pub tier: Option<Tier>,
 }
 
 /// Whether `create-admin` made a new account or promoted an existing one.
@@ -70,7 +70,8 @@ impl App {
         else {
             return Err(AppError::Validation(errors));
         };
-        self.create_user(email, &password, name, Role::default()).await
+        self.create_user(email, &password, name, Role::default())
+            .await
     }
 
     async fn create_user(
@@ -99,7 +100,11 @@ impl App {
     }
 
     /// Creates an admin account, or promotes the account that already has this email.
-    pub async fn ensure_admin(&self, email: &str, password: &str) -> AppResult<(User, AdminOutcome)> {
+    pub async fn ensure_admin(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> AppResult<(User, AdminOutcome)> {
         let mut errors = Vec::new();
         let email = parse_email(email, &mut errors);
         let password = parse_password(password, &mut errors);
@@ -119,7 +124,9 @@ impl App {
             tx.commit().await?;
             return Ok((user, AdminOutcome::Promoted));
         }
-        let user = self.create_user(email, &password, None, Role::Admin).await?;
+        let user = self
+            .create_user(email, &password, None, Role::Admin)
+            .await?;
         Ok((user, AdminOutcome::Created))
     }
 
@@ -155,22 +162,23 @@ impl App {
                 false
             }
         };
-        let user = match (found, verified) {
-            (Some((user, _)), true) => user,
-            _ => {
-                self.deps
-                    .login_throttle
-                    .record_failure(&throttle_key, now)
-                    .await;
-                return Err(AppError::Unauthorized(messages::INVALID_CREDENTIALS.to_owned()));
-            }
+        let (Some((user, _)), true) = (found, verified) else {
+            self.deps
+                .login_throttle
+                .record_failure(&throttle_key, now)
+                .await;
+            return Err(AppError::Unauthorized(
+                messages::INVALID_CREDENTIALS.to_owned(),
+            ));
         };
         self.deps.login_throttle.clear(&throttle_key).await;
         let family = SessionFamilyId::from_uuid(Uuid::now_v7());
         let refresh_token = self
             .start_refresh_session(&user, family, now, None)
             .await?
-            .ok_or_else(|| AppError::internal("a new session replaced no token, yet was refused"))?;
+            .ok_or_else(|| {
+                AppError::internal("a new session replaced no token, yet was refused")
+            })?;
         let access = self.issue_access_token(&user, now)?;
         Ok(Session {
             access,
@@ -267,10 +275,10 @@ impl App {
             revoked_at: None,
         };
         let mut tx = self.deps.store.begin().await?;
-        if let Some(old) = replaces {
-            if !self.deps.sessions.mark_used(tx.as_mut(), old, now).await? {
-                return Ok(None);
-            }
+        if let Some(old) = replaces
+            && !self.deps.sessions.mark_used(tx.as_mut(), old, now).await?
+        {
+            return Ok(None);
         }
         self.deps.sessions.insert(tx.as_mut(), &session).await?;
         tx.commit().await?;
@@ -360,44 +368,34 @@ impl App {
         }
         let mut user = self.get_user(id).await?;
         let mut errors = Vec::new();
-        if let Some(email) = &changes.email {
-            if let Some(email) = parse_email(email, &mut errors) {
-                user.email = email;
-            }
+        if let Some(email) = changes
+            .email
+            .as_deref()
+            .and_then(|e| parse_email(e, &mut errors))
+        {
+            user.email = email;
         }
-        if let Some(name) = &changes.name {
-            if let Some(name) = parse_name(name.as_deref(), &mut errors) {
-                user.name = name;
-            }
+        if let Some(name) = changes
+            .name
+            .as_ref()
+            .and_then(|n| parse_name(n.as_deref(), &mut errors))
+        {
+            user.name = name;
         }
         let password = changes
             .password
             .as_deref()
             .and_then(|p| parse_password(p, &mut errors));
-        let role = changes.role.as_deref().and_then(|r| match r.parse::<Role>() {
-            Ok(role) => Some(role),
-            Err(e) => {
-                errors.push(FieldError::new("role", e.to_string()));
-                None
-            }
-        });
-        let tier = changes.tier.as_deref().and_then(|t| match t.parse::<Tier>() {
-            Ok(tier) => Some(tier),
-            Err(e) => {
-                errors.push(FieldError::new("tier", e.to_string()));
-                None
-            }
-        });
         if !errors.is_empty() {
             return Err(AppError::Validation(errors));
         }
-        let privileges_change =
-            role.is_some_and(|r| r != user.role) || tier.is_some_and(|t| t != user.tier);
+        let privileges_change = changes.role.is_some_and(|r| r != user.role)
+            || changes.tier.is_some_and(|t| t != user.tier);
         if privileges_change && !actor.may_change_privileges() {
             return Err(AppError::insufficient_permissions());
         }
-        user.role = role.unwrap_or(user.role);
-        user.tier = tier.unwrap_or(user.tier);
+        user.role = changes.role.unwrap_or(user.role);
+        user.tier = changes.tier.unwrap_or(user.tier);
         let now = self.deps.clock.now();
         user.updated_at = now;
         let hash = match &password {

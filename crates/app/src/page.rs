@@ -27,10 +27,16 @@ impl PageRequest {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         let mut errors = Vec::new();
         if page < 1 {
-            errors.push(inkcart_domain::FieldError::new("page", "page must be at least 1"));
+            errors.push(inkcart_domain::FieldError::new(
+                "page",
+                "page must be at least 1",
+            ));
         }
         if !(1..=MAX_LIMIT).contains(&limit) {
-            errors.push(inkcart_domain::FieldError::new("limit", "limit must be between 1 and 100"));
+            errors.push(inkcart_domain::FieldError::new(
+                "limit",
+                "limit must be between 1 and 100",
+            ));
         }
         if errors.is_empty() {
             Ok(Self { page, limit })
@@ -103,7 +109,10 @@ impl<F: Copy> Sort<F> {
                 let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
                 AppError::field(
                     "sort",
-                    format!("Unknown sort field `{name}`: expected one of {}", names.join(", ")),
+                    format!(
+                        "Unknown sort field `{name}`: expected one of {}",
+                        names.join(", ")
+                    ),
                 )
             })
     }
@@ -127,7 +136,13 @@ mod tests {
     #[test]
     fn a_minus_sign_sorts_descending() {
         let sort = Sort::parse(Some("-name"), ALLOWED, DEFAULT).unwrap();
-        assert_eq!(sort, Sort { field: Field::Name, direction: Direction::Desc });
+        assert_eq!(
+            sort,
+            Sort {
+                field: Field::Name,
+                direction: Direction::Desc
+            }
+        );
         let sort = Sort::parse(Some("name"), ALLOWED, DEFAULT).unwrap();
         assert_eq!(sort.direction, Direction::Asc);
     }
@@ -150,14 +165,27 @@ mod tests {
         assert!(PageRequest::new(None, Some(101)).is_err());
         let page = PageRequest::new(Some(3), Some(10)).unwrap();
         assert_eq!(page.offset(), 20);
-        assert_eq!(PageRequest::new(None, None).unwrap(), PageRequest::default());
+        assert_eq!(
+            PageRequest::new(None, None).unwrap(),
+            PageRequest::default()
+        );
     }
 
     #[test]
     fn total_pages_rounds_up() {
-        let page = Page::<()> { items: vec![], page: 1, limit: 20, total: 41 };
+        let page = Page::<()> {
+            items: vec![],
+            page: 1,
+            limit: 20,
+            total: 41,
+        };
         assert_eq!(page.total_pages(), 3);
-        let empty = Page::<()> { items: vec![], page: 1, limit: 20, total: 0 };
+        let empty = Page::<()> {
+            items: vec![],
+            page: 1,
+            limit: 20,
+            total: 0,
+        };
         assert_eq!(empty.total_pages(), 0);
     }
 }

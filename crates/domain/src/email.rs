@@ -53,7 +53,9 @@ impl Email {
 }
 
 fn is_local_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii() && c.is_alphanumeric()
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+        || !c.is_ascii() && c.is_alphanumeric()
 }
 
 fn is_domain_label(label: &str) -> bool {
@@ -91,7 +93,10 @@ mod tests {
 
     #[test]
     fn two_spellings_of_one_address_are_equal() {
-        assert_eq!(Email::parse("BOB@x.io").unwrap(), Email::parse("bob@X.IO").unwrap());
+        assert_eq!(
+            Email::parse("BOB@x.io").unwrap(),
+            Email::parse("bob@X.IO").unwrap()
+        );
     }
 
     #[test]
@@ -115,13 +120,21 @@ mod tests {
             "a\n@b.com",
             "a@b.com<script>",
         ] {
-            assert_eq!(Email::parse(bad), Err(EmailError::Invalid), "{bad:?} was accepted");
+            assert_eq!(
+                Email::parse(bad),
+                Err(EmailError::Invalid),
+                "{bad:?} was accepted"
+            );
         }
     }
 
     #[test]
     fn common_addresses_are_accepted() {
-        for good in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@ex-ample.com"] {
+        for good in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "x_y-z@ex-ample.com",
+        ] {
             assert!(Email::parse(good).is_ok(), "{good:?} was rejected");
         }
     }

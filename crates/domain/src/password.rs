@@ -69,10 +69,22 @@ mod tests {
 
     #[test]
     fn each_rule_of_the_policy_is_reported() {
-        assert_eq!(Password::parse("Abc1").unwrap_err(), PasswordError::TooShort);
-        assert_eq!(Password::parse("secret123").unwrap_err(), PasswordError::NoUpper);
-        assert_eq!(Password::parse("SECRET123").unwrap_err(), PasswordError::NoLower);
-        assert_eq!(Password::parse("SecretAbc").unwrap_err(), PasswordError::NoDigit);
+        assert_eq!(
+            Password::parse("Abc1").unwrap_err(),
+            PasswordError::TooShort
+        );
+        assert_eq!(
+            Password::parse("secret123").unwrap_err(),
+            PasswordError::NoUpper
+        );
+        assert_eq!(
+            Password::parse("SECRET123").unwrap_err(),
+            PasswordError::NoLower
+        );
+        assert_eq!(
+            Password::parse("SecretAbc").unwrap_err(),
+            PasswordError::NoDigit
+        );
         let long = format!("Aa1{}", "x".repeat(126));
         assert_eq!(Password::parse(&long).unwrap_err(), PasswordError::TooLong);
     }

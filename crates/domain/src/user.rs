@@ -7,10 +7,11 @@ use thiserror::Error;
 use crate::{Email, UserId};
 
 /// What a user may do across the whole system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
     Admin,
     Editor,
+    #[default]
     Viewer,
 }
 
@@ -66,12 +67,6 @@ macro_rules! string_enum {
 
 string_enum!(Role, "role", Admin => "admin", Editor => "editor", Viewer => "viewer");
 string_enum!(Tier, "tier", Guest => "guest", Regular => "regular", Premium => "premium");
-
-impl Default for Role {
-    fn default() -> Self {
-        Self::Viewer
-    }
-}
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +178,10 @@ mod tests {
     #[test]
     fn an_unknown_role_names_the_accepted_ones() {
         let err = "superuser".parse::<Role>().unwrap_err();
-        assert_eq!(err.to_string(), "Unknown role `superuser`: expected one of admin, editor, viewer");
+        assert_eq!(
+            err.to_string(),
+            "Unknown role `superuser`: expected one of admin, editor, viewer"
+        );
     }
 
     #[test]
@@ -220,9 +218,18 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(UserName::parse("  Ada Lovelace ").unwrap().as_str(), "Ada Lovelace");
+        assert_eq!(
+            UserName::parse("  Ada Lovelace ").unwrap().as_str(),
+            "Ada Lovelace"
+        );
         assert_eq!(UserName::parse("   "), Err(UserNameError::Empty));
-        assert_eq!(UserName::parse(&"x".repeat(101)), Err(UserNameError::TooLong));
-        assert_eq!(UserName::parse("a\u{0}b"), Err(UserNameError::ControlCharacters));
+        assert_eq!(
+            UserName::parse(&"x".repeat(101)),
+            Err(UserNameError::TooLong)
+        );
+        assert_eq!(
+            UserName::parse("a\u{0}b"),
+            Err(UserNameError::ControlCharacters)
+        );
     }
 }

@@ -1,1 +1,195 @@
+//! The HTTP face of inkcart: one [`router`] used by the server and by the tests alike.
+//!
+//! Every REST route is registered through `utoipa-axum`, so a route cannot exist without its
+//! OpenAPI entry. Handlers parse input with the extractors of [`extract`] (whose rejections use
+//! the error envelope), call one use case of `inkcart-app`, and map its result.
 
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use inkcart_app::App;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+
+/// What the HTTP layer needs from configuration.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Longest time a request may take before it is answered with 503.
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS (`*` for any); empty for none.
+    pub cors_origins: Vec<String>,
+    /// Send `Strict-Transport-Security`.
+    pub hsts: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
+    pub trust_proxy: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            hsts: false,
+            trust_proxy: false,
+        }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub app: Arc<App>,
+    pub http: Arc<HttpConfig>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "inkcart",
+        description = "A backend for a blog and a shop: identity, posts, products and orders.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "Login, token refresh, logout"),
+        (name = "users", description = "Accounts and profiles"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every documented route, with its OpenAPI entry.
+fn api() -> OpenApiRouter<AppState> {
+    use routes::{auth, health, users};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(users::sign_up, users::list))
+        .routes(routes!(
+            users::get,
+            users::replace,
+            users::patch,
+            users::delete
+        ))
+        .routes(routes!(users::get_v2))
+        .routes(routes!(users::profile))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+}
+
+/// The OpenAPI document of the REST API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Route not found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+/// The whole HTTP application: routes, fallbacks and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes behind the same middleware (tests use it for routes that
+/// panic or hang on purpose).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    let (api, openapi) = api().split_for_parts();
+    let api = api.merge(extra);
+    let openapi_json: Arc<str> = openapi.to_json().unwrap_or_default().into();
+    let config = Arc::clone(&state.http);
+
+    let mut router = api
+        .route(
+            "/api-docs/openapi.json",
+            get(move || {
+                let json = Arc::clone(&openapi_json);
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        json.to_string(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            middleware::timeout,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::envelope_errors));
+    if let Some(cors) = middleware::cors(&config.cors_origins) {
+        router = router.layer(cors);
+    }
+    for (name, value) in middleware::security_headers(config.hsts) {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(
+                middleware::X_REQUEST_ID.clone(),
+                MakeRequestUuid,
+            ))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(middleware::RequestSpan)
+                    .on_request(())
+                    .on_response(middleware::LogResponse)
+                    .on_failure(()),
+            )
+            .layer(PropagateRequestIdLayer::new(
+                middleware::X_REQUEST_ID.clone(),
+            )),
+    )
+}

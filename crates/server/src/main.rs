@@ -1,1 +1,138 @@
-fn main(){}
+//! `inkcart`: the command line.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use inkcart::config::Config;
+use inkcart_app::identity::AdminOutcome;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "inkcart",
+    version,
+    about = "A backend for a blog and a shop, in one binary.",
+    long_about = "A backend for a blog and a shop, in one binary. Configuration comes from \
+                  INKCART_* environment variables (plus DATABASE_URL and PORT) and an optional \
+                  inkcart.toml; see docs/configuration.md. Without a subcommand, `serve` runs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create an admin account, or promote the existing account with this email.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        /// The password for a new account (ignored when the account exists).
+        #[arg(long, env = "INKCART_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Print the OpenAPI document of the REST API.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::from_env() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = inkcart::telemetry::init(config.log_format, &config.log_filter) {
+        eprintln!("{err:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), &mut config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "inkcart stopped with an error");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: &mut Config) -> anyhow::Result<()> {
+    match command {
+        Command::Openapi => {
+            let json = inkcart_http::openapi()
+                .to_pretty_json()
+                .context("rendering the OpenAPI document")?;
+            println!("{json}");
+            Ok(())
+        }
+        Command::Migrate => {
+            inkcart::open_database(config).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::CreateAdmin { email, password } => {
+            config.ensure_jwt_secret()?;
+            let db = inkcart::open_database(config).await?;
+            let app = inkcart::build_app(config, db)?;
+            let (user, outcome) = app
+                .ensure_admin(&email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe_app_error(&e)))?;
+            let what = match outcome {
+                AdminOutcome::Created => "created admin",
+                AdminOutcome::Promoted => "promoted to admin",
+                AdminOutcome::AlreadyAdmin => "already an admin",
+            };
+            println!("{what}: {} ({})", user.email, user.id);
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+    }
+}
+
+fn describe_app_error(err: &inkcart_app::AppError) -> String {
+    match err {
+        inkcart_app::AppError::Validation(errors) => errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => format!("{other:#}"),
+    }
+}
+
+async fn serve(config: &mut Config) -> anyhow::Result<()> {
+    config.ensure_jwt_secret()?;
+    let db = inkcart::open_database(config).await?;
+    tracing::info!(backend = ?db.backend(), "database ready");
+    let router = inkcart::build_router(config, db)?;
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    inkcart::serve(
+        listener,
+        router,
+        inkcart::shutdown_signal(),
+        config.shutdown_grace,
+    )
+    .await
+}

@@ -72,7 +72,10 @@ impl Db {
         Self::connect_sqlite(opts, options).await
     }
 
-    async fn connect_sqlite(opts: SqliteConnectOptions, options: &DbOptions) -> anyhow::Result<Self> {
+    async fn connect_sqlite(
+        opts: SqliteConnectOptions,
+        options: &DbOptions,
+    ) -> anyhow::Result<Self> {
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -99,7 +102,8 @@ impl Db {
     }
 
     async fn connect_postgres(url: &str, options: &DbOptions) -> anyhow::Result<Self> {
-        let opts = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid postgres URL")?;
+        let opts =
+            PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid postgres URL")?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

@@ -3,20 +3,18 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 /// Unique constraints and the message their violation means to an API client. SQLite names the
 /// columns instead of the constraint, so both spellings are listed.
-const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
-    ("users_email_key", "users.email", "User already exists"),
-];
+const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] =
+    &[("users_email_key", "users.email", "User already exists")];
 
 /// Maps a database error to the use-case error: known unique violations become conflicts,
 /// connection trouble becomes `Unavailable`, anything else is internal (logged, not shown).
 pub(crate) fn db_err(err: DbErr) -> AppError {
-    if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err() {
-        if let Some((_, _, meaning)) = UNIQUE_CONSTRAINTS
+    if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err()
+        && let Some((_, _, meaning)) = UNIQUE_CONSTRAINTS
             .iter()
             .find(|(pg, sqlite, _)| message.contains(pg) || message.contains(sqlite))
-        {
-            return AppError::Conflict((*meaning).to_owned());
-        }
+    {
+        return AppError::Conflict((*meaning).to_owned());
     }
     match &err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(RuntimeErr::SqlxError(_)) => {

@@ -85,21 +85,31 @@ impl Store for SqlStore {
 }
 
 fn user_from_model(m: users::Model) -> AppResult<User> {
-    let corrupt = |what: &str| AppError::internal(format!("user {}: stored {what} is invalid", m.id));
+    let users::Model {
+        id,
+        email,
+        password_hash: _,
+        name,
+        role,
+        tier,
+        email_verified,
+        created_at,
+        updated_at,
+    } = m;
+    let corrupt = |what: &str| AppError::internal(format!("user {id}: stored {what} is invalid"));
     Ok(User {
-        id: UserId::from_uuid(m.id),
-        email: Email::parse(&m.email).map_err(|_| corrupt("email"))?,
-        name: m
-            .name
+        id: UserId::from_uuid(id),
+        email: Email::parse(&email).map_err(|_| corrupt("email"))?,
+        name: name
             .as_deref()
             .map(UserName::parse)
             .transpose()
             .map_err(|_| corrupt("name"))?,
-        role: m.role.parse().map_err(|_| corrupt("role"))?,
-        tier: m.tier.parse().map_err(|_| corrupt("tier"))?,
-        email_verified: m.email_verified,
-        created_at: m.created_at,
-        updated_at: m.updated_at,
+        role: role.parse().map_err(|_| corrupt("role"))?,
+        tier: tier.parse().map_err(|_| corrupt("tier"))?,
+        email_verified,
+        created_at,
+        updated_at,
     })
 }
 
@@ -171,14 +181,24 @@ impl UserRepo for SqlStore {
         if let Some(role) = query.role {
             select = select.filter(users::Column::Role.eq(role.as_str()));
         }
-        if let Some(term) = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(term) = query
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let pattern = escape_like(&term.to_lowercase());
             let like = |col: users::Column| {
-                Expr::expr(Func::lower(Expr::col(col))).like(LikeExpr::new(pattern.clone()).escape('\\'))
+                Expr::expr(Func::lower(Expr::col(col)))
+                    .like(LikeExpr::new(pattern.clone()).escape('\\'))
             };
             select = select.filter(like(users::Column::Email).or(like(users::Column::Name)));
         }
-        let total = select.clone().count(&self.db.reader).await.map_err(db_err)?;
+        let total = select
+            .clone()
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)?;
         let ord = order(query.sort.direction);
         select = match query.sort.field {
             UserSortField::CreatedAt => select.order_by(users::Column::CreatedAt, ord.clone()),
@@ -219,7 +239,10 @@ impl UserRepo for SqlStore {
             )
             .col_expr(users::Column::Role, Expr::value(user.role.as_str()))
             .col_expr(users::Column::Tier, Expr::value(user.tier.as_str()))
-            .col_expr(users::Column::EmailVerified, Expr::value(user.email_verified))
+            .col_expr(
+                users::Column::EmailVerified,
+                Expr::value(user.email_verified),
+            )
             .col_expr(users::Column::UpdatedAt, Expr::value(user.updated_at));
         if let Some(hash) = password_hash {
             update = update.col_expr(users::Column::PasswordHash, Expr::value(hash));

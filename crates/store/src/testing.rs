@@ -7,6 +7,11 @@
 //! of a test is skipped with a message on stderr, unless `INKCART_REQUIRE_POSTGRES=1` (set by
 //! `.ci/run`), which turns the skip into a failure.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test support: a test database that cannot be made must fail the test loudly"
+)]
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -44,10 +49,20 @@ impl TestDb {
         }
     }
 
+    /// Rolls back the newest migration, leaving the database behind the code.
+    pub async fn undo_last_migration(&self) {
+        Migrator::down(&self.db.writer, Some(1))
+            .await
+            .expect("roll back a migration");
+    }
+
     /// The URL a second process can use to reach this database.
     pub fn url(&self) -> String {
         match &self.cleanup {
-            Cleanup::Sqlite(dir) => format!("sqlite://{}", dir.path().join(crate::connect::SQLITE_FILE).display()),
+            Cleanup::Sqlite(dir) => format!(
+                "sqlite://{}",
+                dir.path().join(crate::connect::SQLITE_FILE).display()
+            ),
             Cleanup::Postgres { admin_url, name } => replace_db_name(admin_url, name),
         }
     }
@@ -59,7 +74,10 @@ impl Drop for Cleanup {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs inside the test's runtime: do the async work on a thread of its own.
             let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
                     return;
                 };
                 rt.block_on(async {
@@ -105,7 +123,9 @@ fn admin_url() -> String {
 }
 
 fn replace_db_name(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
     match query {
         Some(q) => format!("{prefix}/{name}?{q}"),
@@ -114,7 +134,10 @@ fn replace_db_name(url: &str, name: &str) -> String {
 }
 
 fn template_name() -> String {
-    let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in names.join(",").bytes() {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
@@ -150,17 +173,22 @@ pub async fn postgres() -> Option<TestDb> {
         .execute(&mut admin)
         .await
         .expect("advisory lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&template)
-        .fetch_one(&mut admin)
-        .await
-        .expect("look up the template");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .expect("look up the template");
     if !exists {
         build_template(&mut admin, &admin_url, &template).await;
     }
     let create = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
-    let created = sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut admin).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock(72430021)").execute(&mut admin).await;
+    let created = sqlx::raw_sql(AssertSqlSafe(create))
+        .execute(&mut admin)
+        .await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(72430021)")
+        .execute(&mut admin)
+        .await;
     created.expect("create the test database");
     let _ = admin.close().await;
 
@@ -180,15 +208,24 @@ async fn build_template(admin: &mut PgConnection, admin_url: &str, template: &st
         format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
         format!("CREATE DATABASE \"{building}\""),
     ] {
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *admin).await.expect("prepare the template");
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *admin)
+            .await
+            .expect("prepare the template");
     }
-    let db = Db::connect(&options(Some(replace_db_name(admin_url, &building)), std::env::temp_dir()))
-        .await
-        .expect("connect to the template");
+    let db = Db::connect(&options(
+        Some(replace_db_name(admin_url, &building)),
+        std::env::temp_dir(),
+    ))
+    .await
+    .expect("connect to the template");
     db.migrate().await.expect("migrate the template");
     db.close().await;
     let rename = format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"");
-    sqlx::raw_sql(AssertSqlSafe(rename)).execute(&mut *admin).await.expect("publish the template");
+    sqlx::raw_sql(AssertSqlSafe(rename))
+        .execute(&mut *admin)
+        .await
+        .expect("publish the template");
 }
 
 /// Declares a test that runs once on SQLite and once on PostgreSQL:

@@ -1,14 +1,19 @@
 //! Repository behaviour, every test on SQLite and on PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
 
 use chrono::{Duration, Utc};
+use inkcart_app::AppError;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    RefreshSession, SessionRepo, Store, SystemClock, Clock, UserQuery, UserRepo, UserSortField,
+    Clock, RefreshSession, SessionRepo, Store, SystemClock, UserQuery, UserRepo, UserSortField,
 };
-use inkcart_app::AppError;
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::{Email, Role, Tier, User, UserId, UserName};
-use inkcart_store::{db_test, SqlStore};
+use inkcart_store::{SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
 use uuid::Uuid;
 
@@ -90,9 +95,7 @@ db_test!(
         insert(&store, &alice).await.unwrap();
         let conn = &store.db().writer_for_tests();
         let result = conn
-            .execute_unprepared(&format!(
-                "UPDATE users SET role = 'root' WHERE email = 'alice@example.com'"
-            ))
+            .execute_unprepared("UPDATE users SET role = 'root' WHERE email = 'alice@example.com'")
             .await;
         assert!(result.is_err(), "the role check constraint did not fire");
     }
@@ -248,7 +251,10 @@ async fn an_unmigrated_database_is_not_ready() {
     .await
     .unwrap();
     let store = SqlStore::new(db);
-    assert_eq!(store.check_ready().await, Err("migrations pending".to_owned()));
+    assert_eq!(
+        store.check_ready().await,
+        Err("migrations pending".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -267,13 +273,19 @@ async fn the_sqlite_file_is_created_in_the_data_dir_with_wal_and_foreign_keys() 
     assert!(data_dir.join("inkcart.db").exists());
     let conn = db.writer_for_tests();
     let row = conn
-        .query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), "PRAGMA journal_mode"))
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "PRAGMA journal_mode",
+        ))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "wal");
     let row = conn
-        .query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), "PRAGMA foreign_keys"))
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "PRAGMA foreign_keys",
+        ))
         .await
         .unwrap()
         .unwrap();

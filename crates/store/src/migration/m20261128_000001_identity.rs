@@ -39,13 +39,40 @@ impl MigrationTrait for Migration {
                     .table(Users::Table)
                     .col(ColumnDef::new(Users::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(Users::Email).string_len(254).not_null())
-                    .col(ColumnDef::new(Users::PasswordHash).string_len(255).not_null())
+                    .col(
+                        ColumnDef::new(Users::PasswordHash)
+                            .string_len(255)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Users::Name).string_len(100).null())
-                    .col(ColumnDef::new(Users::Role).string_len(16).not_null().default("viewer"))
-                    .col(ColumnDef::new(Users::Tier).string_len(16).not_null().default("guest"))
-                    .col(ColumnDef::new(Users::EmailVerified).boolean().not_null().default(false))
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Users::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Users::Role)
+                            .string_len(16)
+                            .not_null()
+                            .default("viewer"),
+                    )
+                    .col(
+                        ColumnDef::new(Users::Tier)
+                            .string_len(16)
+                            .not_null()
+                            .default("guest"),
+                    )
+                    .col(
+                        ColumnDef::new(Users::EmailVerified)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .check((
                         "users_role_check",
                         Expr::col(Users::Role).is_in(["admin", "editor", "viewer"]),
@@ -90,14 +117,39 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(RefreshTokens::Table)
-                    .col(ColumnDef::new(RefreshTokens::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(RefreshTokens::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(RefreshTokens::UserId).uuid().not_null())
                     .col(ColumnDef::new(RefreshTokens::FamilyId).uuid().not_null())
-                    .col(ColumnDef::new(RefreshTokens::TokenHash).string_len(64).not_null())
-                    .col(ColumnDef::new(RefreshTokens::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(RefreshTokens::ExpiresAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(RefreshTokens::UsedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(RefreshTokens::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::TokenHash)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshTokens::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshTokens::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshTokens::UsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("refresh_tokens_user_id_fkey")

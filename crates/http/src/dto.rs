@@ -1,0 +1,152 @@
+//! Shapes shared by several routes: users, pages, timestamps.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use inkcart_app::page::Page;
+use inkcart_domain::{Role, Tier, User};
+use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-27T10:30:00.123Z`.
+pub fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleDto {
+    Admin,
+    Editor,
+    Viewer,
+}
+
+impl From<Role> for RoleDto {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => Self::Admin,
+            Role::Editor => Self::Editor,
+            Role::Viewer => Self::Viewer,
+        }
+    }
+}
+
+impl From<RoleDto> for Role {
+    fn from(role: RoleDto) -> Self {
+        match role {
+            RoleDto::Admin => Self::Admin,
+            RoleDto::Editor => Self::Editor,
+            RoleDto::Viewer => Self::Viewer,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TierDto {
+    Guest,
+    Regular,
+    Premium,
+}
+
+impl From<Tier> for TierDto {
+    fn from(tier: Tier) -> Self {
+        match tier {
+            Tier::Guest => Self::Guest,
+            Tier::Regular => Self::Regular,
+            Tier::Premium => Self::Premium,
+        }
+    }
+}
+
+impl From<TierDto> for Tier {
+    fn from(tier: TierDto) -> Self {
+        match tier {
+            TierDto::Guest => Self::Guest,
+            TierDto::Regular => Self::Regular,
+            TierDto::Premium => Self::Premium,
+        }
+    }
+}
+
+/// A user account as the API shows it (never with credentials).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "019abcde-0000-7000-8000-000000000001",
+    "email": "user@example.com",
+    "name": "Ada Lovelace",
+    "role": "viewer",
+    "tier": "guest",
+    "emailVerified": false,
+    "createdAt": "2026-11-27T10:30:00.123Z",
+    "updatedAt": "2026-11-27T10:30:00.123Z"
+}))]
+pub struct UserBody {
+    pub id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: RoleDto,
+    pub tier: TierDto,
+    pub email_verified: bool,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<User> for UserBody {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            email: u.email.into_string(),
+            name: u.name.map(|n| n.as_str().to_owned()),
+            role: u.role.into(),
+            tier: u.tier.into(),
+            email_verified: u.email_verified,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageMeta {
+    pub page: u64,
+    pub limit: u64,
+    pub total: u64,
+    pub total_pages: u64,
+}
+
+/// An offset-paginated list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Paged<T: ToSchema> {
+    pub data: Vec<T>,
+    pub meta: PageMeta,
+}
+
+impl<T: ToSchema> Paged<T> {
+    pub fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
+        let meta = PageMeta {
+            page: page.page,
+            limit: page.limit,
+            total: page.total,
+            total_pages: page.total_pages(),
+        };
+        Self {
+            data: page.items.into_iter().map(f).collect(),
+            meta,
+        }
+    }
+}
+
+/// `Option<Option<T>>` for PATCH bodies: a missing field is `None`, `null` is `Some(None)`.
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

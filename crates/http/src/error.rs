@@ -1,0 +1,160 @@
+//! The error envelope of API.md: `{"error","message","statusCode","errors"?}` for every error.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inkcart_app::AppError;
+use inkcart_domain::FieldError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"error": "Conflict", "message": "User already exists", "statusCode": 409}))]
+pub struct ErrorBody {
+    /// Stable, machine-readable error name (`ValidationError`, `NotFound`, …).
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+    pub status_code: u16,
+    /// One entry per invalid field (validation errors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldErrorBody>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    pub field: String,
+    pub message: String,
+}
+
+/// The hidden cause of a 5xx, carried to the logging middleware in a response extension so
+/// that it is logged with the request id but never sent to the client.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub Arc<str>);
+
+/// An error on its way to becoming an envelope response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    errors: Option<Vec<FieldError>>,
+    retry_after: Option<u64>,
+    cause: Option<String>,
+}
+
+pub const INTERNAL_MESSAGE: &str = "Internal server error";
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            errors: None,
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors: Some(errors),
+            ..Self::new(StatusCode::BAD_REQUEST, "Validation failed")
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self {
+            cause: Some(cause.to_string()),
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The `error` name for a status, as API.md lists them.
+pub fn error_name(status: StatusCode, has_field_errors: bool) -> &'static str {
+    match status.as_u16() {
+        400 if has_field_errors => "ValidationError",
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        402 => "PaymentRequired",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        408 => "RequestTimeout",
+        409 => "Conflict",
+        413 => "PayloadTooLarge",
+        415 => "UnsupportedMediaType",
+        422 => "UnprocessableEntity",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        s if s >= 500 => "InternalServerError",
+        _ => "BadRequest",
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            AppError::Validation(errors) => Self::validation(errors),
+            AppError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, m),
+            AppError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
+            AppError::RateLimited {
+                message,
+                retry_after_secs,
+            } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+            },
+            AppError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::Internal(e) => Self::internal(format!("{e:#}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: error_name(self.status, self.errors.is_some()).to_owned(),
+            message: self.message,
+            status_code: self.status.as_u16(),
+            errors: self.errors.map(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| FieldErrorBody {
+                        field: e.field,
+                        message: e.message,
+                    })
+                    .collect()
+            }),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(ErrorCause(cause.into()));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,144 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use inkcart_app::identity::{Login, Session};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::dto::{RoleDto, UserBody};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{AuthUser, ClientIp, Json};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "user@example.com", "password": "Secret123"}))]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginUser {
+    pub id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: RoleDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// The access token (JWT) for `Authorization: Bearer`.
+    pub token: String,
+    /// The opaque refresh token; spend it at `/api/v1/auth/refresh`.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub user: LoginUser,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    pub token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// Logs in with email and password.
+///
+/// Failed attempts are limited per (client address, email): past the limit the answer is 429
+/// with `Retry-After`, even for the right password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = LoginResponse),
+    (status = 400, body = ErrorBody, description = "Malformed or invalid body"),
+    (status = 401, body = ErrorBody, description = "Invalid credentials"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "Too many failed attempts", headers(("retry-after" = u64))),
+))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    Json(body): Json<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let session = state
+        .app
+        .login(Login {
+            email: body.email,
+            password: body.password,
+            client_ip,
+        })
+        .await?;
+    let Session {
+        access,
+        refresh_token,
+        user,
+    } = session;
+    let user = UserBody::from(user);
+    Ok(Json(LoginResponse {
+        token: access.token,
+        refresh_token,
+        expires_in: access.expires_in.as_secs(),
+        user: LoginUser {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: user.role,
+        },
+    }))
+}
+
+/// Exchanges a refresh token for a new pair; the presented token is spent.
+///
+/// Presenting a spent token again is treated as theft: its whole session family is revoked,
+/// including the newer token.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, body = TokenResponse),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "Invalid, expired, revoked or reused token"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let session = state.app.refresh(&body.refresh_token).await?;
+    Ok(Json(TokenResponse {
+        token: session.access.token,
+        refresh_token: session.refresh_token,
+        expires_in: session.access.expires_in.as_secs(),
+    }))
+}
+
+/// Ends the session of the given refresh token.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    security(("bearer" = [])), responses(
+    (status = 204, description = "The session is revoked"),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    state.app.logout(auth.actor, &body.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])), responses(
+    (status = 204, description = "Every session is revoked"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
+    state.app.logout_all(auth.actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

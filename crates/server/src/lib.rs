@@ -1,0 +1,151 @@
+//! The `inkcart` binary's library: configuration, telemetry, and the wiring of the store and
+//! adapters into the use cases and the router. `main.rs` only parses the command line.
+
+pub mod adapters;
+pub mod config;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use inkcart_app::ports::{Clock, SystemClock};
+use inkcart_app::throttle::InMemoryLoginThrottle;
+use inkcart_app::{App, Deps, Settings};
+use inkcart_http::{AppState, HttpConfig};
+use inkcart_store::{Db, DbOptions, SqlStore};
+use tokio::net::TcpListener;
+
+use crate::adapters::hasher::Argon2Hasher;
+use crate::adapters::tokens::JwtIssuer;
+use crate::config::Config;
+
+/// How to open the database that `config` describes.
+pub fn db_options(config: &Config) -> DbOptions {
+    DbOptions {
+        url: config.database_url.clone(),
+        data_dir: config.data_dir.clone(),
+        max_connections: config.db_max_connections,
+        acquire_timeout: std::time::Duration::from_secs(10),
+    }
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&db_options(config)).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The use cases over `db`, with the configured adapters.
+pub fn build_app(config: &Config, db: Db) -> anyhow::Result<App> {
+    build_app_with_clock(config, db, Arc::new(SystemClock))
+}
+
+/// [`build_app`] with another clock (tests move time forward with it).
+pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let secret = config
+        .jwt_secret
+        .as_ref()
+        .context("no JWT secret: call Config::ensure_jwt_secret first")?;
+    let store = Arc::new(SqlStore::new(db));
+    let deps = Deps {
+        store: store.clone(),
+        users: store.clone(),
+        sessions: store,
+        hasher: Arc::new(Argon2Hasher),
+        tokens: Arc::new(JwtIssuer::new(secret.expose())),
+        clock,
+        login_throttle: Arc::new(InMemoryLoginThrottle::new(
+            config.login_max_failures,
+            config.login_window,
+        )),
+    };
+    Ok(App::new(
+        deps,
+        Settings {
+            access_token_ttl: config.access_token_ttl,
+            refresh_token_ttl: config.refresh_token_ttl,
+        },
+    ))
+}
+
+/// The HTTP configuration part of `config`.
+pub fn http_config(config: &Config) -> HttpConfig {
+    HttpConfig {
+        body_limit: config.body_limit_bytes,
+        request_timeout: config.request_timeout,
+        cors_origins: config.cors_origins.clone(),
+        hsts: config.hsts,
+        trust_proxy: config.trust_proxy,
+    }
+}
+
+/// The complete router over `db`.
+pub fn build_router(config: &Config, db: Db) -> anyhow::Result<axum::Router> {
+    let app = build_app(config, db)?;
+    Ok(inkcart_http::router(AppState {
+        app: Arc::new(app),
+        http: Arc::new(http_config(config)),
+    }))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections
+/// and lets in-flight requests finish, for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.context("server error"),
+        () = deadline => {
+            tracing::warn!(?grace, "in-flight requests did not finish in time; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,13 @@
+//! HTTP integration tests: the real router, in-process, on SQLite and on PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+mod support;
+
+mod errors;
+mod health;
+mod identity;
+mod socket;

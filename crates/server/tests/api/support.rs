@@ -1,0 +1,294 @@
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use inkcart::config::{Config, Secret};
+use inkcart_app::ports::{Clock, SystemClock};
+use inkcart_http::AppState;
+use inkcart_store::testing::TestDb;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+pub const PASSWORD: &str = "Secret123";
+
+/// The real clock plus an offset that a test can move forward.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_secs: std::sync::atomic::AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, by: std::time::Duration) {
+        let secs = i64::try_from(by.as_secs()).unwrap();
+        self.offset_secs
+            .fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let offset = self.offset_secs.load(std::sync::atomic::Ordering::SeqCst);
+        SystemClock.now() + chrono::Duration::seconds(offset)
+    }
+}
+pub const JWT_SECRET: [u8; 32] = [42; 32];
+
+/// Declares an HTTP test that runs on SQLite and on PostgreSQL, each with a fresh database:
+/// `api_test!(async fn name(app) { ... })`.
+#[macro_export]
+macro_rules! api_test {
+    (async fn $name:ident($app:ident) $body:block) => {
+        $crate::api_test!(async fn $name($app, |_config| {}) $body);
+    };
+    (async fn $name:ident($app:ident, $configure:expr) $body:block) => {
+        mod $name {
+            #[allow(unused_imports, reason = "the test body sees the enclosing module's items")]
+            use super::*;
+
+            async fn run($app: $crate::support::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = inkcart_store::testing::sqlite().await;
+                run($crate::support::TestApp::new(db, $configure)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = inkcart_store::testing::postgres().await {
+                    run($crate::support::TestApp::new(db, $configure)).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn test_config() -> Config {
+    Config {
+        jwt_secret: Some(Secret::new(JWT_SECRET.to_vec())),
+        ..Config::default()
+    }
+}
+
+/// The application under test: the production router over a fresh database.
+pub struct TestApp {
+    pub router: Router,
+    pub db: TestDb,
+    pub state: AppState,
+    pub clock: Arc<TestClock>,
+}
+
+/// A response, with its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the error envelope of API.md.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, error: &str, message: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(self.body["error"], error, "body: {}", self.text);
+        assert_eq!(self.body["message"], message, "body: {}", self.text);
+        assert_eq!(self.body["statusCode"], status, "body: {}", self.text);
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "errors are JSON"
+        );
+    }
+
+    /// The fields named in a validation error.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The tokens of a logged-in user.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub id: String,
+    pub token: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn new(db: TestDb, configure: impl FnOnce(&mut Config)) -> Self {
+        Self::with_routes(db, configure, Router::new())
+    }
+
+    pub fn with_routes(
+        db: TestDb,
+        configure: impl FnOnce(&mut Config),
+        extra: Router<AppState>,
+    ) -> Self {
+        let mut config = test_config();
+        configure(&mut config);
+        let clock = Arc::new(TestClock::default());
+        let app = inkcart::build_app_with_clock(&config, db.db.clone(), clock.clone())
+            .expect("build the app");
+        let state = AppState {
+            app: Arc::new(app),
+            http: Arc::new(inkcart::http_config(&config)),
+        };
+        let router = inkcart_http::router_with(state.clone(), extra);
+        Self {
+            router,
+            db,
+            state,
+            clock,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).expect("request")).await
+    }
+
+    pub async fn get(&self, uri: &str, token: Option<&str>) -> TestResponse {
+        self.call(Method::GET, uri, token, None).await
+    }
+
+    pub async fn post(&self, uri: &str, token: Option<&str>, body: Value) -> TestResponse {
+        self.call(Method::POST, uri, token, Some(body)).await
+    }
+
+    pub async fn sign_up(&self, email: &str, name: Option<&str>) -> Value {
+        let mut body = serde_json::json!({"email": email, "password": PASSWORD});
+        if let Some(name) = name {
+            body["name"] = name.into();
+        }
+        let response = self.post("/api/v1/users", None, body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "sign-up failed: {}",
+            response.text
+        );
+        response.body
+    }
+
+    pub async fn login_as(&self, email: &str, password: &str) -> Login {
+        let response = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "login failed: {}",
+            response.text
+        );
+        Login {
+            id: response.body["user"]["id"]
+                .as_str()
+                .expect("user id")
+                .to_owned(),
+            token: response.body["token"].as_str().expect("token").to_owned(),
+            refresh: response.body["refreshToken"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
+        }
+    }
+
+    /// Signs up and logs in a viewer.
+    pub async fn viewer(&self, email: &str) -> Login {
+        self.sign_up(email, None).await;
+        self.login_as(email, PASSWORD).await
+    }
+
+    /// An admin, made the way an operator makes one (`inkcart create-admin`).
+    pub async fn admin(&self) -> Login {
+        self.state
+            .app
+            .ensure_admin("admin@example.com", PASSWORD)
+            .await
+            .expect("admin");
+        self.login_as("admin@example.com", PASSWORD).await
+    }
+
+    /// A user with `role`, promoted by the admin through the API.
+    pub async fn user_with_role(&self, email: &str, role: &str) -> Login {
+        let user = self.viewer(email).await;
+        let admin = self.admin().await;
+        let response = self
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/users/{}", user.id),
+                Some(&admin.token),
+                Some(serde_json::json!({"role": role})),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        // A new token carries the new role.
+        self.login_as(email, PASSWORD).await
+    }
+}
