@@ -135,6 +135,21 @@ pub struct Login {
     pub refresh: String,
 }
 
+/// Logs go to the test output only with `TEST_LOG=1`.
+fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    std::env::var("INKCART_LOG").unwrap_or_else(|_| "debug,sqlx=info".to_owned()),
+                )
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 impl TestApp {
     pub fn new(db: TestDb, configure: impl FnOnce(&mut Config)) -> Self {
         Self::with_routes(db, configure, Router::new())
@@ -145,6 +160,7 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
         extra: Router<AppState>,
     ) -> Self {
+        init_test_logging();
         let mut config = test_config();
         configure(&mut config);
         let clock = Arc::new(TestClock::default());
