@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use super::{index, unique_index};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -85,32 +87,21 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("users_email_key")
-                    .table(Users::Table)
-                    .col(Users::Email)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "users_email_key",
+                Users::Table,
+                [Users::Email],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_users_created_at")
-                    .table(Users::Table)
-                    .col(Users::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_users_created_at",
+                Users::Table,
+                [Users::CreatedAt],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_users_role")
-                    .table(Users::Table)
-                    .col(Users::Role)
-                    .to_owned(),
-            )
+            .create_index(index("idx_users_role", Users::Table, [Users::Role]))
             .await?;
 
         manager
@@ -161,41 +152,32 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("refresh_tokens_token_hash_key")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::TokenHash)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "refresh_tokens_token_hash_key",
+                RefreshTokens::Table,
+                [RefreshTokens::TokenHash],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_user_id")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::UserId)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_refresh_tokens_user_id",
+                RefreshTokens::Table,
+                [RefreshTokens::UserId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_family_id")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::FamilyId)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_refresh_tokens_family_id",
+                RefreshTokens::Table,
+                [RefreshTokens::FamilyId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_expires_at")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::ExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "idx_refresh_tokens_expires_at",
+                RefreshTokens::Table,
+                [RefreshTokens::ExpiresAt],
+            ))
             .await
     }
 

@@ -9,6 +9,36 @@ mod m20261128_000001_identity;
 #[derive(Debug)]
 pub struct Migrator;
 
+/// `CREATE INDEX <name> ON <table> (<cols>)`.
+fn index<T, C>(name: &str, table: T, cols: impl IntoIterator<Item = C>) -> IndexCreateStatement
+where
+    T: IntoIden,
+    C: IntoIndexColumn,
+{
+    let mut statement = Index::create();
+    statement.name(name).table(table);
+    for col in cols {
+        statement.col(col);
+    }
+    statement.to_owned()
+}
+
+/// `CREATE UNIQUE INDEX <name> ON <table> (<cols>)`; the name is the constraint name that
+/// conflicts are recognised by.
+fn unique_index<T, C>(
+    name: &str,
+    table: T,
+    cols: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement
+where
+    T: IntoIden,
+    C: IntoIndexColumn,
+{
+    let mut statement = index(name, table, cols);
+    statement.unique();
+    statement
+}
+
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
