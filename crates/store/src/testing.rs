@@ -158,7 +158,10 @@ pub async fn postgres() -> Option<TestDb> {
                 "PostgreSQL is required (INKCART_REQUIRE_POSTGRES=1) but {admin_url} is unreachable: {err}"
             );
             SKIP_NOTICE.get_or_init(|| {
-                eprintln!(
+                // Written to the real stderr: the test harness hides `eprintln!` of passing tests.
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
                     "\n*** PostgreSQL not reachable at {admin_url} ({err}): skipping the PostgreSQL half of the tests ***\n"
                 );
             });
