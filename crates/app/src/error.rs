@@ -18,6 +18,12 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The payment gateway declined.
+    #[error("{0}")]
+    PaymentRequired(String),
+    /// Understood but refused as it stands (an idempotency key reused with another body).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{message}")]
     RateLimited {
         message: String,
@@ -61,6 +67,10 @@ pub mod messages {
     pub const INSUFFICIENT_PERMISSIONS: &str = "Insufficient permissions";
     pub const OWN_RESOURCES_ONLY: &str = "Can only edit your own resources";
     pub const USER_EXISTS: &str = "User already exists";
+    pub const PAYMENT_DECLINED: &str = "Payment declined";
+    pub const IDEMPOTENCY_IN_FLIGHT: &str =
+        "A request with this Idempotency-Key is still being processed";
+    pub const IDEMPOTENCY_MISMATCH: &str = "This Idempotency-Key was used with a different request";
     pub const TOO_MANY_LOGIN_ATTEMPTS: &str =
         "Too many failed login attempts, please try again later";
 }

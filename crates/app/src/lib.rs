@@ -9,6 +9,7 @@ pub mod health;
 pub mod identity;
 pub mod page;
 pub mod ports;
+pub mod shop;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -23,6 +24,13 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token.
     pub refresh_token_ttl: Duration,
+    /// How long a product stays in the in-process cache (writes through this process
+    /// invalidate it at once; the lifetime bounds staleness from other instances).
+    pub product_cache_ttl: Duration,
+    /// How long a stored idempotent response is replayed.
+    pub idempotency_ttl: Duration,
+    /// After how long an in-flight idempotent request is presumed dead and its key reusable.
+    pub idempotency_abandon_after: Duration,
 }
 
 impl Default for Settings {
@@ -30,6 +38,9 @@ impl Default for Settings {
         Self {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            product_cache_ttl: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            idempotency_abandon_after: Duration::from_secs(60),
         }
     }
 }
@@ -44,6 +55,10 @@ pub struct Deps {
     pub tokens: Arc<dyn ports::TokenIssuer>,
     pub clock: Arc<dyn ports::Clock>,
     pub login_throttle: Arc<dyn ports::LoginThrottle>,
+    pub products: Arc<dyn ports::ProductRepo>,
+    pub orders: Arc<dyn ports::OrderRepo>,
+    pub idempotency: Arc<dyn ports::IdempotencyRepo>,
+    pub payments: Arc<dyn ports::PaymentGateway>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -53,15 +68,32 @@ impl std::fmt::Debug for Deps {
 }
 
 /// The application: every use case, as methods grouped by feature module.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct App {
     deps: Deps,
     settings: Settings,
+    product_cache: moka::future::Cache<uuid::Uuid, inkcart_domain::shop::Product>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {
     pub fn new(deps: Deps, settings: Settings) -> Self {
-        Self { deps, settings }
+        let product_cache = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(settings.product_cache_ttl)
+            .build();
+        Self {
+            deps,
+            settings,
+            product_cache,
+        }
     }
 
     pub fn settings(&self) -> &Settings {

@@ -6,8 +6,9 @@ use std::any::Any;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use inkcart_domain::ids::SessionFamilyId;
+use inkcart_domain::shop::{Money, Order, OrderStatus, Product};
 use inkcart_domain::{Email, Password, Role, User, UserId};
 use uuid::Uuid;
 
@@ -160,4 +161,198 @@ pub trait LoginThrottle: Send + Sync {
     async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64>;
     async fn record_failure(&self, key: &str, now: DateTime<Utc>);
     async fn clear(&self, key: &str);
+}
+
+// ---- shop ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductSortField {
+    CreatedAt,
+    Price,
+    Name,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProductQuery {
+    pub page: PageRequest,
+    /// Case-insensitive part of the name or description.
+    pub search: Option<String>,
+    pub min_price: Option<Money>,
+    pub max_price: Option<Money>,
+    /// `Some(true)`: only products with stock; `Some(false)`: only sold-out ones.
+    pub in_stock: Option<bool>,
+    pub sort: Sort<ProductSortField>,
+}
+
+/// What deleting a product did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    /// Orders reference it: it was deactivated instead.
+    Deactivated,
+}
+
+#[async_trait]
+pub trait ProductRepo: Send + Sync {
+    async fn insert(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<()>;
+    async fn find(&self, id: Uuid) -> AppResult<Option<Product>>;
+    async fn find_many(&self, ids: &[Uuid]) -> AppResult<Vec<Product>>;
+    /// Active products matching the query.
+    async fn list(&self, query: &ProductQuery) -> AppResult<Page<Product>>;
+    /// Writes every field; `false` when the product no longer exists.
+    async fn update(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<bool>;
+    /// Deletes the product, or deactivates it when orders reference it; `None` when absent.
+    async fn remove(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<Removal>>;
+    /// Takes `quantity` from stock only if that much is there and the product is active, in
+    /// one conditional update; `false` otherwise.
+    async fn reserve_stock(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        quantity: i32,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool>;
+    async fn release_stock(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        quantity: i32,
+        now: DateTime<Utc>,
+    ) -> AppResult<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSortField {
+    CreatedAt,
+    Total,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderQuery {
+    pub page: PageRequest,
+    /// Only this buyer's orders (`None`: everyone's, for admins).
+    pub user_id: Option<UserId>,
+    pub status: Option<OrderStatus>,
+    pub sort: Sort<OrderSortField>,
+}
+
+/// A payment taken for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub gateway: String,
+    pub reference: String,
+    pub amount: Money,
+    /// `succeeded`, or `refunded` when the order could not be paid after all.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopProduct {
+    pub product_id: Uuid,
+    pub name: String,
+    pub total_sold: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailySales {
+    pub date: NaiveDate,
+    pub orders: i64,
+    pub revenue: Money,
+}
+
+#[async_trait]
+pub trait OrderRepo: Send + Sync {
+    /// Inserts the order and its items.
+    async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()>;
+    /// The order with its items and their product names, in one query.
+    async fn find(&self, id: Uuid) -> AppResult<Option<Order>>;
+    async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>>;
+    /// Moves the order from `from` to `to` only if it is still `from`; `false` otherwise.
+    async fn set_status(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        from: OrderStatus,
+        to: OrderStatus,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool>;
+    async fn insert_payment(&self, tx: &mut dyn Tx, payment: &Payment) -> AppResult<()>;
+    async fn payments(&self, order_id: Uuid) -> AppResult<Vec<Payment>>;
+    /// Best sellers over paid, shipped and delivered orders.
+    async fn top_products(&self, limit: u64) -> AppResult<Vec<TopProduct>>;
+    /// Paid, shipped and delivered orders per UTC day of creation, `from..=to`.
+    async fn daily_sales(&self, from: NaiveDate, to: NaiveDate) -> AppResult<Vec<DailySales>>;
+}
+
+/// What is known about an idempotency key when a request claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new (or its record expired, or its first request was abandoned): go ahead.
+    Granted,
+    /// The first request with this key is still running.
+    InFlight,
+    /// The key was used for a different request.
+    Mismatch,
+    /// The first request finished: answer what it answered.
+    Done { status: u16, body: String },
+}
+
+#[async_trait]
+pub trait IdempotencyRepo: Send + Sync {
+    /// Claims `(user, key)` for a request with `request_hash`. A record older than `ttl` is
+    /// treated as absent, and an in-flight claim older than `abandon_after` is taken over.
+    async fn claim(
+        &self,
+        user: UserId,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+        abandon_after: Duration,
+    ) -> AppResult<Claim>;
+    /// Stores the response, in the transaction of the work it describes.
+    async fn complete(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        key: &str,
+        status: u16,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> AppResult<()>;
+    /// Gives the key up after a failed request, so that it can be retried.
+    async fn release(&self, user: UserId, key: &str) -> AppResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub order_id: Uuid,
+    pub amount: Money,
+    pub currency: &'static str,
+    /// A card token from the client, when the gateway needs one.
+    pub payment_token: Option<String>,
+    /// Lets the gateway recognise a retried charge.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Approved { reference: String },
+    Declined { reason: String },
+}
+
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// The gateway's name, recorded with each payment.
+    fn name(&self) -> &'static str;
+    async fn charge(&self, request: &ChargeRequest) -> AppResult<ChargeOutcome>;
+    async fn refund(&self, reference: &str, amount: Money) -> AppResult<()>;
 }

@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod ids;
 pub mod password;
+pub mod shop;
 pub mod user;
 
 pub use email::Email;

@@ -113,6 +113,8 @@ impl From<AppError> for ApiError {
             AppError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
             AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, m),
             AppError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
+            AppError::PaymentRequired(m) => Self::new(StatusCode::PAYMENT_REQUIRED, m),
+            AppError::Unprocessable(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             AppError::RateLimited {
                 message,
                 retry_after_secs,

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -88,6 +88,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     deserializer.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// Deserializes an already parsed JSON document into a request type, naming the field at fault.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        ApiError::validation(vec![field_error(&path, &err.inner().to_string())])
+    })
 }
 
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {

@@ -77,6 +77,9 @@ pub struct AppState {
         (name = "health", description = "Liveness and readiness"),
         (name = "auth", description = "Login, token refresh, logout"),
         (name = "users", description = "Accounts and profiles"),
+        (name = "products", description = "The catalogue"),
+        (name = "orders", description = "Orders, payment and fulfilment"),
+        (name = "reports", description = "Sales reports (admins)"),
     )
 )]
 struct ApiDoc;
@@ -100,7 +103,7 @@ impl Modify for BearerAuth {
 
 /// Every documented route, with its OpenAPI entry.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, health, users};
+    use routes::{auth, health, orders, products, users};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
@@ -117,6 +120,22 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
+        .routes(routes!(products::list, products::create))
+        .routes(routes!(
+            products::get,
+            products::replace,
+            products::patch,
+            products::delete
+        ))
+        .routes(routes!(orders::create, orders::list))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::pay))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(orders::ship))
+        .routes(routes!(orders::deliver))
+        .routes(routes!(orders::payments))
+        .routes(routes!(orders::top_products))
+        .routes(routes!(orders::sales))
 }
 
 /// The OpenAPI document of the REST API.

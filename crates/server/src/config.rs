@@ -64,6 +64,7 @@ pub struct Config {
     pub login_max_failures: u32,
     pub login_window: Duration,
     pub trust_proxy: bool,
+    pub product_cache_ttl: Duration,
 }
 
 impl Default for Config {
@@ -88,6 +89,7 @@ impl Default for Config {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             trust_proxy: false,
+            product_cache_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -116,6 +118,7 @@ struct Raw {
     login_max_failures: Option<String>,
     login_window_secs: Option<String>,
     trust_proxy: Option<String>,
+    product_cache_ttl_secs: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -138,6 +141,7 @@ const KEYS: &[&str] = &[
     "login_max_failures",
     "login_window_secs",
     "trust_proxy",
+    "product_cache_ttl_secs",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -302,6 +306,12 @@ impl Config {
                 "INKCART_LOGIN_WINDOW_SECS",
                 raw.login_window_secs.as_deref(),
                 d.login_window,
+            ),
+            product_cache_ttl: p.secs(
+                "product_cache_ttl_secs",
+                "INKCART_PRODUCT_CACHE_TTL_SECS",
+                raw.product_cache_ttl_secs.as_deref(),
+                d.product_cache_ttl,
             ),
             trust_proxy: p.bool(
                 "trust_proxy",

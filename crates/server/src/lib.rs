@@ -18,6 +18,7 @@ use inkcart_store::{Db, DbOptions, SqlStore};
 use tokio::net::TcpListener;
 
 use crate::adapters::hasher::Argon2Hasher;
+use crate::adapters::payments::SandboxGateway;
 use crate::adapters::tokens::JwtIssuer;
 use crate::config::Config;
 
@@ -53,7 +54,11 @@ pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> a
     let deps = Deps {
         store: store.clone(),
         users: store.clone(),
-        sessions: store,
+        sessions: store.clone(),
+        products: store.clone(),
+        orders: store.clone(),
+        idempotency: store,
+        payments: Arc::new(SandboxGateway),
         hasher: Arc::new(Argon2Hasher),
         tokens: Arc::new(JwtIssuer::new(secret.expose())),
         clock,
@@ -67,6 +72,8 @@ pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> a
         Settings {
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
+            product_cache_ttl: config.product_cache_ttl,
+            ..Settings::default()
         },
     ))
 }

@@ -24,3 +24,12 @@ pub(crate) fn db_err(err: DbErr) -> AppError {
         _ => AppError::Internal(anyhow::Error::new(err).context("database error")),
     }
 }
+
+/// A foreign-key violation on either database. SQLite reports a `RESTRICT` action as a
+/// trigger error (extended code 1811) rather than 787, so its message is checked too.
+pub(crate) fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    ) || err.to_string().contains("FOREIGN KEY constraint failed")
+}

@@ -9,9 +9,12 @@ use chrono::{Duration, Utc};
 use inkcart_app::AppError;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    Clock, RefreshSession, SessionRepo, Store, SystemClock, UserQuery, UserRepo, UserSortField,
+    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, ProductQuery,
+    ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock,
+    UserQuery, UserRepo, UserSortField,
 };
 use inkcart_domain::ids::SessionFamilyId;
+use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{Email, Role, Tier, User, UserId, UserName};
 use inkcart_store::{SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
@@ -70,7 +73,7 @@ db_test!(
         let store = SqlStore::new(db.db.clone());
         let alice = user("alice@example.com", Some("Alice"));
         insert(&store, &alice).await.unwrap();
-        assert_eq!(store.find(alice.id).await.unwrap(), Some(alice.clone()));
+        assert_eq!(UserRepo::find(&store, alice.id).await.unwrap(), Some(alice.clone()));
         let (found, hash) = store.find_credentials(&alice.email).await.unwrap().unwrap();
         assert_eq!(found, alice);
         assert_eq!(hash, "hash");
@@ -83,7 +86,7 @@ db_test!(
         insert(&store, &user("dup@example.com", None)).await.unwrap();
         let err = insert(&store, &user("dup@example.com", Some("Other"))).await.unwrap_err();
         assert!(matches!(err, AppError::Conflict(ref m) if m == "User already exists"), "{err:?}");
-        let page = store.list(&query(None, None, NEWEST_FIRST)).await.unwrap();
+        let page = UserRepo::list(&store, &query(None, None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(page.total, 1);
     }
 );
@@ -112,13 +115,13 @@ db_test!(
             v.sort();
             v
         };
-        let found = store.list(&query(Some("LOVELACE"), None, NEWEST_FIRST)).await.unwrap();
+        let found = UserRepo::list(&store, &query(Some("LOVELACE"), None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(names(found), ["ada@example.com"]);
-        let found = store.list(&query(Some("NAVY"), None, NEWEST_FIRST)).await.unwrap();
+        let found = UserRepo::list(&store, &query(Some("NAVY"), None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(names(found), ["grace@navy.mil"]);
-        let found = store.list(&query(Some("%"), None, NEWEST_FIRST)).await.unwrap();
+        let found = UserRepo::list(&store, &query(Some("%"), None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(names(found), ["percent@example.com"]);
-        let found = store.list(&query(Some("_"), None, NEWEST_FIRST)).await.unwrap();
+        let found = UserRepo::list(&store, &query(Some("_"), None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(found.total, 0);
     }
 );
@@ -133,12 +136,11 @@ db_test!(
         admin.role = Role::Admin;
         insert(&store, &admin).await.unwrap();
 
-        let admins = store.list(&query(None, Some(Role::Admin), NEWEST_FIRST)).await.unwrap();
+        let admins = UserRepo::list(&store, &query(None, Some(Role::Admin), NEWEST_FIRST)).await.unwrap();
         assert_eq!(admins.total, 1);
         assert_eq!(admins.items[0].id, admin.id);
 
-        let by_email = store
-            .list(&query(None, None, Sort { field: UserSortField::Email, direction: Direction::Asc }))
+        let by_email = UserRepo::list(&store, &query(None, None, Sort { field: UserSortField::Email, direction: Direction::Asc }))
             .await
             .unwrap();
         let emails: Vec<&str> = by_email.items.iter().map(|u| u.email.as_str()).collect();
@@ -146,19 +148,18 @@ db_test!(
 
         // Users without a name come last in both directions, on both databases.
         for direction in [Direction::Asc, Direction::Desc] {
-            let by_name = store
-                .list(&query(None, None, Sort { field: UserSortField::Name, direction }))
+            let by_name = UserRepo::list(&store, &query(None, None, Sort { field: UserSortField::Name, direction }))
                 .await
                 .unwrap();
             assert_eq!(by_name.items.last().unwrap().email.as_str(), "a@x.io");
         }
 
-        let newest = store.list(&query(None, None, NEWEST_FIRST)).await.unwrap();
+        let newest = UserRepo::list(&store, &query(None, None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(newest.items[0].id, admin.id);
 
         let mut second_page = query(None, None, NEWEST_FIRST);
         second_page.page = PageRequest::new(Some(2), Some(3)).unwrap();
-        let page = store.list(&second_page).await.unwrap();
+        let page = UserRepo::list(&store, &second_page).await.unwrap();
         assert_eq!((page.total, page.items.len(), page.total_pages()), (4, 1, 2));
     }
 );
@@ -211,11 +212,11 @@ db_test!(
         insert(&store, &alice).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         SessionRepo::insert(&store, tx.as_mut(), &session(alice.id, SessionFamilyId::from_uuid(Uuid::now_v7()), "h")).await.unwrap();
-        assert!(store.delete(tx.as_mut(), alice.id).await.unwrap());
+        assert!(UserRepo::delete(&store, tx.as_mut(), alice.id).await.unwrap());
         tx.commit().await.unwrap();
         assert!(store.find_by_hash("h").await.unwrap().is_none());
         let mut tx = store.begin().await.unwrap();
-        assert!(!store.delete(tx.as_mut(), alice.id).await.unwrap());
+        assert!(!UserRepo::delete(&store, tx.as_mut(), alice.id).await.unwrap());
     }
 );
 
@@ -227,7 +228,7 @@ db_test!(
             let mut tx = store.begin().await.unwrap();
             UserRepo::insert(&store, tx.as_mut(), &alice, "hash").await.unwrap();
         }
-        assert_eq!(store.find(alice.id).await.unwrap(), None);
+        assert_eq!(UserRepo::find(&store, alice.id).await.unwrap(), None);
     }
 );
 
@@ -291,3 +292,319 @@ async fn the_sqlite_file_is_created_in_the_data_dir_with_wal_and_foreign_keys() 
         .unwrap();
     assert_eq!(row.try_get_by_index::<i32>(0).unwrap(), 1);
 }
+
+// ---- shop ----
+
+fn product(name: &str, cents: i64, stock: i32) -> Product {
+    let now = SystemClock.now();
+    Product {
+        id: Uuid::now_v7(),
+        name: name.to_owned(),
+        description: Some(format!("About {name}")),
+        price: Money::from_cents(cents),
+        stock,
+        active: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn add_product(store: &SqlStore, p: &Product) {
+    let mut tx = store.begin().await.unwrap();
+    ProductRepo::insert(store, tx.as_mut(), p).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn order_of(buyer: UserId, lines: &[(&Product, i32)], status: OrderStatus) -> Order {
+    let now = SystemClock.now();
+    let items: Vec<OrderItem> = lines
+        .iter()
+        .map(|(p, q)| OrderItem {
+            product_id: p.id,
+            name: p.name.clone(),
+            quantity: *q,
+            unit_price: p.price,
+            line_total: p.price.checked_mul(i64::from(*q)).unwrap(),
+        })
+        .collect();
+    let total = items
+        .iter()
+        .fold(Money::ZERO, |s, i| s.checked_add(i.line_total).unwrap());
+    Order {
+        id: Uuid::now_v7(),
+        user_id: buyer,
+        status,
+        items,
+        subtotal: total,
+        discount: Money::ZERO,
+        total,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn add_order(store: &SqlStore, order: &Order) {
+    let mut tx = store.begin().await.unwrap();
+    OrderRepo::insert(store, tx.as_mut(), order).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+db_test!(
+    async fn stock_is_reserved_only_while_there_is_enough(db) {
+        let store = SqlStore::new(db.db.clone());
+        let mug = product("Mug", 1000, 3);
+        add_product(&store, &mug).await;
+        let now = Utc::now();
+        let mut tx = store.begin().await.unwrap();
+        assert!(store.reserve_stock(tx.as_mut(), mug.id, 2, now).await.unwrap());
+        assert!(!store.reserve_stock(tx.as_mut(), mug.id, 2, now).await.unwrap());
+        assert!(store.reserve_stock(tx.as_mut(), mug.id, 1, now).await.unwrap());
+        assert!(!store.reserve_stock(tx.as_mut(), mug.id, 1, now).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(ProductRepo::find(&store, mug.id).await.unwrap().unwrap().stock, 0);
+    }
+);
+
+db_test!(
+    async fn the_database_itself_refuses_negative_stock(db) {
+        let store = SqlStore::new(db.db.clone());
+        let mug = product("Mug", 1000, 1);
+        add_product(&store, &mug).await;
+        let result = store
+            .db()
+            .writer_for_tests()
+            .execute_unprepared("UPDATE products SET stock = stock - 5")
+            .await;
+        assert!(result.is_err(), "the stock check constraint did not fire");
+        assert_eq!(ProductRepo::find(&store, mug.id).await.unwrap().unwrap().stock, 1);
+    }
+);
+
+db_test!(
+    async fn an_inactive_product_cannot_be_reserved(db) {
+        let store = SqlStore::new(db.db.clone());
+        let mut mug = product("Mug", 1000, 5);
+        mug.active = false;
+        add_product(&store, &mug).await;
+        let mut tx = store.begin().await.unwrap();
+        assert!(!store.reserve_stock(tx.as_mut(), mug.id, 1, Utc::now()).await.unwrap());
+    }
+);
+
+db_test!(
+    async fn a_product_with_orders_is_deactivated_and_one_without_is_deleted(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (sold, unsold) = (product("Sold", 1000, 5), product("Unsold", 1000, 5));
+        add_product(&store, &sold).await;
+        add_product(&store, &unsold).await;
+        add_order(&store, &order_of(buyer.id, &[(&sold, 1)], OrderStatus::Pending)).await;
+        let mut tx = store.begin().await.unwrap();
+        let now = Utc::now();
+        assert_eq!(store.remove(tx.as_mut(), sold.id, now).await.unwrap(), Some(Removal::Deactivated));
+        assert_eq!(store.remove(tx.as_mut(), unsold.id, now).await.unwrap(), Some(Removal::Deleted));
+        assert_eq!(store.remove(tx.as_mut(), unsold.id, now).await.unwrap(), None);
+        tx.commit().await.unwrap();
+        assert!(!ProductRepo::find(&store, sold.id).await.unwrap().unwrap().active);
+        assert!(ProductRepo::find(&store, unsold.id).await.unwrap().is_none());
+    }
+);
+
+db_test!(
+    async fn products_filter_by_price_stock_and_text_and_sort(db) {
+        let store = SqlStore::new(db.db.clone());
+        for (name, cents, stock) in [("Blue Mug", 1500, 3), ("Red Mug", 900, 0), ("Teapot", 4500, 1)] {
+            add_product(&store, &product(name, cents, stock)).await;
+        }
+        let mut hidden = product("Hidden Mug", 1000, 10);
+        hidden.active = false;
+        add_product(&store, &hidden).await;
+        let query = |search: Option<&str>, min: Option<i64>, max: Option<i64>, in_stock: Option<bool>, sort| ProductQuery {
+            page: PageRequest::default(),
+            search: search.map(str::to_owned),
+            min_price: min.map(Money::from_cents),
+            max_price: max.map(Money::from_cents),
+            in_stock,
+            sort,
+        };
+        let by_price = Sort { field: ProductSortField::Price, direction: Direction::Asc };
+        let names = |page: inkcart_app::page::Page<Product>| page.items.into_iter().map(|p| p.name).collect::<Vec<_>>();
+        assert_eq!(names(ProductRepo::list(&store, &query(None, None, None, None, by_price)).await.unwrap()), ["Red Mug", "Blue Mug", "Teapot"]);
+        assert_eq!(names(ProductRepo::list(&store, &query(Some("MUG"), None, None, None, by_price)).await.unwrap()), ["Red Mug", "Blue Mug"]);
+        assert_eq!(names(ProductRepo::list(&store, &query(None, Some(1000), Some(4500), None, by_price)).await.unwrap()), ["Blue Mug", "Teapot"]);
+        assert_eq!(names(ProductRepo::list(&store, &query(None, None, None, Some(true), by_price)).await.unwrap()), ["Blue Mug", "Teapot"]);
+        assert_eq!(names(ProductRepo::list(&store, &query(None, None, None, Some(false), by_price)).await.unwrap()), ["Red Mug"]);
+        let by_name_desc = Sort { field: ProductSortField::Name, direction: Direction::Desc };
+        assert_eq!(names(ProductRepo::list(&store, &query(None, None, None, None, by_name_desc)).await.unwrap()), ["Teapot", "Red Mug", "Blue Mug"]);
+    }
+);
+
+db_test!(
+    async fn an_order_reads_back_with_items_and_product_names(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (mug, pot) = (product("Mug", 1250, 5), product("Teapot", 4500, 5));
+        add_product(&store, &mug).await;
+        add_product(&store, &pot).await;
+        let order = order_of(buyer.id, &[(&mug, 2), (&pot, 1)], OrderStatus::Pending);
+        add_order(&store, &order).await;
+        let mut found = OrderRepo::find(&store, order.id).await.unwrap().unwrap();
+        found.items.sort_by_key(|i| i.product_id);
+        let mut expected = order.clone();
+        expected.items.sort_by_key(|i| i.product_id);
+        assert_eq!(found, expected);
+        assert!(OrderRepo::find(&store, Uuid::now_v7()).await.unwrap().is_none());
+
+        let empty = order_of(buyer.id, &[], OrderStatus::Pending);
+        add_order(&store, &empty).await;
+        assert!(OrderRepo::find(&store, empty.id).await.unwrap().unwrap().items.is_empty());
+    }
+);
+
+db_test!(
+    async fn a_status_change_happens_only_from_the_expected_status(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let order = order_of(buyer.id, &[], OrderStatus::Pending);
+        add_order(&store, &order).await;
+        let now = Utc::now();
+        let mut tx = store.begin().await.unwrap();
+        assert!(store.set_status(tx.as_mut(), order.id, OrderStatus::Pending, OrderStatus::Paid, now).await.unwrap());
+        assert!(!store.set_status(tx.as_mut(), order.id, OrderStatus::Pending, OrderStatus::Cancelled, now).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(OrderRepo::find(&store, order.id).await.unwrap().unwrap().status, OrderStatus::Paid);
+    }
+);
+
+db_test!(
+    async fn orders_list_by_buyer_and_status_with_their_items(db) {
+        let store = SqlStore::new(db.db.clone());
+        let (ann, bob) = (user("ann@example.com", None), user("bob@example.com", None));
+        insert(&store, &ann).await.unwrap();
+        insert(&store, &bob).await.unwrap();
+        let mug = product("Mug", 1000, 50);
+        add_product(&store, &mug).await;
+        for (buyer, status) in [(ann.id, OrderStatus::Pending), (ann.id, OrderStatus::Paid), (bob.id, OrderStatus::Paid)] {
+            add_order(&store, &order_of(buyer, &[(&mug, 1)], status)).await;
+        }
+        let query = |user_id, status| OrderQuery {
+            page: PageRequest::default(),
+            user_id,
+            status,
+            sort: Sort { field: OrderSortField::CreatedAt, direction: Direction::Desc },
+        };
+        let anns = OrderRepo::list(&store, &query(Some(ann.id), None)).await.unwrap();
+        assert_eq!(anns.total, 2);
+        assert!(anns.items.iter().all(|o| o.user_id == ann.id && o.items.len() == 1 && o.items[0].name == "Mug"));
+        let paid = OrderRepo::list(&store, &query(None, Some(OrderStatus::Paid))).await.unwrap();
+        assert_eq!(paid.total, 2);
+    }
+);
+
+db_test!(
+    async fn reports_count_only_paid_shipped_and_delivered_orders(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (mug, pot) = (product("Mug", 1000, 100), product("Teapot", 4000, 100));
+        add_product(&store, &mug).await;
+        add_product(&store, &pot).await;
+        add_order(&store, &order_of(buyer.id, &[(&mug, 5)], OrderStatus::Paid)).await;
+        add_order(&store, &order_of(buyer.id, &[(&mug, 1), (&pot, 2)], OrderStatus::Shipped)).await;
+        add_order(&store, &order_of(buyer.id, &[(&pot, 50)], OrderStatus::Cancelled)).await;
+        add_order(&store, &order_of(buyer.id, &[(&pot, 50)], OrderStatus::Pending)).await;
+        let top = store.top_products(10).await.unwrap();
+        let summary: Vec<(&str, i64)> = top.iter().map(|t| (t.name.as_str(), t.total_sold)).collect();
+        assert_eq!(summary, [("Mug", 6), ("Teapot", 2)]);
+        assert_eq!(store.top_products(1).await.unwrap().len(), 1);
+
+        let today = Utc::now().date_naive();
+        let sales = store.daily_sales(today - Duration::days(1), today).await.unwrap();
+        assert_eq!(sales.len(), 1, "{sales:?}");
+        assert_eq!(sales[0].date, today);
+        assert_eq!(sales[0].orders, 2);
+        assert_eq!(sales[0].revenue, Money::from_cents(5000 + 1000 + 8000));
+        assert!(store.daily_sales(today - Duration::days(9), today - Duration::days(1)).await.unwrap().is_empty());
+    }
+);
+
+db_test!(
+    async fn payments_are_recorded_per_order(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let order = order_of(buyer.id, &[], OrderStatus::Pending);
+        add_order(&store, &order).await;
+        let payment = Payment {
+            id: Uuid::now_v7(),
+            order_id: order.id,
+            gateway: "sandbox".to_owned(),
+            reference: "ref_1".to_owned(),
+            amount: Money::from_cents(1234),
+            status: "succeeded".to_owned(),
+            created_at: SystemClock.now(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        store.insert_payment(tx.as_mut(), &payment).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.payments(order.id).await.unwrap(), [payment]);
+    }
+);
+
+db_test!(
+    async fn an_idempotency_key_is_granted_once_then_in_flight_then_replayed(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (ttl, abandon) = (std::time::Duration::from_secs(86_400), std::time::Duration::from_secs(60));
+        let now = SystemClock.now();
+        assert_eq!(store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(), Claim::Granted);
+        assert_eq!(store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(), Claim::InFlight);
+        assert_eq!(store.claim(buyer.id, "k1", "other", now, ttl, abandon).await.unwrap(), Claim::Mismatch);
+        let mut tx = store.begin().await.unwrap();
+        store.complete(tx.as_mut(), buyer.id, "k1", 201, "{\"id\":1}", now).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(),
+            Claim::Done { status: 201, body: "{\"id\":1}".to_owned() }
+        );
+        // Another user's key of the same name is unrelated.
+        let other = user("other@example.com", None);
+        insert(&store, &other).await.unwrap();
+        assert_eq!(store.claim(other.id, "k1", "h9", now, ttl, abandon).await.unwrap(), Claim::Granted);
+        // A day later the record is gone.
+        let later = now + Duration::seconds(86_400);
+        assert_eq!(store.claim(buyer.id, "k1", "h2", later, ttl, abandon).await.unwrap(), Claim::Granted);
+    }
+);
+
+db_test!(
+    async fn an_abandoned_claim_is_taken_over_and_a_released_one_is_free(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (ttl, abandon) = (std::time::Duration::from_secs(86_400), std::time::Duration::from_secs(60));
+        let now = SystemClock.now();
+        assert_eq!(store.claim(buyer.id, "k", "h", now, ttl, abandon).await.unwrap(), Claim::Granted);
+        let later = now + Duration::seconds(61);
+        assert_eq!(store.claim(buyer.id, "k", "h", later, ttl, abandon).await.unwrap(), Claim::Granted);
+        assert_eq!(store.claim(buyer.id, "k", "h", later, ttl, abandon).await.unwrap(), Claim::InFlight);
+        store.release(buyer.id, "k").await.unwrap();
+        assert_eq!(store.claim(buyer.id, "k", "h", later, ttl, abandon).await.unwrap(), Claim::Granted);
+    }
+);
+
+db_test!(
+    async fn a_user_with_orders_cannot_be_deleted(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        add_order(&store, &order_of(buyer.id, &[], OrderStatus::Pending)).await;
+        let mut tx = store.begin().await.unwrap();
+        let err = UserRepo::delete(&store, tx.as_mut(), buyer.id).await.unwrap_err();
+        assert!(matches!(err, AppError::Conflict(ref m) if m == "User has orders and cannot be deleted"), "{err:?}");
+    }
+);

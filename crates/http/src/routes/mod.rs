@@ -1,3 +1,5 @@
 pub mod auth;
 pub mod health;
+pub mod orders;
+pub mod products;
 pub mod users;

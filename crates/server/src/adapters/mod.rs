@@ -1,5 +1,6 @@
-//! Implementations of app ports that need a library but no database: password hashing and
-//! access tokens.
+//! Implementations of app ports that need no database: password hashing, access tokens and
+//! the sandbox payment gateway.
 
 pub mod hasher;
+pub mod payments;
 pub mod tokens;

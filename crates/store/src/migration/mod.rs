@@ -5,6 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_identity;
+mod m20261128_000002_shop;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -42,6 +43,9 @@ where
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_identity::Migration)]
+        vec![
+            Box::new(m20261128_000001_identity::Migration),
+            Box::new(m20261128_000002_shop::Migration),
+        ]
     }
 }

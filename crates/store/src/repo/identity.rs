@@ -1,88 +1,20 @@
-use std::any::Any;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use inkcart_app::page::{Direction, Page};
-use inkcart_app::ports::{
-    RefreshSession, SessionRepo, Store, Tx, UserQuery, UserRepo, UserSortField,
-};
+use inkcart_app::page::Page;
+use inkcart_app::ports::{RefreshSession, SessionRepo, Tx, UserQuery, UserRepo, UserSortField};
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::{Email, User, UserId, UserName};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, NullOrdering};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseTransaction, EntityTrait as _,
-    Order, PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
-    TransactionTrait as _,
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _,
 };
 use uuid::Uuid;
 
-use crate::Db;
+use super::{SqlStore, conn, escape_like, order};
 use crate::entity::{refresh_tokens, users};
-use crate::error::db_err;
-
-/// The repositories of every feature over one [`Db`].
-#[derive(Debug, Clone)]
-pub struct SqlStore {
-    db: Db,
-}
-
-impl SqlStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-}
-
-/// A transaction on the writer connection.
-struct SeaTx(DatabaseTransaction);
-
-#[async_trait]
-impl Tx for SeaTx {
-    fn as_any(&mut self) -> &mut (dyn Any + Send) {
-        self
-    }
-
-    async fn commit(self: Box<Self>) -> AppResult<()> {
-        self.0.commit().await.map_err(db_err)
-    }
-}
-
-fn conn(tx: &mut dyn Tx) -> AppResult<&DatabaseTransaction> {
-    tx.as_any()
-        .downcast_mut::<SeaTx>()
-        .map(|t| &t.0)
-        .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
-}
-
-#[async_trait]
-impl Store for SqlStore {
-    async fn begin(&self) -> AppResult<Box<dyn Tx>> {
-        let tx = self.db.writer.begin().await.map_err(db_err)?;
-        Ok(Box::new(SeaTx(tx)))
-    }
-
-    async fn check_ready(&self) -> Result<(), String> {
-        if let Err(err) = self.db.reader.execute_unprepared("SELECT 1").await {
-            tracing::error!(error = %err, "readiness: database does not answer");
-            return Err("unreachable".to_owned());
-        }
-        match self.db.pending_migrations().await {
-            Ok(pending) if pending.is_empty() => Ok(()),
-            Ok(pending) => {
-                tracing::warn!(?pending, "readiness: migrations pending");
-                Err("migrations pending".to_owned())
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "readiness: cannot read migration state");
-                Err("migrations unknown".to_owned())
-            }
-        }
-    }
-}
+use crate::error::{db_err, is_foreign_key_violation};
 
 fn user_from_model(m: users::Model) -> AppResult<User> {
     let users::Model {
@@ -111,26 +43,6 @@ fn user_from_model(m: users::Model) -> AppResult<User> {
         created_at,
         updated_at,
     })
-}
-
-fn escape_like(term: &str) -> String {
-    let mut out = String::with_capacity(term.len() + 2);
-    out.push('%');
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-fn order(direction: Direction) -> Order {
-    match direction {
-        Direction::Asc => Order::Asc,
-        Direction::Desc => Order::Desc,
-    }
 }
 
 #[async_trait]
@@ -259,7 +171,14 @@ impl UserRepo for SqlStore {
         let result = users::Entity::delete_by_id(id.as_uuid())
             .exec(conn(tx)?)
             .await
-            .map_err(db_err)?;
+            .map_err(|e| {
+                // Orders keep their buyer (order history is not deleted with an account).
+                if is_foreign_key_violation(&e) {
+                    AppError::Conflict("User has orders and cannot be deleted".to_owned())
+                } else {
+                    db_err(e)
+                }
+            })?;
         Ok(result.rows_affected == 1)
     }
 }

@@ -1,0 +1,710 @@
+//! Products, orders, payments and reports: the guide's e-commerce rules over the ports.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use inkcart_domain::shop::order::{OrderViolation, TransitionError};
+use inkcart_domain::shop::{
+    CartLine, Money, NewProduct, Order, OrderItem, OrderStatus, Product, price_order,
+    validate_order,
+};
+use inkcart_domain::{Actor, FieldError, Role, UserId};
+use uuid::Uuid;
+
+use crate::error::messages;
+use crate::page::Page;
+use crate::ports::{
+    ChargeOutcome, ChargeRequest, Claim, DailySales, OrderQuery, Payment, ProductQuery, Removal,
+    TopProduct,
+};
+use crate::{App, AppError, AppResult};
+
+/// Product fields as received; the price is a decimal string (`"19.99"`).
+#[derive(Debug, Clone, Default)]
+pub struct ProductInput {
+    pub name: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub price: Option<String>,
+    pub stock: Option<i64>,
+    pub active: Option<bool>,
+}
+
+/// One requested order line, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineInput {
+    pub product_id: Uuid,
+    /// Anything but a positive whole number is refused by the order rules.
+    pub quantity: i64,
+}
+
+/// An idempotency key with the fingerprint of its request, and how to render the response
+/// that is stored with it.
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub render: &'a (dyn Fn(&Order) -> (u16, String) + Send + Sync),
+}
+
+impl std::fmt::Debug for Idempotency<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of an idempotent write: done now, or the stored answer of the first request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Fresh(Order),
+    Replayed { status: u16, body: String },
+}
+
+fn product_errors(err: inkcart_domain::shop::ProductError, field: &str) -> FieldError {
+    FieldError::new(field, err.to_string())
+}
+
+fn parse_price(raw: &str, errors: &mut Vec<FieldError>) -> Option<Money> {
+    Money::parse(raw)
+        .map_err(|e| errors.push(FieldError::new("price", format!("Price {e}"))))
+        .ok()
+}
+
+fn transition_conflict(err: &TransitionError) -> AppError {
+    AppError::Conflict(err.to_string())
+}
+
+fn order_violations(violations: Vec<OrderViolation>) -> AppError {
+    AppError::Validation(
+        violations
+            .into_iter()
+            .map(|v| {
+                let field = v
+                    .line
+                    .map_or_else(|| "items".to_owned(), |i| format!("items[{i}]"));
+                FieldError::new(field, v.message)
+            })
+            .collect(),
+    )
+}
+
+impl App {
+    fn require_role(actor: Actor, role: Role) -> AppResult<()> {
+        if actor.has_role(role) {
+            Ok(())
+        } else {
+            Err(AppError::insufficient_permissions())
+        }
+    }
+
+    // ---- products ----
+
+    pub async fn create_product(&self, actor: Actor, input: ProductInput) -> AppResult<Product> {
+        Self::require_role(actor, Role::Editor)?;
+        let mut errors = Vec::new();
+        let name = match input.name.as_deref() {
+            Some(n) => NewProduct::name(n)
+                .map_err(|e| errors.push(product_errors(e, "name")))
+                .ok(),
+            None => {
+                errors.push(FieldError::new("name", "name is required"));
+                None
+            }
+        };
+        let description = NewProduct::description(input.description.flatten().as_deref())
+            .map_err(|e| errors.push(product_errors(e, "description")))
+            .ok();
+        let price = match input.price.as_deref() {
+            Some(p) => parse_price(p, &mut errors),
+            None => {
+                errors.push(FieldError::new("price", "price is required"));
+                None
+            }
+        };
+        let stock = NewProduct::stock(input.stock.unwrap_or(0))
+            .map_err(|e| errors.push(product_errors(e, "stock")))
+            .ok();
+        let (Some(name), Some(description), Some(price), Some(stock), true) =
+            (name, description, price, stock, errors.is_empty())
+        else {
+            return Err(AppError::Validation(errors));
+        };
+        let now = self.deps.clock.now();
+        let product = Product {
+            id: Uuid::now_v7(),
+            name,
+            description,
+            price,
+            stock,
+            active: input.active.unwrap_or(true),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.deps.store.begin().await?;
+        self.deps.products.insert(tx.as_mut(), &product).await?;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    /// A product by id, through the in-process cache.
+    pub async fn get_product(&self, id: Uuid) -> AppResult<Product> {
+        if let Some(product) = self.product_cache.get(&id).await {
+            return Ok(product);
+        }
+        let product = self
+            .deps
+            .products
+            .find(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("Product"))?;
+        self.product_cache.insert(id, product.clone()).await;
+        Ok(product)
+    }
+
+    pub async fn list_products(&self, query: &ProductQuery) -> AppResult<Page<Product>> {
+        if let (Some(min), Some(max)) = (query.min_price, query.max_price)
+            && min > max
+        {
+            return Err(AppError::field(
+                "minPrice",
+                "minPrice must not exceed maxPrice",
+            ));
+        }
+        self.deps.products.list(query).await
+    }
+
+    /// Changes the given fields of a product (editors and admins).
+    pub async fn update_product(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        input: ProductInput,
+    ) -> AppResult<Product> {
+        Self::require_role(actor, Role::Editor)?;
+        let mut product = self
+            .deps
+            .products
+            .find(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("Product"))?;
+        let mut errors = Vec::new();
+        if let Some(name) = input.name.as_deref() {
+            match NewProduct::name(name) {
+                Ok(n) => product.name = n,
+                Err(e) => errors.push(product_errors(e, "name")),
+            }
+        }
+        if let Some(description) = &input.description {
+            match NewProduct::description(description.as_deref()) {
+                Ok(d) => product.description = d,
+                Err(e) => errors.push(product_errors(e, "description")),
+            }
+        }
+        if let Some(price) = input
+            .price
+            .as_deref()
+            .and_then(|p| parse_price(p, &mut errors))
+        {
+            product.price = price;
+        }
+        if let Some(stock) = input.stock {
+            match NewProduct::stock(stock) {
+                Ok(s) => product.stock = s,
+                Err(e) => errors.push(product_errors(e, "stock")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        product.active = input.active.unwrap_or(product.active);
+        product.updated_at = self.deps.clock.now();
+        let mut tx = self.deps.store.begin().await?;
+        let updated = self.deps.products.update(tx.as_mut(), &product).await?;
+        tx.commit().await?;
+        self.product_cache.invalidate(&id).await;
+        if !updated {
+            return Err(AppError::not_found("Product"));
+        }
+        Ok(product)
+    }
+
+    /// Deletes a product (admins only); one that orders reference is deactivated instead.
+    pub async fn delete_product(&self, actor: Actor, id: Uuid) -> AppResult<Removal> {
+        Self::require_role(actor, Role::Admin)?;
+        let mut tx = self.deps.store.begin().await?;
+        let removal = self
+            .deps
+            .products
+            .remove(tx.as_mut(), id, self.deps.clock.now())
+            .await?;
+        tx.commit().await?;
+        self.product_cache.invalidate(&id).await;
+        removal.ok_or_else(|| AppError::not_found("Product"))
+    }
+
+    // ---- orders ----
+
+    /// Places an order: validates and prices it, applies the buyer's tier discount, and in one
+    /// transaction reserves the stock of every line and writes the order. If any line is short,
+    /// nothing is reserved and the answer names the product.
+    pub async fn create_order(
+        &self,
+        actor: Actor,
+        lines: Vec<LineInput>,
+        idempotency: Option<Idempotency<'_>>,
+    ) -> AppResult<Outcome> {
+        if let Some(replay) = self.claim(actor.id, idempotency.as_ref()).await? {
+            return Ok(replay);
+        }
+        let result = self.place_order(actor, &lines, idempotency.as_ref()).await;
+        self.settle_claim(actor.id, idempotency.as_ref(), result)
+            .await
+    }
+
+    async fn place_order(
+        &self,
+        actor: Actor,
+        lines: &[LineInput],
+        idempotency: Option<&Idempotency<'_>>,
+    ) -> AppResult<Order> {
+        let buyer = self.get_user(actor.id).await?;
+        let mut ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let products: HashMap<Uuid, Product> = self
+            .deps
+            .products
+            .find_many(&ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        let cart: Vec<CartLine> = lines
+            .iter()
+            .map(|line| match products.get(&line.product_id) {
+                Some(p) => CartLine {
+                    name: p.name.clone(),
+                    unit_price: p.price,
+                    quantity: line.quantity,
+                    available: p.active,
+                },
+                None => CartLine {
+                    name: line.product_id.to_string(),
+                    unit_price: Money::ZERO,
+                    quantity: line.quantity,
+                    available: false,
+                },
+            })
+            .collect();
+        validate_order(&cart).map_err(order_violations)?;
+
+        // Duplicate lines of one product become one line; lines go in product-id order so that
+        // concurrent orders lock rows in the same order.
+        let mut merged: Vec<(Uuid, i64)> = Vec::new();
+        for line in lines {
+            match merged.iter_mut().find(|(id, _)| *id == line.product_id) {
+                Some((_, q)) => *q += line.quantity,
+                None => merged.push((line.product_id, line.quantity)),
+            }
+        }
+        merged.sort_unstable_by_key(|(id, _)| *id);
+        let mut items = Vec::with_capacity(merged.len());
+        for (id, quantity) in &merged {
+            let product = products
+                .get(id)
+                .ok_or_else(|| AppError::internal("a validated product vanished"))?;
+            let quantity = i32::try_from(*quantity).map_err(|_| {
+                AppError::field("items", format!("Invalid quantity for {}", product.name))
+            })?;
+            items.push((product, quantity));
+        }
+        let priced: Vec<(Money, i64)> = items
+            .iter()
+            .map(|(p, q)| (p.price, i64::from(*q)))
+            .collect();
+        let totals = price_order(&priced, buyer.tier)
+            .ok_or_else(|| AppError::field("items", "Order total is too large"))?;
+        let now = self.deps.clock.now();
+        let order = Order {
+            id: Uuid::now_v7(),
+            user_id: actor.id,
+            status: OrderStatus::Pending,
+            items: items
+                .iter()
+                .zip(&totals.line_totals)
+                .map(|((product, quantity), line_total)| OrderItem {
+                    product_id: product.id,
+                    name: product.name.clone(),
+                    quantity: *quantity,
+                    unit_price: product.price,
+                    line_total: *line_total,
+                })
+                .collect(),
+            subtotal: totals.subtotal,
+            discount: totals.discount,
+            total: totals.total,
+            created_at: now,
+            updated_at: now,
+        };
+
+        let mut tx = self.deps.store.begin().await?;
+        for (product, quantity) in &items {
+            if !self
+                .deps
+                .products
+                .reserve_stock(tx.as_mut(), product.id, *quantity, now)
+                .await?
+            {
+                return Err(AppError::Conflict(format!(
+                    "Insufficient stock for {}",
+                    product.name
+                )));
+            }
+        }
+        self.deps.orders.insert(tx.as_mut(), &order).await?;
+        if let Some(idem) = idempotency {
+            let (status, body) = (idem.render)(&order);
+            self.deps
+                .idempotency
+                .complete(tx.as_mut(), actor.id, idem.key, status, &body, now)
+                .await?;
+        }
+        tx.commit().await?;
+        for (product, _) in &items {
+            self.product_cache.invalidate(&product.id).await;
+        }
+        Ok(order)
+    }
+
+    /// Claims the idempotency key, if any; `Some` is the stored answer to replay.
+    async fn claim(
+        &self,
+        user: UserId,
+        idempotency: Option<&Idempotency<'_>>,
+    ) -> AppResult<Option<Outcome>> {
+        let Some(idem) = idempotency else {
+            return Ok(None);
+        };
+        let claim = self
+            .deps
+            .idempotency
+            .claim(
+                user,
+                idem.key,
+                idem.request_hash,
+                self.deps.clock.now(),
+                self.settings.idempotency_ttl,
+                self.settings.idempotency_abandon_after,
+            )
+            .await?;
+        match claim {
+            Claim::Granted => Ok(None),
+            Claim::InFlight => Err(AppError::Conflict(
+                messages::IDEMPOTENCY_IN_FLIGHT.to_owned(),
+            )),
+            Claim::Mismatch => Err(AppError::Unprocessable(
+                messages::IDEMPOTENCY_MISMATCH.to_owned(),
+            )),
+            Claim::Done { status, body } => Ok(Some(Outcome::Replayed { status, body })),
+        }
+    }
+
+    /// After the work: a failure gives the key back so that the request can be retried.
+    async fn settle_claim(
+        &self,
+        user: UserId,
+        idempotency: Option<&Idempotency<'_>>,
+        result: AppResult<Order>,
+    ) -> AppResult<Outcome> {
+        match (result, idempotency) {
+            (Ok(order), _) => Ok(Outcome::Fresh(order)),
+            (Err(err), Some(idem)) => {
+                if let Err(release) = self.deps.idempotency.release(user, idem.key).await {
+                    tracing::error!(error = %release, "could not release an idempotency key");
+                }
+                Err(err)
+            }
+            (Err(err), None) => Err(err),
+        }
+    }
+
+    /// An order its buyer or an admin may see.
+    pub async fn get_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+        let order = self
+            .deps
+            .orders
+            .find(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("Order"))?;
+        if order.user_id != actor.id && !actor.is_admin() {
+            // Someone else's order does not exist, as far as the caller can tell.
+            return Err(AppError::not_found("Order"));
+        }
+        Ok(order)
+    }
+
+    /// The caller's orders; admins see everyone's (or one buyer's with `user_id`).
+    pub async fn list_orders(&self, actor: Actor, mut query: OrderQuery) -> AppResult<Page<Order>> {
+        if !actor.is_admin() {
+            if query.user_id.is_some_and(|u| u != actor.id) {
+                return Err(AppError::insufficient_permissions());
+            }
+            query.user_id = Some(actor.id);
+        }
+        self.deps.orders.list(&query).await
+    }
+
+    /// Pays a pending order through the gateway; the order becomes `paid` only once the
+    /// gateway approves. A decline leaves it pending.
+    pub async fn pay_order(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        payment_token: Option<String>,
+        idempotency: Option<Idempotency<'_>>,
+    ) -> AppResult<Outcome> {
+        if let Some(replay) = self.claim(actor.id, idempotency.as_ref()).await? {
+            return Ok(replay);
+        }
+        let result = self
+            .pay(actor, id, payment_token, idempotency.as_ref())
+            .await;
+        self.settle_claim(actor.id, idempotency.as_ref(), result)
+            .await
+    }
+
+    async fn pay(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        payment_token: Option<String>,
+        idempotency: Option<&Idempotency<'_>>,
+    ) -> AppResult<Order> {
+        let mut order = self.get_order(actor, id).await?;
+        if order.user_id != actor.id {
+            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+        }
+        order
+            .check_transition(OrderStatus::Paid)
+            .map_err(|e| transition_conflict(&e))?;
+        let gateway = &self.deps.payments;
+        let charge = ChargeRequest {
+            order_id: order.id,
+            amount: order.total,
+            currency: "usd",
+            payment_token,
+            idempotency_key: format!("order-{}-pay", order.id),
+        };
+        let reference = match gateway.charge(&charge).await? {
+            ChargeOutcome::Approved { reference } => reference,
+            ChargeOutcome::Declined { reason } => {
+                tracing::info!(order_id = %order.id, %reason, "payment declined");
+                return Err(AppError::PaymentRequired(
+                    messages::PAYMENT_DECLINED.to_owned(),
+                ));
+            }
+        };
+        let now = self.deps.clock.now();
+        let mut payment = Payment {
+            id: Uuid::now_v7(),
+            order_id: order.id,
+            gateway: gateway.name().to_owned(),
+            reference: reference.clone(),
+            amount: order.total,
+            status: "succeeded".to_owned(),
+            created_at: now,
+        };
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .orders
+            .set_status(
+                tx.as_mut(),
+                order.id,
+                OrderStatus::Pending,
+                OrderStatus::Paid,
+                now,
+            )
+            .await?
+        {
+            // The order moved on (cancelled) while the charge ran: give the money back.
+            drop(tx);
+            gateway.refund(&reference, order.total).await?;
+            payment.status = "refunded".to_owned();
+            let mut tx = self.deps.store.begin().await?;
+            self.deps
+                .orders
+                .insert_payment(tx.as_mut(), &payment)
+                .await?;
+            tx.commit().await?;
+            let current = self.get_order(actor, id).await?;
+            let err = current.check_transition(OrderStatus::Paid).err().unwrap_or(
+                TransitionError::WrongStatus {
+                    action: "pay",
+                    from: current.status,
+                },
+            );
+            return Err(transition_conflict(&err));
+        }
+        self.deps
+            .orders
+            .insert_payment(tx.as_mut(), &payment)
+            .await?;
+        order.pay().map_err(|e| transition_conflict(&e))?;
+        order.updated_at = now;
+        if let Some(idem) = idempotency {
+            let (status, body) = (idem.render)(&order);
+            self.deps
+                .idempotency
+                .complete(tx.as_mut(), actor.id, idem.key, status, &body, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Cancels a pending order (its buyer, or an admin); the stock goes back.
+    pub async fn cancel_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+        let mut order = self.get_order(actor, id).await?;
+        order
+            .check_transition(OrderStatus::Cancelled)
+            .map_err(|e| transition_conflict(&e))?;
+        let now = self.deps.clock.now();
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .orders
+            .set_status(
+                tx.as_mut(),
+                id,
+                OrderStatus::Pending,
+                OrderStatus::Cancelled,
+                now,
+            )
+            .await?
+        {
+            drop(tx);
+            return Err(self.lost_race(actor, id, OrderStatus::Cancelled).await);
+        }
+        for item in &order.items {
+            self.deps
+                .products
+                .release_stock(tx.as_mut(), item.product_id, item.quantity, now)
+                .await?;
+        }
+        tx.commit().await?;
+        for item in &order.items {
+            self.product_cache.invalidate(&item.product_id).await;
+        }
+        order.cancel().map_err(|e| transition_conflict(&e))?;
+        order.updated_at = now;
+        Ok(order)
+    }
+
+    /// Ships a paid order with items (editors and admins).
+    pub async fn ship_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+        self.advance_order(actor, id, OrderStatus::Shipped).await
+    }
+
+    /// Marks a shipped order delivered (editors and admins).
+    pub async fn deliver_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+        self.advance_order(actor, id, OrderStatus::Delivered).await
+    }
+
+    async fn advance_order(&self, actor: Actor, id: Uuid, to: OrderStatus) -> AppResult<Order> {
+        Self::require_role(actor, Role::Editor)?;
+        let mut order = self
+            .deps
+            .orders
+            .find(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("Order"))?;
+        order
+            .check_transition(to)
+            .map_err(|e| transition_conflict(&e))?;
+        let from = order.status;
+        let now = self.deps.clock.now();
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .orders
+            .set_status(tx.as_mut(), id, from, to, now)
+            .await?
+        {
+            drop(tx);
+            return Err(self.lost_race(actor, id, to).await);
+        }
+        tx.commit().await?;
+        order.status = to;
+        order.updated_at = now;
+        Ok(order)
+    }
+
+    /// The conflict to report when a guarded status update found the order already moved.
+    async fn lost_race(&self, actor: Actor, id: Uuid, to: OrderStatus) -> AppError {
+        match self.deps.orders.find(id).await {
+            Ok(Some(current)) => match current.check_transition(to) {
+                Err(e) => transition_conflict(&e),
+                Ok(()) => AppError::Conflict(format!(
+                    "Order {id} changed while it was being updated; try again"
+                )),
+            },
+            Ok(None) => AppError::not_found("Order"),
+            Err(e) => {
+                tracing::error!(error = %e, actor = %actor.id, "reloading an order failed");
+                e
+            }
+        }
+    }
+
+    pub async fn order_payments(&self, actor: Actor, id: Uuid) -> AppResult<Vec<Payment>> {
+        self.get_order(actor, id).await?;
+        self.deps.orders.payments(id).await
+    }
+
+    // ---- reports ----
+
+    pub async fn top_products(&self, actor: Actor, limit: u64) -> AppResult<Vec<TopProduct>> {
+        Self::require_role(actor, Role::Admin)?;
+        if !(1..=100).contains(&limit) {
+            return Err(AppError::field("limit", "limit must be between 1 and 100"));
+        }
+        self.deps.orders.top_products(limit).await
+    }
+
+    pub async fn daily_sales(
+        &self,
+        actor: Actor,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> AppResult<Vec<DailySales>> {
+        Self::require_role(actor, Role::Admin)?;
+        if from > to {
+            return Err(AppError::field("from", "from must not be after to"));
+        }
+        if (to - from).num_days() > 366 {
+            return Err(AppError::field("to", "a report covers at most 366 days"));
+        }
+        let mut known: HashMap<NaiveDate, DailySales> = self
+            .deps
+            .orders
+            .daily_sales(from, to)
+            .await?
+            .into_iter()
+            .map(|d| (d.date, d))
+            .collect();
+        // Every day of the range, quiet days included.
+        Ok(from
+            .iter_days()
+            .take_while(|d| *d <= to)
+            .map(|date| {
+                known.remove(&date).unwrap_or(DailySales {
+                    date,
+                    orders: 0,
+                    revenue: Money::ZERO,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,12 @@
+//! The shop: money, products, orders and the rules that price and move them.
+
+pub mod money;
+pub mod order;
+pub mod product;
+
+pub use money::Money;
+pub use order::{
+    CartLine, Order, OrderItem, OrderStatus, OrderTotals, TransitionError, discount_for,
+    price_order, validate_order,
+};
+pub use product::{NewProduct, Product, ProductError};

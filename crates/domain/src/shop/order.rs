@@ -1,0 +1,493 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::Money;
+use crate::{Tier, UserId};
+
+/// Where an order is in its life: `pending → paid → shipped → delivered`, or
+/// `pending → cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: &'static [Self] = &[
+        Self::Pending,
+        Self::Paid,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status an order must have for `to` to be reached from it.
+    pub const fn required_for(to: Self) -> Option<Self> {
+        match to {
+            Self::Paid | Self::Cancelled => Some(Self::Pending),
+            Self::Shipped => Some(Self::Paid),
+            Self::Delivered => Some(Self::Shipped),
+            Self::Pending => None,
+        }
+    }
+
+    /// Whether an order may move from `self` to `to`.
+    pub fn can_move_to(self, to: Self) -> bool {
+        Self::required_for(to) == Some(self)
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown order status `{s}`"))
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An illegal move of the state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransitionError {
+    #[error("Cannot {action} an order that is {from}")]
+    WrongStatus {
+        action: &'static str,
+        from: OrderStatus,
+    },
+    #[error("Cannot ship an order without items")]
+    NoItems,
+}
+
+/// The verb of a transition, for messages.
+pub const fn action(to: OrderStatus) -> &'static str {
+    match to {
+        OrderStatus::Pending => "reopen",
+        OrderStatus::Paid => "pay",
+        OrderStatus::Shipped => "ship",
+        OrderStatus::Delivered => "deliver",
+        OrderStatus::Cancelled => "cancel",
+    }
+}
+
+/// One line of an order; the unit price is copied from the product when the order is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    pub items: Vec<OrderItem>,
+    pub subtotal: Money,
+    pub discount: Money,
+    pub total: Money,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// The guide's rule: only paid orders with items can ship.
+    pub fn can_ship(&self) -> bool {
+        self.status == OrderStatus::Paid && !self.items.is_empty()
+    }
+
+    /// Checks a move to `to` without making it.
+    pub fn check_transition(&self, to: OrderStatus) -> Result<(), TransitionError> {
+        if !self.status.can_move_to(to) {
+            return Err(TransitionError::WrongStatus {
+                action: action(to),
+                from: self.status,
+            });
+        }
+        if to == OrderStatus::Shipped && !self.can_ship() {
+            return Err(TransitionError::NoItems);
+        }
+        Ok(())
+    }
+
+    fn transition(&mut self, to: OrderStatus) -> Result<(), TransitionError> {
+        self.check_transition(to)?;
+        self.status = to;
+        Ok(())
+    }
+
+    pub fn pay(&mut self) -> Result<(), TransitionError> {
+        self.transition(OrderStatus::Paid)
+    }
+
+    pub fn ship(&mut self) -> Result<(), TransitionError> {
+        self.transition(OrderStatus::Shipped)
+    }
+
+    pub fn deliver(&mut self) -> Result<(), TransitionError> {
+        self.transition(OrderStatus::Delivered)
+    }
+
+    pub fn cancel(&mut self) -> Result<(), TransitionError> {
+        self.transition(OrderStatus::Cancelled)
+    }
+}
+
+/// One cart line as the rules see it: what is asked for, at what price, and whether it can be
+/// sold at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartLine {
+    pub name: String,
+    pub unit_price: Money,
+    /// As sent by the client: anything but a positive whole number is refused.
+    pub quantity: i64,
+    /// `false` for an unknown or deactivated product.
+    pub available: bool,
+}
+
+/// The largest quantity of one product in one order.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
+pub const MIN_ORDER: Money = Money::from_cents(10_00);
+
+/// A broken order rule; `line` is the cart line it is about, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderViolation {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The guide's `validateOrder`: every broken rule, in the guide's order (empty cart, minimum
+/// amount, then each line). The minimum is checked over the lines that are valid.
+pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
+    let mut violations = Vec::new();
+    if lines.is_empty() {
+        violations.push(OrderViolation {
+            line: None,
+            message: "Cart is empty".to_owned(),
+        });
+    }
+    let valid_quantity = |q: i64| (1..=MAX_QUANTITY).contains(&q);
+    let subtotal = lines
+        .iter()
+        .filter(|l| valid_quantity(l.quantity) && l.available)
+        .try_fold(Money::ZERO, |sum, l| {
+            l.unit_price
+                .checked_mul(l.quantity)
+                .and_then(|t| sum.checked_add(t))
+        });
+    if subtotal.is_some_and(|s| s < MIN_ORDER) {
+        violations.push(OrderViolation {
+            line: None,
+            message: "Minimum order amount is $10".to_owned(),
+        });
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if !valid_quantity(line.quantity) {
+            violations.push(OrderViolation {
+                line: Some(i),
+                message: format!("Invalid quantity for {}", line.name),
+            });
+        }
+        if !line.available {
+            violations.push(OrderViolation {
+                line: Some(i),
+                message: format!("Product {} is not available", line.name),
+            });
+        }
+    }
+    if subtotal.is_none() {
+        violations.push(OrderViolation {
+            line: None,
+            message: "Order total is too large".to_owned(),
+        });
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(violations)
+    }
+}
+
+/// The guide's `calculateDiscount`, as a percentage: premium 20 %, regular 10 %, guest 0.
+pub const fn discount_for(tier: Tier) -> u32 {
+    match tier {
+        Tier::Premium => 20,
+        Tier::Regular => 10,
+        Tier::Guest => 0,
+    }
+}
+
+/// The money of an order: each line, the subtotal, the tier discount (half-up to the cent) and
+/// the total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderTotals {
+    pub line_totals: Vec<Money>,
+    pub subtotal: Money,
+    pub discount: Money,
+    pub total: Money,
+}
+
+/// Prices validated lines (`(unit price, quantity)`); `None` on overflow.
+pub fn price_order(lines: &[(Money, i64)], tier: Tier) -> Option<OrderTotals> {
+    let line_totals = lines
+        .iter()
+        .map(|(price, quantity)| price.checked_mul(*quantity))
+        .collect::<Option<Vec<_>>>()?;
+    let subtotal = line_totals
+        .iter()
+        .try_fold(Money::ZERO, |sum, t| sum.checked_add(*t))?;
+    let discount = subtotal.percent_half_up(discount_for(tier))?;
+    let total = subtotal.checked_sub(discount)?;
+    Some(OrderTotals {
+        line_totals,
+        subtotal,
+        discount,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(name: &str, dollars: i64, quantity: i64) -> CartLine {
+        CartLine {
+            name: name.to_owned(),
+            unit_price: Money::from_cents(dollars * 100),
+            quantity,
+            available: true,
+        }
+    }
+
+    fn messages(lines: &[CartLine]) -> Vec<String> {
+        validate_order(lines)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.message)
+            .collect()
+    }
+
+    // The guide's unit tests of OrderService.
+
+    #[test]
+    fn an_empty_cart_fails() {
+        assert!(messages(&[]).contains(&"Cart is empty".to_owned()));
+    }
+
+    #[test]
+    fn a_total_under_10_dollars_fails() {
+        assert!(
+            messages(&[line("Item", 5, 1)]).contains(&"Minimum order amount is $10".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_invalid_quantity_fails() {
+        assert!(
+            messages(&[line("Item", 20, -1)]).contains(&"Invalid quantity for Item".to_owned())
+        );
+        assert!(messages(&[line("Item", 20, 0)]).contains(&"Invalid quantity for Item".to_owned()));
+    }
+
+    #[test]
+    fn a_valid_order_passes() {
+        assert_eq!(
+            validate_order(&[line("Item 1", 10, 1), line("Item 2", 5, 2)]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn premium_customers_get_20_percent() {
+        assert_eq!(
+            Money::from_cents(100_00).percent_half_up(discount_for(Tier::Premium)),
+            Some(Money::from_cents(20_00))
+        );
+    }
+
+    #[test]
+    fn regular_customers_get_10_percent() {
+        assert_eq!(
+            Money::from_cents(100_00).percent_half_up(discount_for(Tier::Regular)),
+            Some(Money::from_cents(10_00))
+        );
+    }
+
+    #[test]
+    fn guests_get_no_discount() {
+        assert_eq!(
+            Money::from_cents(100_00).percent_half_up(discount_for(Tier::Guest)),
+            Some(Money::ZERO)
+        );
+    }
+
+    // Beyond the guide.
+
+    #[test]
+    fn exactly_10_dollars_is_enough() {
+        assert_eq!(validate_order(&[line("Item", 10, 1)]), Ok(()));
+    }
+
+    #[test]
+    fn an_unavailable_product_is_named() {
+        let mut gone = line("Old Mug", 20, 1);
+        gone.available = false;
+        assert!(messages(&[gone]).contains(&"Product Old Mug is not available".to_owned()));
+    }
+
+    #[test]
+    fn violations_come_in_the_guides_order() {
+        let lines = [line("A", 1, 1), line("B", 1, -3)];
+        assert_eq!(
+            messages(&lines),
+            ["Minimum order amount is $10", "Invalid quantity for B"]
+        );
+        let violations = validate_order(&lines).unwrap_err();
+        assert_eq!(violations[1].line, Some(1));
+    }
+
+    #[test]
+    fn an_order_too_large_to_count_is_refused_not_wrapped() {
+        let lines = [line("A", 100_000_000_000, MAX_QUANTITY)];
+        assert!(messages(&lines).contains(&"Order total is too large".to_owned()));
+    }
+
+    #[test]
+    fn pricing_applies_the_tier_discount_half_up() {
+        let totals = price_order(
+            &[(Money::from_cents(3333), 1), (Money::from_cents(1), 2)],
+            Tier::Regular,
+        )
+        .unwrap();
+        assert_eq!(totals.subtotal, Money::from_cents(3335));
+        assert_eq!(totals.discount, Money::from_cents(334)); // 333.5 → 334
+        assert_eq!(totals.total, Money::from_cents(3001));
+        assert_eq!(
+            totals.line_totals,
+            [Money::from_cents(3333), Money::from_cents(2)]
+        );
+    }
+
+    fn order(status: OrderStatus, items: usize) -> Order {
+        Order {
+            id: Uuid::now_v7(),
+            user_id: UserId::from_uuid(Uuid::now_v7()),
+            status,
+            items: (0..items)
+                .map(|_| OrderItem {
+                    product_id: Uuid::now_v7(),
+                    name: "Mug".to_owned(),
+                    quantity: 1,
+                    unit_price: Money::from_cents(1000),
+                    line_total: Money::from_cents(1000),
+                })
+                .collect(),
+            subtotal: Money::from_cents(1000),
+            discount: Money::ZERO,
+            total: Money::from_cents(1000),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_order_moves_pending_paid_shipped_delivered() {
+        let mut o = order(OrderStatus::Pending, 1);
+        o.pay().unwrap();
+        assert!(o.can_ship());
+        o.ship().unwrap();
+        o.deliver().unwrap();
+        assert_eq!(o.status, OrderStatus::Delivered);
+    }
+
+    #[test]
+    fn only_pending_orders_are_cancelled_or_paid() {
+        let mut paid = order(OrderStatus::Paid, 1);
+        assert_eq!(
+            paid.cancel(),
+            Err(TransitionError::WrongStatus {
+                action: "cancel",
+                from: OrderStatus::Paid
+            })
+        );
+        assert_eq!(
+            paid.pay().unwrap_err().to_string(),
+            "Cannot pay an order that is paid"
+        );
+        let mut pending = order(OrderStatus::Pending, 1);
+        pending.cancel().unwrap();
+        assert!(pending.pay().is_err());
+    }
+
+    #[test]
+    fn only_paid_orders_with_items_ship() {
+        assert!(!order(OrderStatus::Pending, 1).can_ship());
+        assert_eq!(
+            order(OrderStatus::Pending, 1)
+                .ship()
+                .unwrap_err()
+                .to_string(),
+            "Cannot ship an order that is pending"
+        );
+        assert_eq!(
+            order(OrderStatus::Paid, 0).ship(),
+            Err(TransitionError::NoItems)
+        );
+        assert!(order(OrderStatus::Paid, 2).ship().is_ok());
+    }
+
+    #[test]
+    fn nothing_leaves_a_final_status() {
+        for from in [OrderStatus::Delivered, OrderStatus::Cancelled] {
+            for to in OrderStatus::ALL {
+                assert!(!from.can_move_to(*to), "{from} -> {to}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn totals_are_never_negative_and_discounts_never_exceed_the_subtotal(
+            lines in proptest::collection::vec((0i64..10_000_000, 1i64..1000), 0..20),
+            tier in prop_oneof![Just(Tier::Guest), Just(Tier::Regular), Just(Tier::Premium)],
+        ) {
+            let lines: Vec<(Money, i64)> = lines.into_iter().map(|(c, q)| (Money::from_cents(c), q)).collect();
+            let totals = price_order(&lines, tier).unwrap();
+            prop_assert!(totals.total >= Money::ZERO);
+            prop_assert!(totals.discount >= Money::ZERO);
+            prop_assert!(totals.discount <= totals.subtotal);
+            prop_assert_eq!(totals.subtotal.checked_sub(totals.discount), Some(totals.total));
+        }
+    }
+}

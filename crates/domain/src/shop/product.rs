@@ -1,0 +1,106 @@
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::Money;
+
+/// A product for sale. `stock` never goes below zero (the database enforces it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub price: Money,
+    pub stock: i32,
+    /// Inactive products stay for the orders that reference them but cannot be ordered.
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub const NAME_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 10_000;
+pub const STOCK_MAX: i32 = 1_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProductError {
+    #[error("Name must not be empty")]
+    EmptyName,
+    #[error("Name must be at most 200 characters")]
+    NameTooLong,
+    #[error("Description must be at most 10000 characters")]
+    DescriptionTooLong,
+    #[error("Stock must be between 0 and 1000000000")]
+    StockOutOfRange,
+}
+
+/// The editable fields of a product, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub name: String,
+    pub description: Option<String>,
+    pub price: Money,
+    pub stock: i32,
+}
+
+impl NewProduct {
+    pub fn name(input: &str) -> Result<String, ProductError> {
+        let name = input.trim();
+        if name.is_empty() {
+            return Err(ProductError::EmptyName);
+        }
+        if name.chars().count() > NAME_MAX {
+            return Err(ProductError::NameTooLong);
+        }
+        Ok(name.to_owned())
+    }
+
+    pub fn description(input: Option<&str>) -> Result<Option<String>, ProductError> {
+        match input.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(d) if d.chars().count() > DESCRIPTION_MAX => Err(ProductError::DescriptionTooLong),
+            Some(d) => Ok(Some(d.to_owned())),
+        }
+    }
+
+    pub fn stock(input: i64) -> Result<i32, ProductError> {
+        i32::try_from(input)
+            .ok()
+            .filter(|s| (0..=STOCK_MAX).contains(s))
+            .ok_or(ProductError::StockOutOfRange)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(NewProduct::name("  Mug ").unwrap(), "Mug");
+        assert_eq!(NewProduct::name(" "), Err(ProductError::EmptyName));
+        assert_eq!(
+            NewProduct::name(&"x".repeat(201)),
+            Err(ProductError::NameTooLong)
+        );
+    }
+
+    #[test]
+    fn stock_is_never_negative() {
+        assert_eq!(NewProduct::stock(0), Ok(0));
+        assert_eq!(NewProduct::stock(-1), Err(ProductError::StockOutOfRange));
+        assert_eq!(
+            NewProduct::stock(i64::MAX),
+            Err(ProductError::StockOutOfRange)
+        );
+    }
+
+    #[test]
+    fn an_empty_description_is_none() {
+        assert_eq!(NewProduct::description(Some("  ")), Ok(None));
+        assert_eq!(
+            NewProduct::description(Some(" Big ")),
+            Ok(Some("Big".to_owned()))
+        );
+    }
+}

@@ -1,0 +1,96 @@
+use std::any::Any;
+
+use async_trait::async_trait;
+use inkcart_app::page::Direction;
+use inkcart_app::ports::{Store, Tx};
+use inkcart_app::{AppError, AppResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Order, TransactionTrait as _};
+
+use crate::Db;
+use crate::error::db_err;
+
+mod identity;
+mod shop;
+
+/// The repositories of every feature over one [`Db`].
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: Db,
+}
+
+impl SqlStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// A transaction on the writer connection.
+struct SeaTx(DatabaseTransaction);
+
+#[async_trait]
+impl Tx for SeaTx {
+    fn as_any(&mut self) -> &mut (dyn Any + Send) {
+        self
+    }
+
+    async fn commit(self: Box<Self>) -> AppResult<()> {
+        self.0.commit().await.map_err(db_err)
+    }
+}
+
+pub(crate) fn conn(tx: &mut dyn Tx) -> AppResult<&DatabaseTransaction> {
+    tx.as_any()
+        .downcast_mut::<SeaTx>()
+        .map(|t| &t.0)
+        .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn begin(&self) -> AppResult<Box<dyn Tx>> {
+        let tx = self.db.writer.begin().await.map_err(db_err)?;
+        Ok(Box::new(SeaTx(tx)))
+    }
+
+    async fn check_ready(&self) -> Result<(), String> {
+        if let Err(err) = self.db.reader.execute_unprepared("SELECT 1").await {
+            tracing::error!(error = %err, "readiness: database does not answer");
+            return Err("unreachable".to_owned());
+        }
+        match self.db.pending_migrations().await {
+            Ok(pending) if pending.is_empty() => Ok(()),
+            Ok(pending) => {
+                tracing::warn!(?pending, "readiness: migrations pending");
+                Err("migrations pending".to_owned())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "readiness: cannot read migration state");
+                Err("migrations unknown".to_owned())
+            }
+        }
+    }
+}
+
+pub(crate) fn escape_like(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+pub(crate) fn order(direction: Direction) -> Order {
+    match direction {
+        Direction::Asc => Order::Asc,
+        Direction::Desc => Order::Desc,
+    }
+}

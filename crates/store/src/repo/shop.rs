@@ -1,0 +1,743 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use inkcart_app::page::Page;
+use inkcart_app::ports::{
+    Claim, DailySales, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment,
+    ProductQuery, ProductRepo, ProductSortField, Removal, TopProduct, Tx,
+};
+use inkcart_app::{AppError, AppResult};
+use inkcart_domain::UserId;
+use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, Query, SelectStatement};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbBackend, EntityTrait as _,
+    PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QueryResult, QuerySelect as _,
+    Statement, TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::{SqlStore, conn, escape_like, order};
+use crate::entity::{idempotency_keys, order_items, orders, payments, products};
+use crate::error::db_err;
+
+fn product_from_model(m: products::Model) -> Product {
+    Product {
+        id: m.id,
+        name: m.name,
+        description: m.description,
+        price: Money::from_cents(m.price_cents),
+        stock: m.stock,
+        active: m.active,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+fn product_model(p: &Product) -> products::ActiveModel {
+    products::ActiveModel {
+        id: Set(p.id),
+        name: Set(p.name.clone()),
+        description: Set(p.description.clone()),
+        price_cents: Set(p.price.cents()),
+        stock: Set(p.stock),
+        active: Set(p.active),
+        created_at: Set(p.created_at),
+        updated_at: Set(p.updated_at),
+    }
+}
+
+#[async_trait]
+impl ProductRepo for SqlStore {
+    async fn insert(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<()> {
+        products::Entity::insert(product_model(product))
+            .exec_without_returning(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find(&self, id: Uuid) -> AppResult<Option<Product>> {
+        Ok(products::Entity::find_by_id(id)
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(product_from_model))
+    }
+
+    async fn find_many(&self, ids: &[Uuid]) -> AppResult<Vec<Product>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(products::Entity::find()
+            .filter(products::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(product_from_model)
+            .collect())
+    }
+
+    async fn list(&self, query: &ProductQuery) -> AppResult<Page<Product>> {
+        let mut select = products::Entity::find().filter(products::Column::Active.eq(true));
+        if let Some(term) = query
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let pattern = escape_like(&term.to_lowercase());
+            let like = |col: products::Column| {
+                Expr::expr(Func::lower(Expr::col(col)))
+                    .like(LikeExpr::new(pattern.clone()).escape('\\'))
+            };
+            select =
+                select.filter(like(products::Column::Name).or(like(products::Column::Description)));
+        }
+        if let Some(min) = query.min_price {
+            select = select.filter(products::Column::PriceCents.gte(min.cents()));
+        }
+        if let Some(max) = query.max_price {
+            select = select.filter(products::Column::PriceCents.lte(max.cents()));
+        }
+        match query.in_stock {
+            Some(true) => select = select.filter(products::Column::Stock.gt(0)),
+            Some(false) => select = select.filter(products::Column::Stock.eq(0)),
+            None => {}
+        }
+        let total = select
+            .clone()
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let ord = order(query.sort.direction);
+        let column = match query.sort.field {
+            ProductSortField::CreatedAt => products::Column::CreatedAt,
+            ProductSortField::Price => products::Column::PriceCents,
+            ProductSortField::Name => products::Column::Name,
+        };
+        let models = select
+            .order_by(column, ord.clone())
+            .order_by(products::Column::Id, ord)
+            .offset(query.page.offset())
+            .limit(query.page.limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(Page {
+            items: models.into_iter().map(product_from_model).collect(),
+            page: query.page.page,
+            limit: query.page.limit,
+            total,
+        })
+    }
+
+    async fn update(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<bool> {
+        let result = products::Entity::update_many()
+            .col_expr(products::Column::Name, Expr::value(product.name.clone()))
+            .col_expr(
+                products::Column::Description,
+                Expr::value(product.description.clone()),
+            )
+            .col_expr(
+                products::Column::PriceCents,
+                Expr::value(product.price.cents()),
+            )
+            .col_expr(products::Column::Stock, Expr::value(product.stock))
+            .col_expr(products::Column::Active, Expr::value(product.active))
+            .col_expr(products::Column::UpdatedAt, Expr::value(product.updated_at))
+            .filter(products::Column::Id.eq(product.id))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn remove(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<Removal>> {
+        let conn = conn(tx)?;
+        let referenced = order_items::Entity::find()
+            .filter(order_items::Column::ProductId.eq(id))
+            .count(conn)
+            .await
+            .map_err(db_err)?
+            > 0;
+        let affected = if referenced {
+            products::Entity::update_many()
+                .col_expr(products::Column::Active, Expr::value(false))
+                .col_expr(products::Column::UpdatedAt, Expr::value(now))
+                .filter(products::Column::Id.eq(id))
+                .exec(conn)
+                .await
+                .map_err(db_err)?
+                .rows_affected
+        } else {
+            products::Entity::delete_by_id(id)
+                .exec(conn)
+                .await
+                .map_err(db_err)?
+                .rows_affected
+        };
+        Ok((affected == 1).then_some(if referenced {
+            Removal::Deactivated
+        } else {
+            Removal::Deleted
+        }))
+    }
+
+    async fn reserve_stock(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        quantity: i32,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        let result = products::Entity::update_many()
+            .col_expr(
+                products::Column::Stock,
+                Expr::col(products::Column::Stock).sub(quantity),
+            )
+            .col_expr(products::Column::UpdatedAt, Expr::value(now))
+            .filter(products::Column::Id.eq(id))
+            .filter(products::Column::Active.eq(true))
+            .filter(products::Column::Stock.gte(quantity))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn release_stock(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        quantity: i32,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        products::Entity::update_many()
+            .col_expr(
+                products::Column::Stock,
+                Expr::col(products::Column::Stock).add(quantity),
+            )
+            .col_expr(products::Column::UpdatedAt, Expr::value(now))
+            .filter(products::Column::Id.eq(id))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+const SOLD: [&str; 3] = ["paid", "shipped", "delivered"];
+
+fn corrupt(what: &str) -> AppError {
+    AppError::internal(format!("stored order data is invalid: {what}"))
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> AppResult<T> {
+    row.try_get::<T>("", column)
+        .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
+}
+
+/// The items of an order, with the current product names, as selected by [`items_query`].
+fn item_from_row(row: &QueryResult) -> AppResult<OrderItem> {
+    Ok(OrderItem {
+        product_id: get(row, "i_product_id")?,
+        name: get(row, "p_name")?,
+        quantity: get(row, "i_quantity")?,
+        unit_price: Money::from_cents(get(row, "i_unit_price_cents")?),
+        line_total: Money::from_cents(get(row, "i_line_total_cents")?),
+    })
+}
+
+/// Selects item columns (aliased `i_*`) and the product name (`p_name`) joined to `from`.
+fn add_item_columns(q: &mut SelectStatement) {
+    use order_items::Column as I;
+    q.expr_as(Expr::col((order_items::Entity, I::OrderId)), "i_order_id")
+        .expr_as(
+            Expr::col((order_items::Entity, I::ProductId)),
+            "i_product_id",
+        )
+        .expr_as(Expr::col((order_items::Entity, I::Quantity)), "i_quantity")
+        .expr_as(
+            Expr::col((order_items::Entity, I::UnitPriceCents)),
+            "i_unit_price_cents",
+        )
+        .expr_as(
+            Expr::col((order_items::Entity, I::LineTotalCents)),
+            "i_line_total_cents",
+        )
+        .expr_as(
+            Expr::col((products::Entity, products::Column::Name)),
+            "p_name",
+        );
+}
+
+fn order_from_model(m: orders::Model, items: Vec<OrderItem>) -> AppResult<Order> {
+    Ok(Order {
+        id: m.id,
+        user_id: UserId::from_uuid(m.user_id),
+        status: m.status.parse().map_err(|_| corrupt("status"))?,
+        items,
+        subtotal: Money::from_cents(m.subtotal_cents),
+        discount: Money::from_cents(m.discount_cents),
+        total: Money::from_cents(m.total_cents),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+impl SqlStore {
+    fn backend(&self) -> DbBackend {
+        self.db.reader.get_database_backend()
+    }
+
+    /// Items with product names for several orders, in one query.
+    async fn items_for(&self, order_ids: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<OrderItem>>> {
+        let mut map: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
+        if order_ids.is_empty() {
+            return Ok(map);
+        }
+        let mut q = Query::select();
+        add_item_columns(&mut q);
+        q.from(order_items::Entity)
+            .inner_join(
+                products::Entity,
+                Expr::col((products::Entity, products::Column::Id))
+                    .equals((order_items::Entity, order_items::Column::ProductId)),
+            )
+            .and_where(
+                Expr::col((order_items::Entity, order_items::Column::OrderId))
+                    .is_in(order_ids.iter().copied()),
+            )
+            .order_by(
+                (order_items::Entity, order_items::Column::ProductId),
+                sea_orm::Order::Asc,
+            );
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        for row in &rows {
+            let order_id: Uuid = get(row, "i_order_id")?;
+            map.entry(order_id).or_default().push(item_from_row(row)?);
+        }
+        Ok(map)
+    }
+}
+
+fn payment_from_model(m: payments::Model) -> Payment {
+    Payment {
+        id: m.id,
+        order_id: m.order_id,
+        gateway: m.gateway,
+        reference: m.reference,
+        amount: Money::from_cents(m.amount_cents),
+        status: m.status,
+        created_at: m.created_at,
+    }
+}
+
+#[async_trait]
+impl OrderRepo for SqlStore {
+    async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
+        let conn = conn(tx)?;
+        orders::Entity::insert(orders::ActiveModel {
+            id: Set(order.id),
+            user_id: Set(order.user_id.as_uuid()),
+            status: Set(order.status.as_str().to_owned()),
+            subtotal_cents: Set(order.subtotal.cents()),
+            discount_cents: Set(order.discount.cents()),
+            total_cents: Set(order.total.cents()),
+            created_at: Set(order.created_at),
+            updated_at: Set(order.updated_at),
+        })
+        .exec_without_returning(conn)
+        .await
+        .map_err(db_err)?;
+        if order.items.is_empty() {
+            return Ok(());
+        }
+        let items = order.items.iter().map(|item| order_items::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            order_id: Set(order.id),
+            product_id: Set(item.product_id),
+            quantity: Set(item.quantity),
+            unit_price_cents: Set(item.unit_price.cents()),
+            line_total_cents: Set(item.line_total.cents()),
+        });
+        order_items::Entity::insert_many(items)
+            .exec_without_returning(conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find(&self, id: Uuid) -> AppResult<Option<Order>> {
+        use orders::Column as O;
+        let mut q = Query::select();
+        for (col, alias) in [
+            (O::Id, "o_id"),
+            (O::UserId, "o_user_id"),
+            (O::Status, "o_status"),
+            (O::SubtotalCents, "o_subtotal_cents"),
+            (O::DiscountCents, "o_discount_cents"),
+            (O::TotalCents, "o_total_cents"),
+            (O::CreatedAt, "o_created_at"),
+            (O::UpdatedAt, "o_updated_at"),
+        ] {
+            q.expr_as(Expr::col((orders::Entity, col)), alias);
+        }
+        add_item_columns(&mut q);
+        q.from(orders::Entity)
+            .left_join(
+                order_items::Entity,
+                Expr::col((order_items::Entity, order_items::Column::OrderId))
+                    .equals((orders::Entity, O::Id)),
+            )
+            .left_join(
+                products::Entity,
+                Expr::col((products::Entity, products::Column::Id))
+                    .equals((order_items::Entity, order_items::Column::ProductId)),
+            )
+            .and_where(Expr::col((orders::Entity, O::Id)).eq(id))
+            .order_by(
+                (order_items::Entity, order_items::Column::ProductId),
+                sea_orm::Order::Asc,
+            );
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for row in &rows {
+            if get::<Option<Uuid>>(row, "i_product_id")?.is_some() {
+                items.push(item_from_row(row)?);
+            }
+        }
+        let model = orders::Model {
+            id: get(first, "o_id")?,
+            user_id: get(first, "o_user_id")?,
+            status: get(first, "o_status")?,
+            subtotal_cents: get(first, "o_subtotal_cents")?,
+            discount_cents: get(first, "o_discount_cents")?,
+            total_cents: get(first, "o_total_cents")?,
+            created_at: get(first, "o_created_at")?,
+            updated_at: get(first, "o_updated_at")?,
+        };
+        order_from_model(model, items).map(Some)
+    }
+
+    async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>> {
+        let mut select = orders::Entity::find();
+        if let Some(user) = query.user_id {
+            select = select.filter(orders::Column::UserId.eq(user.as_uuid()));
+        }
+        if let Some(status) = query.status {
+            select = select.filter(orders::Column::Status.eq(status.as_str()));
+        }
+        let total = select
+            .clone()
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let ord = order(query.sort.direction);
+        let column = match query.sort.field {
+            OrderSortField::CreatedAt => orders::Column::CreatedAt,
+            OrderSortField::Total => orders::Column::TotalCents,
+        };
+        let models = select
+            .order_by(column, ord.clone())
+            .order_by(orders::Column::Id, ord)
+            .offset(query.page.offset())
+            .limit(query.page.limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+        let mut items = self.items_for(&ids).await?;
+        let orders = models
+            .into_iter()
+            .map(|m| {
+                let its = items.remove(&m.id).unwrap_or_default();
+                order_from_model(m, its)
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok(Page {
+            items: orders,
+            page: query.page.page,
+            limit: query.page.limit,
+            total,
+        })
+    }
+
+    async fn set_status(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+        from: OrderStatus,
+        to: OrderStatus,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        let result = orders::Entity::update_many()
+            .col_expr(orders::Column::Status, Expr::value(to.as_str()))
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+            .filter(orders::Column::Id.eq(id))
+            .filter(orders::Column::Status.eq(from.as_str()))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn insert_payment(&self, tx: &mut dyn Tx, payment: &Payment) -> AppResult<()> {
+        payments::Entity::insert(payments::ActiveModel {
+            id: Set(payment.id),
+            order_id: Set(payment.order_id),
+            gateway: Set(payment.gateway.clone()),
+            reference: Set(payment.reference.clone()),
+            amount_cents: Set(payment.amount.cents()),
+            status: Set(payment.status.clone()),
+            created_at: Set(payment.created_at),
+        })
+        .exec_without_returning(conn(tx)?)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn payments(&self, order_id: Uuid) -> AppResult<Vec<Payment>> {
+        Ok(payments::Entity::find()
+            .filter(payments::Column::OrderId.eq(order_id))
+            .order_by_asc(payments::Column::CreatedAt)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(payment_from_model)
+            .collect())
+    }
+
+    async fn top_products(&self, limit: u64) -> AppResult<Vec<TopProduct>> {
+        let sql = "SELECT p.id AS product_id, p.name AS name, SUM(oi.quantity) AS total_sold \
+                   FROM products p \
+                   JOIN order_items oi ON oi.product_id = p.id \
+                   JOIN orders o ON o.id = oi.order_id \
+                   WHERE o.status IN ('paid', 'shipped', 'delivered') \
+                   GROUP BY p.id, p.name \
+                   ORDER BY total_sold DESC, p.name ASC \
+                   LIMIT ";
+        let limit = i64::try_from(limit).map_err(AppError::internal)?;
+        let sql = match self.backend() {
+            DbBackend::Postgres => format!("{sql}$1"),
+            _ => format!("{sql}?"),
+        };
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(Statement::from_sql_and_values(
+                self.backend(),
+                sql,
+                [limit.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        debug_assert_eq!(SOLD.len(), 3);
+        rows.iter()
+            .map(|row| {
+                Ok(TopProduct {
+                    product_id: get(row, "product_id")?,
+                    name: get(row, "name")?,
+                    total_sold: get(row, "total_sold")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn daily_sales(&self, from: NaiveDate, to: NaiveDate) -> AppResult<Vec<DailySales>> {
+        let start = from
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .ok_or_else(|| corrupt("from"))?;
+        let end = to
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .ok_or_else(|| corrupt("to"))?;
+        let (day, p1, p2) = match self.backend() {
+            DbBackend::Postgres => (
+                "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+                "$1",
+                "$2",
+            ),
+            _ => ("strftime('%Y-%m-%d', created_at)", "?", "?"),
+        };
+        let sql = format!(
+            "SELECT {day} AS day, COUNT(*) AS orders, CAST(SUM(total_cents) AS BIGINT) AS revenue \
+             FROM orders \
+             WHERE status IN ('paid', 'shipped', 'delivered') AND created_at >= {p1} AND created_at < {p2} \
+             GROUP BY day ORDER BY day"
+        );
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(Statement::from_sql_and_values(
+                self.backend(),
+                sql,
+                [start.into(), end.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let day: String = get(row, "day")?;
+                Ok(DailySales {
+                    date: day.parse().map_err(|_| corrupt("day"))?,
+                    orders: get(row, "orders")?,
+                    revenue: Money::from_cents(get(row, "revenue")?),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl IdempotencyRepo for SqlStore {
+    async fn claim(
+        &self,
+        user: UserId,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+        abandon_after: Duration,
+    ) -> AppResult<Claim> {
+        use idempotency_keys::Column as K;
+        let ttl = chrono::Duration::from_std(ttl).map_err(AppError::internal)?;
+        let abandon_after =
+            chrono::Duration::from_std(abandon_after).map_err(AppError::internal)?;
+        // A few rounds at most: each lost race means another request changed the record.
+        for _ in 0..4 {
+            let inserted = idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                user_id: Set(user.as_uuid()),
+                key: Set(key.to_owned()),
+                request_hash: Set(request_hash.to_owned()),
+                state: Set("in_flight".to_owned()),
+                response_status: Set(None),
+                response_body: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .on_conflict_do_nothing_on([K::UserId, K::Key])
+            .exec_without_returning(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+            if matches!(inserted, TryInsertResult::Inserted(1)) {
+                return Ok(Claim::Granted);
+            }
+            let Some(existing) = idempotency_keys::Entity::find()
+                .filter(K::UserId.eq(user.as_uuid()))
+                .filter(K::Key.eq(key))
+                .one(&self.db.writer)
+                .await
+                .map_err(db_err)?
+            else {
+                continue;
+            };
+            if existing.created_at + ttl <= now {
+                idempotency_keys::Entity::delete_many()
+                    .filter(K::Id.eq(existing.id))
+                    .filter(K::UpdatedAt.eq(existing.updated_at))
+                    .exec(&self.db.writer)
+                    .await
+                    .map_err(db_err)?;
+                continue;
+            }
+            if existing.request_hash != request_hash {
+                return Ok(Claim::Mismatch);
+            }
+            if existing.state == "done" {
+                return Ok(Claim::Done {
+                    status: existing
+                        .response_status
+                        .and_then(|s| u16::try_from(s).ok())
+                        .ok_or_else(|| corrupt("idempotent response status"))?,
+                    body: existing.response_body.unwrap_or_default(),
+                });
+            }
+            if existing.updated_at + abandon_after > now {
+                return Ok(Claim::InFlight);
+            }
+            let taken = idempotency_keys::Entity::update_many()
+                .col_expr(K::UpdatedAt, Expr::value(now))
+                .filter(K::Id.eq(existing.id))
+                .filter(K::State.eq("in_flight"))
+                .filter(K::UpdatedAt.eq(existing.updated_at))
+                .exec(&self.db.writer)
+                .await
+                .map_err(db_err)?;
+            if taken.rows_affected == 1 {
+                return Ok(Claim::Granted);
+            }
+        }
+        Ok(Claim::InFlight)
+    }
+
+    async fn complete(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        key: &str,
+        status: u16,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        use idempotency_keys::Column as K;
+        let result = idempotency_keys::Entity::update_many()
+            .col_expr(K::State, Expr::value("done"))
+            .col_expr(K::ResponseStatus, Expr::value(i32::from(status)))
+            .col_expr(K::ResponseBody, Expr::value(body.to_owned()))
+            .col_expr(K::UpdatedAt, Expr::value(now))
+            .filter(K::UserId.eq(user.as_uuid()))
+            .filter(K::Key.eq(key))
+            .filter(K::State.eq("in_flight"))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 1 {
+            Ok(())
+        } else {
+            // The claim was taken over as abandoned: this request must not also succeed.
+            Err(AppError::Conflict(
+                inkcart_app::error::messages::IDEMPOTENCY_IN_FLIGHT.to_owned(),
+            ))
+        }
+    }
+
+    async fn release(&self, user: UserId, key: &str) -> AppResult<()> {
+        use idempotency_keys::Column as K;
+        idempotency_keys::Entity::delete_many()
+            .filter(K::UserId.eq(user.as_uuid()))
+            .filter(K::Key.eq(key))
+            .filter(K::State.eq("in_flight"))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
