@@ -11,6 +11,10 @@ pub enum AppError {
     Conflict(String),
     #[error("Validation failed")]
     Validation(Vec<FieldError>),
+    /// Business rules broken by the input: like `Validation`, but the first rule's message is
+    /// the error's message (`Cart is empty`, `Minimum order amount is $10`).
+    #[error("{}", .0.first().map_or("Validation failed", |e| e.message.as_str()))]
+    Rules(Vec<FieldError>),
     /// A rule broken by the input as a whole rather than by one field.
     #[error("{0}")]
     BadRequest(String),

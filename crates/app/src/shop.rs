@@ -76,7 +76,7 @@ fn transition_conflict(err: &TransitionError) -> AppError {
 }
 
 fn order_violations(violations: Vec<OrderViolation>) -> AppError {
-    AppError::Validation(
+    AppError::Rules(
         violations
             .into_iter()
             .map(|v| {

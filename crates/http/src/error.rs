@@ -110,6 +110,12 @@ impl From<AppError> for ApiError {
             AppError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
             AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             AppError::Validation(errors) => Self::validation(errors),
+            AppError::Rules(errors) => Self {
+                message: errors
+                    .first()
+                    .map_or_else(|| "Validation failed".to_owned(), |e| e.message.clone()),
+                ..Self::validation(errors)
+            },
             AppError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
             AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, m),
             AppError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),

@@ -185,33 +185,19 @@ pub struct OrderViolation {
     pub message: String,
 }
 
-/// The guide's `validateOrder`: every broken rule, in the guide's order (empty cart, minimum
-/// amount, then each line). The minimum is checked over the lines that are valid.
+/// The guide's `validateOrder`: every broken rule. An empty cart is only that; otherwise each
+/// line's problems (quantity, availability) are listed, and the minimum amount is checked once
+/// every line is valid (a subtotal of broken lines would only mislead).
 pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
-    let mut violations = Vec::new();
     if lines.is_empty() {
-        violations.push(OrderViolation {
+        return Err(vec![OrderViolation {
             line: None,
             message: "Cart is empty".to_owned(),
-        });
+        }]);
     }
-    let valid_quantity = |q: i64| (1..=MAX_QUANTITY).contains(&q);
-    let subtotal = lines
-        .iter()
-        .filter(|l| valid_quantity(l.quantity) && l.available)
-        .try_fold(Money::ZERO, |sum, l| {
-            l.unit_price
-                .checked_mul(l.quantity)
-                .and_then(|t| sum.checked_add(t))
-        });
-    if subtotal.is_some_and(|s| s < MIN_ORDER) {
-        violations.push(OrderViolation {
-            line: None,
-            message: "Minimum order amount is $10".to_owned(),
-        });
-    }
+    let mut violations = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if !valid_quantity(line.quantity) {
+        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
             violations.push(OrderViolation {
                 line: Some(i),
                 message: format!("Invalid quantity for {}", line.name),
@@ -224,11 +210,21 @@ pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
             });
         }
     }
-    if subtotal.is_none() {
-        violations.push(OrderViolation {
-            line: None,
-            message: "Order total is too large".to_owned(),
+    if violations.is_empty() {
+        let subtotal = lines.iter().try_fold(Money::ZERO, |sum, l| {
+            l.unit_price
+                .checked_mul(l.quantity)
+                .and_then(|t| sum.checked_add(t))
         });
+        let message = match subtotal {
+            None => Some("Order total is too large"),
+            Some(s) if s < MIN_ORDER => Some("Minimum order amount is $10"),
+            Some(_) => None,
+        };
+        violations.extend(message.map(|m| OrderViolation {
+            line: None,
+            message: m.to_owned(),
+        }));
     }
     if violations.is_empty() {
         Ok(())
@@ -367,14 +363,21 @@ mod tests {
     }
 
     #[test]
-    fn violations_come_in_the_guides_order() {
-        let lines = [line("A", 1, 1), line("B", 1, -3)];
+    fn every_broken_line_is_listed_before_the_minimum_is_judged() {
+        let mut gone = line("C", 50, 1);
+        gone.available = false;
+        let lines = [line("A", 1, 1), line("B", 1, -3), gone];
         assert_eq!(
             messages(&lines),
-            ["Minimum order amount is $10", "Invalid quantity for B"]
+            ["Invalid quantity for B", "Product C is not available"]
         );
         let violations = validate_order(&lines).unwrap_err();
-        assert_eq!(violations[1].line, Some(1));
+        assert_eq!(violations[0].line, Some(1));
+        assert_eq!(violations[1].line, Some(2));
+        assert_eq!(
+            messages(&[line("A", 1, 1)]),
+            ["Minimum order amount is $10"]
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub const NAME_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 10_000;
 pub const STOCK_MAX: i32 = 1_000_000_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ProductError {
     #[error("Name must not be empty")]
     EmptyName,

@@ -10,4 +10,6 @@ mod support;
 mod errors;
 mod health;
 mod identity;
+mod shop;
+mod shop_races;
 mod socket;

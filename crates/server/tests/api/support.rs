@@ -291,6 +291,62 @@ impl TestApp {
         self.login_as("admin@example.com", PASSWORD).await
     }
 
+    /// An editor (promoted by the admin through the API).
+    pub async fn editor(&self) -> Login {
+        self.user_with_role("editor@example.com", "editor").await
+    }
+
+    /// A product made by an editor through the API.
+    pub async fn product(&self, token: &str, name: &str, price: &str, stock: i64) -> Value {
+        let response = self
+            .post(
+                "/api/v1/products",
+                Some(token),
+                serde_json::json!({"name": name, "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
+        response.body
+    }
+
+    /// `n` buyers, written straight to the store (skipping password hashing) with access
+    /// tokens of their own: for tests that need many users at once.
+    pub async fn quick_buyers(&self, n: usize) -> Vec<Login> {
+        use inkcart_app::ports::{Store as _, TokenIssuer as _, UserRepo as _};
+        let store = inkcart_store::SqlStore::new(self.db.db.clone());
+        let issuer = inkcart::adapters::tokens::JwtIssuer::new(&JWT_SECRET);
+        let mut logins = Vec::with_capacity(n);
+        let mut tx = store.begin().await.expect("tx");
+        for i in 0..n {
+            let now = SystemClock.now();
+            let user = inkcart_domain::User {
+                id: inkcart_domain::UserId::from_uuid(uuid::Uuid::now_v7()),
+                email: inkcart_domain::Email::parse(&format!("buyer{i}@example.com"))
+                    .expect("email"),
+                name: None,
+                role: inkcart_domain::Role::Viewer,
+                tier: inkcart_domain::Tier::Guest,
+                email_verified: false,
+                created_at: now,
+                updated_at: now,
+            };
+            store
+                .insert(tx.as_mut(), &user, "not-a-usable-hash")
+                .await
+                .expect("insert buyer");
+            let token = issuer
+                .issue(&user, now, std::time::Duration::from_secs(900))
+                .expect("token");
+            logins.push(Login {
+                id: user.id.to_string(),
+                token: token.token,
+                refresh: String::new(),
+            });
+        }
+        tx.commit().await.expect("commit");
+        logins
+    }
+
     /// A user with `role`, promoted by the admin through the API.
     pub async fn user_with_role(&self, email: &str, role: &str) -> Login {
         let user = self.viewer(email).await;

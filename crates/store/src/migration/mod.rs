@@ -21,7 +21,7 @@ where
     for col in cols {
         statement.col(col);
     }
-    statement.to_owned()
+    statement
 }
 
 /// `CREATE UNIQUE INDEX <name> ON <table> (<cols>)`; the name is the constraint name that

@@ -280,7 +280,7 @@ fn add_item_columns(q: &mut SelectStatement) {
         );
 }
 
-fn order_from_model(m: orders::Model, items: Vec<OrderItem>) -> AppResult<Order> {
+fn order_from_model(m: &orders::Model, items: Vec<OrderItem>) -> AppResult<Order> {
     Ok(Order {
         id: m.id,
         user_id: UserId::from_uuid(m.user_id),
@@ -439,7 +439,7 @@ impl OrderRepo for SqlStore {
             created_at: get(first, "o_created_at")?,
             updated_at: get(first, "o_updated_at")?,
         };
-        order_from_model(model, items).map(Some)
+        order_from_model(&model, items).map(Some)
     }
 
     async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>> {
@@ -474,7 +474,7 @@ impl OrderRepo for SqlStore {
             .into_iter()
             .map(|m| {
                 let its = items.remove(&m.id).unwrap_or_default();
-                order_from_model(m, its)
+                order_from_model(&m, its)
             })
             .collect::<AppResult<Vec<_>>>()?;
         Ok(Page {
