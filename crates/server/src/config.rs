@@ -80,7 +80,7 @@ impl Default for Config {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
             log_format: LogFormat::Text,
-            log_filter: "info".to_owned(),
+            log_filter: "info,sqlx=warn".to_owned(),
             cors_origins: Vec::new(),
             hsts: false,
             body_limit_bytes: 1024 * 1024,
