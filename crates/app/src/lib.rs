@@ -4,6 +4,7 @@
 //! carried out through the traits in [`ports`], which the store, the HTTP layer's wiring and the
 //! adapters implement. The HTTP and GraphQL faces call these use cases and nothing below them.
 
+pub mod blog;
 pub mod error;
 pub mod health;
 pub mod identity;
@@ -11,6 +12,7 @@ pub mod page;
 pub mod ports;
 pub mod shop;
 pub mod throttle;
+pub mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +61,8 @@ pub struct Deps {
     pub orders: Arc<dyn ports::OrderRepo>,
     pub idempotency: Arc<dyn ports::IdempotencyRepo>,
     pub payments: Arc<dyn ports::PaymentGateway>,
+    pub posts: Arc<dyn ports::PostRepo>,
+    pub storage: Arc<dyn ports::ObjectStorage>,
 }
 
 impl std::fmt::Debug for Deps {

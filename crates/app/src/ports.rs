@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use inkcart_domain::blog::{Post, TagName};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderStatus, Product};
 use inkcart_domain::{Email, Password, Role, User, UserId};
@@ -355,4 +356,153 @@ pub trait PaymentGateway: Send + Sync {
     fn name(&self) -> &'static str;
     async fn charge(&self, request: &ChargeRequest) -> AppResult<ChargeOutcome>;
     async fn refund(&self, reference: &str, amount: Money) -> AppResult<()>;
+}
+
+// ---- blog ----
+
+/// The author of a post or comment, as lists show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorRef {
+    pub id: UserId,
+    pub name: Option<String>,
+}
+
+/// A post with its author and tag names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostDetail {
+    pub post: Post,
+    pub author: AuthorRef,
+    pub tags: Vec<String>,
+}
+
+/// A post as lists show it: no content, with author, tags and comment count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostSummary {
+    pub id: Uuid,
+    pub title: String,
+    pub slug: String,
+    pub excerpt: String,
+    pub cover_image_key: Option<String>,
+    pub published: bool,
+    pub published_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub author: AuthorRef,
+    pub tags: Vec<String>,
+    pub comment_count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostSortField {
+    CreatedAt,
+    Title,
+}
+
+/// Where a keyset page starts: after the post with this sort value and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostCursorValue {
+    CreatedAt(DateTime<Utc>),
+    Title(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostCursor {
+    pub value: PostCursorValue,
+    pub id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostPaging {
+    Offset(PageRequest),
+    /// Keyset paging: `after` is `None` for the first page.
+    Keyset {
+        after: Option<PostCursor>,
+        limit: u64,
+    },
+}
+
+/// Which published posts to list.
+#[derive(Debug, Clone)]
+pub struct PostQuery {
+    pub paging: PostPaging,
+    pub tag: Option<String>,
+    pub author: Option<UserId>,
+    pub sort: Sort<PostSortField>,
+    /// Full-text terms (already normalized), for a ranked search; offset paging only.
+    pub search: Option<Vec<String>>,
+}
+
+/// A page of summaries: `total` with offset paging; `has_more` tells whether posts follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostPage {
+    pub items: Vec<PostSummary>,
+    pub total: Option<u64>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: Uuid,
+    pub post_id: Uuid,
+    pub author_id: UserId,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentView {
+    pub comment: Comment,
+    pub author: AuthorRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostKey {
+    Id(Uuid),
+    Slug(String),
+}
+
+#[async_trait]
+pub trait PostRepo: Send + Sync {
+    /// Inserts a post and links its tags (creating new tags); a taken slug is
+    /// `Conflict("Slug already exists")`.
+    async fn insert(&self, tx: &mut dyn Tx, post: &Post, tags: &[TagName]) -> AppResult<()>;
+    /// Writes every field; replaces the tags when given. `false` when the post is gone.
+    async fn update(
+        &self,
+        tx: &mut dyn Tx,
+        post: &Post,
+        tags: Option<&[TagName]>,
+    ) -> AppResult<bool>;
+    /// Deletes the post with its comments and tag links.
+    async fn delete(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;
+    async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>>;
+    /// Slugs equal to `base` or of the form `base-<n>`.
+    async fn slugs_like(&self, base: &str) -> AppResult<Vec<String>>;
+    /// Published posts, with author, tags and comment counts in a fixed number of queries.
+    async fn list(&self, query: &PostQuery) -> AppResult<PostPage>;
+    /// The author's latest published posts.
+    async fn published_by(&self, author: UserId, limit: u64) -> AppResult<Vec<PostSummary>>;
+    /// Every tag with its number of published posts.
+    async fn tags(&self) -> AppResult<Vec<(String, i64)>>;
+    async fn insert_comment(&self, tx: &mut dyn Tx, comment: &Comment) -> AppResult<()>;
+    async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>>;
+    async fn delete_comment(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;
+    /// A post's comments, oldest first, after `(created_at, id)` when given.
+    async fn comments(
+        &self,
+        post_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> AppResult<Vec<CommentView>>;
+}
+
+/// Where uploaded files live: a local directory or an S3-compatible bucket.
+#[async_trait]
+pub trait ObjectStorage: Send + Sync {
+    async fn put(&self, key: &str, bytes: bytes::Bytes, content_type: &str) -> AppResult<()>;
+    /// The object's bytes, or `None` when there is no such key.
+    async fn get(&self, key: &str) -> AppResult<Option<bytes::Bytes>>;
+    /// The URL clients fetch the object from.
+    fn public_url(&self, key: &str) -> String;
 }

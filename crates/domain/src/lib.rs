@@ -4,6 +4,7 @@
 //! types that cannot hold invalid data ("parse, don't validate"), and the rules that decide what
 //! is allowed live next to the types they talk about.
 
+pub mod blog;
 pub mod email;
 pub mod error;
 pub mod ids;

@@ -236,6 +236,28 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// The caller when a bearer token is sent, `None` without one. A token that is sent but
+/// invalid is still a 401: a client should learn that its token stopped working.
+#[derive(Debug, Clone)]
+pub struct MaybeAuthUser(pub Option<AuthUser>);
+
+impl FromRequestParts<AppState> for MaybeAuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            AuthUser::from_request_parts(parts, state)
+                .await
+                .map(|a| Self(Some(a)))
+        } else {
+            Ok(Self(None))
+        }
+    }
+}
+
 /// The client's IP address: the socket peer, or the first `X-Forwarded-For` hop when the
 /// server is configured to trust its proxy.
 #[derive(Debug, Clone)]

@@ -36,6 +36,8 @@ use crate::error::ApiError;
 pub struct HttpConfig {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Largest accepted upload, in bytes.
+    pub upload_limit: usize,
     /// Longest time a request may take before it is answered with 503.
     pub request_timeout: Duration,
     /// Origins allowed by CORS (`*` for any); empty for none.
@@ -50,6 +52,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
+            upload_limit: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             hsts: false,
@@ -77,6 +80,8 @@ pub struct AppState {
         (name = "health", description = "Liveness and readiness"),
         (name = "auth", description = "Login, token refresh, logout"),
         (name = "users", description = "Accounts and profiles"),
+        (name = "posts", description = "The blog: posts, comments, tags, search"),
+        (name = "uploads", description = "Images"),
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Orders, payment and fulfilment"),
         (name = "reports", description = "Sales reports (admins)"),
@@ -103,7 +108,7 @@ impl Modify for BearerAuth {
 
 /// Every documented route, with its OpenAPI entry.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, health, orders, products, users};
+    use routes::{auth, health, orders, posts, products, uploads, users};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
@@ -120,6 +125,17 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
+        .routes(routes!(posts::list, posts::create))
+        .routes(routes!(
+            posts::get,
+            posts::replace,
+            posts::patch,
+            posts::delete
+        ))
+        .routes(routes!(posts::comments, posts::add_comment))
+        .routes(routes!(posts::delete_comment))
+        .routes(routes!(posts::tags))
+        .routes(routes!(uploads::file))
         .routes(routes!(products::list, products::create))
         .routes(routes!(
             products::get,
@@ -140,7 +156,13 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the REST API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    let mut doc = api().into_openapi();
+    doc.merge(uploads_api().into_openapi());
+    doc
+}
+
+fn uploads_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(routes::uploads::upload))
 }
 
 async fn route_not_found() -> ApiError {
@@ -160,9 +182,15 @@ pub fn router(state: AppState) -> Router {
 /// panic or hang on purpose).
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let (api, openapi) = api().split_for_parts();
-    let api = api.merge(extra);
-    let openapi_json: Arc<str> = openapi.to_json().unwrap_or_default().into();
     let config = Arc::clone(&state.http);
+    // Uploads get their own, larger body limit.
+    let (uploads, upload_doc) = uploads_api()
+        .layer(DefaultBodyLimit::max(config.upload_limit))
+        .split_for_parts();
+    let mut openapi = openapi;
+    openapi.merge(upload_doc);
+    let api = api.merge(uploads).merge(extra);
+    let openapi_json: Arc<str> = openapi.to_json().unwrap_or_default().into();
 
     let mut router = api
         .route(

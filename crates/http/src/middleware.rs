@@ -148,10 +148,6 @@ impl<B> OnResponse<B> for LogResponse {
 }
 
 /// Answers a panic in a handler with a 500 envelope; the panic message goes to the log.
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "the signature CatchPanicLayer::custom requires"
-)]
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     let detail = panic
         .downcast_ref::<String>()

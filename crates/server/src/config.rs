@@ -65,6 +65,26 @@ pub struct Config {
     pub login_window: Duration,
     pub trust_proxy: bool,
     pub product_cache_ttl: Duration,
+    /// The URL clients reach this server at (links in emails, local file URLs).
+    pub public_url: String,
+    pub upload_limit_bytes: usize,
+    pub storage: StorageConfig,
+}
+
+/// Where uploaded files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// A directory (`None`: `<data dir>/files`).
+    Local { dir: Option<PathBuf> },
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        region: String,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+        path_style: bool,
+        public_url: Option<String>,
+    },
 }
 
 impl Default for Config {
@@ -90,6 +110,9 @@ impl Default for Config {
             login_window: Duration::from_secs(15 * 60),
             trust_proxy: false,
             product_cache_ttl: Duration::from_secs(30),
+            public_url: "http://127.0.0.1:3000".to_owned(),
+            upload_limit_bytes: 10 * 1024 * 1024,
+            storage: StorageConfig::Local { dir: None },
         }
     }
 }
@@ -119,6 +142,17 @@ struct Raw {
     login_window_secs: Option<String>,
     trust_proxy: Option<String>,
     product_cache_ttl_secs: Option<String>,
+    public_url: Option<String>,
+    upload_limit_bytes: Option<String>,
+    storage: Option<String>,
+    storage_dir: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_path_style: Option<String>,
+    storage_public_url: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -142,6 +176,17 @@ const KEYS: &[&str] = &[
     "login_window_secs",
     "trust_proxy",
     "product_cache_ttl_secs",
+    "public_url",
+    "upload_limit_bytes",
+    "storage",
+    "storage_dir",
+    "s3_endpoint",
+    "s3_bucket",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_path_style",
+    "storage_public_url",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -226,6 +271,51 @@ impl Config {
                 ));
             }
         }
+        let storage = match raw.storage.as_deref().map(str::trim) {
+            None | Some("local") => StorageConfig::Local {
+                dir: raw.storage_dir.clone().map(PathBuf::from),
+            },
+            Some("s3") => {
+                let bucket = raw.s3_bucket.clone().filter(|b| !b.trim().is_empty());
+                if bucket.is_none() {
+                    p.errors
+                        .push("INKCART_S3_BUCKET: required when INKCART_STORAGE=s3".to_owned());
+                }
+                StorageConfig::S3 {
+                    endpoint: raw.s3_endpoint.clone().filter(|e| !e.trim().is_empty()),
+                    bucket: bucket.unwrap_or_default(),
+                    region: raw
+                        .s3_region
+                        .clone()
+                        .unwrap_or_else(|| "us-east-1".to_owned()),
+                    access_key_id: raw.s3_access_key_id.clone(),
+                    secret_access_key: raw.s3_secret_access_key.clone(),
+                    path_style: p.bool(
+                        "s3_path_style",
+                        "INKCART_S3_PATH_STYLE",
+                        raw.s3_path_style.as_deref(),
+                        true,
+                    ),
+                    public_url: raw.storage_public_url.clone(),
+                }
+            }
+            Some(other) => {
+                p.bad("storage", "INKCART_STORAGE", other, "local or s3");
+                StorageConfig::Local { dir: None }
+            }
+        };
+        let public_url = raw.public_url.as_deref().map_or_else(
+            || d.public_url.clone(),
+            |u| u.trim().trim_end_matches('/').to_owned(),
+        );
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            p.bad(
+                "public_url",
+                "INKCART_PUBLIC_URL",
+                &public_url,
+                "an http:// or https:// URL",
+            );
+        }
         let jwt_secret = raw
             .jwt_secret
             .filter(|s| !s.is_empty())
@@ -306,6 +396,15 @@ impl Config {
                 "INKCART_LOGIN_WINDOW_SECS",
                 raw.login_window_secs.as_deref(),
                 d.login_window,
+            ),
+            public_url,
+            storage,
+            upload_limit_bytes: p.num(
+                "upload_limit_bytes",
+                "INKCART_UPLOAD_LIMIT_BYTES",
+                raw.upload_limit_bytes.as_deref(),
+                d.upload_limit_bytes,
+                1,
             ),
             product_cache_ttl: p.secs(
                 "product_cache_ttl_secs",

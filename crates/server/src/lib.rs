@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use inkcart_app::ports::{Clock, SystemClock};
+use inkcart_app::ports::{Clock, ObjectStorage, SystemClock};
 use inkcart_app::throttle::InMemoryLoginThrottle;
 use inkcart_app::{App, Deps, Settings};
 use inkcart_http::{AppState, HttpConfig};
@@ -19,8 +19,9 @@ use tokio::net::TcpListener;
 
 use crate::adapters::hasher::Argon2Hasher;
 use crate::adapters::payments::SandboxGateway;
+use crate::adapters::storage::{S3Settings, Storage};
 use crate::adapters::tokens::JwtIssuer;
-use crate::config::Config;
+use crate::config::{Config, StorageConfig};
 
 /// How to open the database that `config` describes.
 pub fn db_options(config: &Config) -> DbOptions {
@@ -57,8 +58,10 @@ pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> a
         sessions: store.clone(),
         products: store.clone(),
         orders: store.clone(),
-        idempotency: store,
+        idempotency: store.clone(),
         payments: Arc::new(SandboxGateway),
+        posts: store.clone(),
+        storage: storage(config)?,
         hasher: Arc::new(Argon2Hasher),
         tokens: Arc::new(JwtIssuer::new(secret.expose())),
         clock,
@@ -78,10 +81,46 @@ pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> a
     ))
 }
 
+/// The configured object storage for uploads.
+pub fn storage(config: &Config) -> anyhow::Result<Arc<dyn ObjectStorage>> {
+    Ok(match &config.storage {
+        StorageConfig::Local { dir } => {
+            let dir = dir.clone().unwrap_or_else(|| config.data_dir.join("files"));
+            Arc::new(Storage::local(&dir, &config.public_url)?)
+        }
+        StorageConfig::S3 {
+            endpoint,
+            bucket,
+            region,
+            access_key_id,
+            secret_access_key,
+            path_style,
+            public_url,
+        } => Arc::new(Storage::s3(
+            &S3Settings {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: region.clone(),
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret_access_key.clone(),
+                path_style: *path_style,
+            },
+            public_url.as_deref(),
+        )?),
+    })
+}
+
+/// Pins aws-lc-rs as rustls's crypto provider for the whole process, so that a dependency that
+/// brings `ring` along can never leave rustls unable to choose (it panics then).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The HTTP configuration part of `config`.
 pub fn http_config(config: &Config) -> HttpConfig {
     HttpConfig {
         body_limit: config.body_limit_bytes,
+        upload_limit: config.upload_limit_bytes,
         request_timeout: config.request_timeout,
         cors_origins: config.cors_origins.clone(),
         hsts: config.hsts,

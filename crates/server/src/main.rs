@@ -41,6 +41,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    inkcart::install_crypto_provider();
     let cli = Cli::parse();
     let mut config = match Config::from_env() {
         Ok(config) => config,

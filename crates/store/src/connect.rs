@@ -145,6 +145,16 @@ impl Db {
 
 #[cfg(feature = "testing")]
 impl Db {
+    /// Counts every statement run through this handle (and its clones made afterwards).
+    pub fn count_statements(&mut self, counter: &std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        for conn in [&mut self.reader, &mut self.writer] {
+            let counter = counter.clone();
+            conn.set_metric_callback(move |_| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    }
+
     /// The write connection, for tests that need raw SQL.
     pub fn writer_for_tests(&self) -> &DatabaseConnection {
         &self.writer

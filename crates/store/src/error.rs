@@ -3,8 +3,10 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 /// Unique constraints and the message their violation means to an API client. SQLite names the
 /// columns instead of the constraint, so both spellings are listed.
-const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] =
-    &[("users_email_key", "users.email", "User already exists")];
+const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
+    ("users_email_key", "users.email", "User already exists"),
+    ("posts_slug_key", "posts.slug", "Slug already exists"),
+];
 
 /// Maps a database error to the use-case error: known unique violations become conflicts,
 /// connection trouble becomes `Unavailable`, anything else is internal (logged, not shown).

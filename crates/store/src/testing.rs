@@ -12,7 +12,8 @@
     reason = "test support: a test database that cannot be made must fail the test loudly"
 )]
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
@@ -27,6 +28,7 @@ const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 #[derive(Debug)]
 pub struct TestDb {
     pub db: Db,
+    statements: Arc<AtomicU64>,
     cleanup: Cleanup,
 }
 
@@ -37,6 +39,11 @@ enum Cleanup {
 }
 
 impl TestDb {
+    /// How many SQL statements have run on this database since it was made.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::SeqCst)
+    }
+
     pub fn backend(&self) -> Backend {
         self.db.backend()
     }
@@ -104,12 +111,15 @@ fn options(url: Option<String>, data_dir: std::path::PathBuf) -> DbOptions {
 /// A migrated SQLite database in a new temporary directory.
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let db = Db::connect(&options(None, dir.path().to_path_buf()))
+    let mut db = Db::connect(&options(None, dir.path().to_path_buf()))
         .await
         .expect("open SQLite");
+    let statements = Arc::new(AtomicU64::new(0));
+    db.count_statements(&statements);
     db.migrate().await.expect("migrate SQLite");
     TestDb {
         db,
+        statements,
         cleanup: Cleanup::Sqlite(dir),
     }
 }
@@ -196,11 +206,14 @@ pub async fn postgres() -> Option<TestDb> {
     let _ = admin.close().await;
 
     let url = replace_db_name(&admin_url, &name);
-    let db = Db::connect(&options(Some(url), std::env::temp_dir()))
+    let mut db = Db::connect(&options(Some(url), std::env::temp_dir()))
         .await
         .expect("connect to the test database");
+    let statements = Arc::new(AtomicU64::new(0));
+    db.count_statements(&statements);
     Some(TestDb {
         db,
+        statements,
         cleanup: Cleanup::Postgres { admin_url, name },
     })
 }

@@ -272,8 +272,18 @@ pub async fn get_v2(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UserWithPosts>> {
     let user = state.app.get_user(UserId::from_uuid(id)).await?;
+    let posts = state.app.posts_by(user.id, 20).await?;
     Ok(Json(UserWithPosts {
         user: user.into(),
-        posts: Vec::new(),
+        posts: posts
+            .into_iter()
+            .map(|p| PostSummary {
+                id: p.id,
+                slug: p.slug,
+                title: p.title,
+                excerpt: p.excerpt,
+                published_at: p.published_at.unwrap_or(p.created_at),
+            })
+            .collect(),
     }))
 }

@@ -7,9 +7,11 @@
 
 mod support;
 
+mod blog;
 mod errors;
 mod health;
 mod identity;
 mod shop;
 mod shop_races;
 mod socket;
+mod uploads;

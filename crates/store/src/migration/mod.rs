@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_identity;
 mod m20261128_000002_shop;
+mod m20261128_000003_blog;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_identity::Migration),
             Box::new(m20261128_000002_shop::Migration),
+            Box::new(m20261128_000003_blog::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, Order, TransactionTrait as _
 use crate::Db;
 use crate::error::db_err;
 
+mod blog;
 mod identity;
 mod shop;
 

@@ -1,0 +1,697 @@
+//! Posts, comments, tags and search: the guide's Blog API over the ports.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use inkcart_domain::blog::post::{BlogError, check_content, parse_comment};
+use inkcart_domain::blog::{
+    Post, PostTitle, Slug, TagName, can_delete_comment, can_edit_post, can_view_post,
+};
+use inkcart_domain::{Actor, FieldError, Role, UserId};
+use uuid::Uuid;
+
+use crate::error::messages;
+use crate::ports::{
+    Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage, PostQuery,
+    PostSummary,
+};
+use crate::{App, AppError, AppResult};
+
+/// A new post, as received.
+#[derive(Debug, Clone, Default)]
+pub struct PostInput {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub published: Option<bool>,
+    pub tags: Option<Vec<String>>,
+    pub slug: Option<String>,
+    /// `Some(None)` removes the cover image.
+    pub cover_image_key: Option<Option<String>>,
+}
+
+/// How many times a generated slug is retried when another post takes it meanwhile.
+const SLUG_ATTEMPTS: usize = 5;
+const EXCERPT_LEN: usize = 200;
+
+fn blog_error(field: &str, err: BlogError) -> FieldError {
+    FieldError::new(field, err.to_string())
+}
+
+/// Renders Markdown to HTML and sanitizes it: no script, no event handler, no `javascript:`
+/// (or other non-web) URL survives; links get `rel="noopener noreferrer nofollow"`.
+pub fn render_markdown(markdown: &str) -> String {
+    use pulldown_cmark::{Options, Parser, html};
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_TASKLISTS;
+    let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
+    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options));
+    ammonia::Builder::default()
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .clean(&unsafe_html)
+        .to_string()
+}
+
+/// The first words of a post as plain text, for lists.
+pub fn excerpt(markdown: &str) -> String {
+    use pulldown_cmark::{Event, Parser, TagEnd};
+    let mut text = String::new();
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Text(t) | Event::Code(t) => text.push_str(&t),
+            Event::SoftBreak
+            | Event::HardBreak
+            | Event::End(TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::Item) => text.push(' '),
+            _ => {}
+        }
+        if text.len() > EXCERPT_LEN * 4 {
+            break;
+        }
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut out = String::new();
+    for word in words {
+        if out.chars().count() + word.chars().count() + 1 > EXCERPT_LEN {
+            out.push('…');
+            return out;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// English words full-text search ignores (PostgreSQL's `english` list), dropped on both
+/// databases so that a query means the same on each.
+const STOP_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "don",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "s",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "t",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+];
+
+/// The terms of a search: lower-case words of letters and digits, stop words dropped, at most
+/// ten. Every term must match (AND).
+pub fn search_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in query
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !STOP_WORDS.contains(w))
+    {
+        if !terms.iter().any(|t| t == word) {
+            terms.push(word.to_owned());
+        }
+        if terms.len() == 10 {
+            break;
+        }
+    }
+    terms
+}
+
+/// Cursors are opaque to clients: base64url of the sort value and the id.
+pub fn encode_cursor(cursor: &PostCursor) -> String {
+    let raw = match &cursor.value {
+        PostCursorValue::CreatedAt(t) => format!("c|{}|{}", t.timestamp_micros(), cursor.id),
+        PostCursorValue::Title(title) => format!("t|{}|{title}", cursor.id),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+pub fn decode_cursor(cursor: &str) -> AppResult<PostCursor> {
+    let invalid = || AppError::field("cursor", "Invalid cursor");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let raw = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let mut parts = raw.splitn(3, '|');
+    let (kind, a, b) = (parts.next(), parts.next(), parts.next());
+    match (kind, a, b) {
+        (Some("c"), Some(micros), Some(id)) => Ok(PostCursor {
+            value: PostCursorValue::CreatedAt(
+                micros
+                    .parse()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_micros)
+                    .ok_or_else(invalid)?,
+            ),
+            id: id.parse().map_err(|_| invalid())?,
+        }),
+        (Some("t"), Some(id), Some(title)) => Ok(PostCursor {
+            value: PostCursorValue::Title(title.to_owned()),
+            id: id.parse().map_err(|_| invalid())?,
+        }),
+        _ => Err(invalid()),
+    }
+}
+
+/// `{post}` in a path: an id when it parses as a UUID, otherwise a slug.
+pub fn post_key(raw: &str) -> PostKey {
+    Uuid::parse_str(raw).map_or_else(|_| PostKey::Slug(raw.to_owned()), PostKey::Id)
+}
+
+/// A cover image must be one of our uploads.
+fn cover_key(key: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
+    let key = key?;
+    if crate::uploads::is_upload_key(&key) {
+        Some(key)
+    } else {
+        errors.push(FieldError::new(
+            "coverImageKey",
+            "coverImageKey must be the key of an upload",
+        ));
+        None
+    }
+}
+
+fn post_not_found() -> AppError {
+    AppError::not_found("Post")
+}
+
+impl App {
+    /// Writes a post (editors and admins). Without an explicit slug one is made from the title,
+    /// with `-2`, `-3`… when taken; an explicit slug that is taken is a conflict.
+    pub async fn create_post(&self, actor: Actor, input: PostInput) -> AppResult<PostDetail> {
+        if !actor.has_role(Role::Editor) {
+            return Err(AppError::insufficient_permissions());
+        }
+        let mut errors = Vec::new();
+        let title = match input.title.as_deref() {
+            Some(t) => PostTitle::parse(t)
+                .map_err(|e| errors.push(blog_error("title", e)))
+                .ok(),
+            None => {
+                errors.push(FieldError::new("title", "title is required"));
+                None
+            }
+        };
+        let content = match input.content {
+            Some(c) => check_content(&c)
+                .map(|()| c)
+                .map_err(|e| errors.push(blog_error("content", e)))
+                .ok(),
+            None => {
+                errors.push(FieldError::new("content", "content is required"));
+                None
+            }
+        };
+        let tags = TagName::parse_all(input.tags.iter().flatten().map(String::as_str))
+            .map_err(|e| errors.push(blog_error("tags", e)))
+            .ok();
+        let explicit_slug = match input.slug.as_deref() {
+            Some(s) => match Slug::parse(s) {
+                Ok(slug) => Some(slug),
+                Err(e) => {
+                    errors.push(FieldError::new("slug", e.to_string()));
+                    None
+                }
+            },
+            None => None,
+        };
+        let cover_image_key = cover_key(input.cover_image_key.flatten(), &mut errors);
+        let (Some(title), Some(content), Some(tags), true) =
+            (title, content, tags, errors.is_empty())
+        else {
+            return Err(AppError::Validation(errors));
+        };
+        let now = self.deps.clock.now();
+        let published = input.published.unwrap_or(false);
+        let mut post = Post {
+            id: Uuid::now_v7(),
+            author_id: actor.id,
+            slug: explicit_slug
+                .clone()
+                .unwrap_or_else(|| Slug::from_title(title.as_str())),
+            title: title.into_string(),
+            content_html: render_markdown(&content),
+            excerpt: excerpt(&content),
+            content,
+            cover_image_key,
+            published,
+            published_at: published.then_some(now),
+            created_at: now,
+            updated_at: now,
+        };
+        if explicit_slug.is_some() {
+            self.insert_post(&post, &tags).await?;
+        } else {
+            self.insert_with_free_slug(&mut post, &tags).await?;
+        }
+        self.post_detail(&PostKey::Id(post.id)).await
+    }
+
+    async fn insert_post(&self, post: &Post, tags: &[TagName]) -> AppResult<()> {
+        let mut tx = self.deps.store.begin().await?;
+        self.deps.posts.insert(tx.as_mut(), post, tags).await?;
+        tx.commit().await
+    }
+
+    /// Picks the first free `slug`, `slug-2`, `slug-3`… and inserts; a concurrent writer that
+    /// takes the same slug first makes us pick again.
+    async fn insert_with_free_slug(&self, post: &mut Post, tags: &[TagName]) -> AppResult<()> {
+        let base = post.slug.clone();
+        for _ in 0..SLUG_ATTEMPTS {
+            post.slug = self.free_slug(&base).await?;
+            match self.insert_post(post, tags).await {
+                Err(AppError::Conflict(m)) if m == messages::SLUG_EXISTS => {}
+                other => return other,
+            }
+        }
+        Err(AppError::Conflict(messages::SLUG_EXISTS.to_owned()))
+    }
+
+    async fn free_slug(&self, base: &Slug) -> AppResult<Slug> {
+        let taken = self.deps.posts.slugs_like(base.as_str()).await?;
+        if !taken.iter().any(|s| s == base.as_str()) {
+            return Ok(base.clone());
+        }
+        let prefix = format!("{}-", base.as_str());
+        let highest = taken
+            .iter()
+            .filter_map(|s| s.strip_prefix(&prefix)?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(1);
+        Ok(base.with_suffix(highest.max(1) + 1))
+    }
+
+    async fn post_detail(&self, key: &PostKey) -> AppResult<PostDetail> {
+        self.deps.posts.find(key).await?.ok_or_else(post_not_found)
+    }
+
+    /// A post by id or slug; drafts only for their author, editors and admins.
+    pub async fn get_post(&self, viewer: Option<Actor>, key: &PostKey) -> AppResult<PostDetail> {
+        let detail = self.post_detail(key).await?;
+        if !can_view_post(&detail.post, viewer) {
+            return Err(post_not_found());
+        }
+        Ok(detail)
+    }
+
+    /// Changes the given fields (the author or an admin). A new title keeps the slug unless a
+    /// slug is sent; `tags` replaces the tags.
+    pub async fn update_post(
+        &self,
+        actor: Actor,
+        key: &PostKey,
+        input: PostInput,
+    ) -> AppResult<PostDetail> {
+        let detail = self.get_post(Some(actor), key).await?;
+        let mut post = detail.post;
+        if !can_edit_post(&post, actor) {
+            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+        }
+        let mut errors = Vec::new();
+        if let Some(title) = input.title.as_deref() {
+            match PostTitle::parse(title) {
+                Ok(t) => post.title = t.into_string(),
+                Err(e) => errors.push(blog_error("title", e)),
+            }
+        }
+        if let Some(content) = input.content {
+            match check_content(&content) {
+                Ok(()) => {
+                    post.content_html = render_markdown(&content);
+                    post.excerpt = excerpt(&content);
+                    post.content = content;
+                }
+                Err(e) => errors.push(blog_error("content", e)),
+            }
+        }
+        if let Some(slug) = input.slug.as_deref() {
+            match Slug::parse(slug) {
+                Ok(s) => post.slug = s,
+                Err(e) => errors.push(FieldError::new("slug", e.to_string())),
+            }
+        }
+        let tags = match &input.tags {
+            Some(tags) => TagName::parse_all(tags.iter().map(String::as_str))
+                .map(Some)
+                .map_err(|e| errors.push(blog_error("tags", e)))
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        if let Some(cover) = input.cover_image_key {
+            post.cover_image_key = cover_key(cover, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        let now = self.deps.clock.now();
+        if let Some(published) = input.published {
+            if published && !post.published {
+                post.published_at = Some(now);
+            }
+            post.published = published;
+        }
+        post.updated_at = now;
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .posts
+            .update(tx.as_mut(), &post, tags.as_deref())
+            .await?
+        {
+            return Err(post_not_found());
+        }
+        tx.commit().await?;
+        self.post_detail(&PostKey::Id(post.id)).await
+    }
+
+    /// Deletes a post with its comments and tag links (the author or an admin).
+    pub async fn delete_post(&self, actor: Actor, key: &PostKey) -> AppResult<()> {
+        let detail = self.get_post(Some(actor), key).await?;
+        if !can_edit_post(&detail.post, actor) {
+            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+        }
+        let mut tx = self.deps.store.begin().await?;
+        if !self.deps.posts.delete(tx.as_mut(), detail.post.id).await? {
+            return Err(post_not_found());
+        }
+        tx.commit().await
+    }
+
+    /// Published posts: offset or keyset pages, filters, and ranked full-text search.
+    pub async fn list_posts(&self, query: &PostQuery) -> AppResult<PostPage> {
+        if query.search.as_ref().is_some_and(Vec::is_empty) {
+            // Nothing searchable (only stop words or punctuation): nothing matches.
+            return Ok(PostPage {
+                items: Vec::new(),
+                total: Some(0),
+                has_more: false,
+            });
+        }
+        self.deps.posts.list(query).await
+    }
+
+    /// The author's latest published posts (v2 of a user).
+    pub async fn posts_by(&self, author: UserId, limit: u64) -> AppResult<Vec<PostSummary>> {
+        self.deps.posts.published_by(author, limit).await
+    }
+
+    pub async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
+        self.deps.posts.tags().await
+    }
+
+    /// A published post's comments, oldest first.
+    pub async fn list_comments(
+        &self,
+        viewer: Option<Actor>,
+        key: &PostKey,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> AppResult<Vec<CommentView>> {
+        let detail = self.get_post(viewer, key).await?;
+        self.deps.posts.comments(detail.post.id, after, limit).await
+    }
+
+    /// Comments on a published post (any signed-in user).
+    pub async fn add_comment(
+        &self,
+        actor: Actor,
+        key: &PostKey,
+        content: &str,
+    ) -> AppResult<CommentView> {
+        let detail = self.get_post(Some(actor), key).await?;
+        if !detail.post.published {
+            return Err(AppError::Conflict(
+                "Comments open when the post is published".to_owned(),
+            ));
+        }
+        let content = parse_comment(content)
+            .map_err(|e| AppError::Validation(vec![blog_error("content", e)]))?;
+        let now = self.deps.clock.now();
+        let comment = Comment {
+            id: Uuid::now_v7(),
+            post_id: detail.post.id,
+            author_id: actor.id,
+            content,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.deps.store.begin().await?;
+        self.deps
+            .posts
+            .insert_comment(tx.as_mut(), &comment)
+            .await?;
+        tx.commit().await?;
+        let author = self.get_user(actor.id).await?;
+        Ok(CommentView {
+            comment,
+            author: crate::ports::AuthorRef {
+                id: author.id,
+                name: author.name.map(|n| n.as_str().to_owned()),
+            },
+        })
+    }
+
+    /// Deletes a comment (its writer, the post's author, or an admin).
+    pub async fn delete_comment(&self, actor: Actor, id: Uuid) -> AppResult<()> {
+        let comment = self
+            .deps
+            .posts
+            .find_comment(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("Comment"))?;
+        let post = self.post_detail(&PostKey::Id(comment.post_id)).await?.post;
+        if !can_delete_comment(comment.author_id, post.author_id, actor) {
+            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+        }
+        let mut tx = self.deps.store.begin().await?;
+        if !self.deps.posts.delete_comment(tx.as_mut(), id).await? {
+            return Err(AppError::not_found("Comment"));
+        }
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_renders_and_scripts_do_not_survive() {
+        let html =
+            render_markdown("# Hi\n\n**bold** <script>alert(1)</script> [x](javascript:alert(1))");
+        assert!(html.contains("<h1>Hi</h1>"));
+        assert!(html.contains("<strong>bold</strong>"));
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("javascript:"));
+    }
+
+    #[test]
+    fn event_handlers_and_dangerous_urls_are_removed() {
+        for payload in [
+            "<img src=x onerror=alert(1)>",
+            "<a href=\"javascript:alert(1)\">x</a>",
+            "<svg><script>alert(1)</script></svg>",
+            "<iframe src=\"https://evil.example\"></iframe>",
+            "[click](javascript:alert(document.cookie))",
+            "<a href=\"JaVaScRiPt:alert(1)\">x</a>",
+            "<a href=\"data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">x</a>",
+            "<div style=\"background:url(javascript:alert(1))\">x</div>",
+            "<body onload=alert(1)>",
+            "<object data=\"javascript:alert(1)\"></object>",
+        ] {
+            let html = render_markdown(payload).to_lowercase();
+            for bad in [
+                "<script",
+                "onerror",
+                "onload",
+                "javascript:",
+                "<iframe",
+                "<object",
+                "data:text",
+                "style=",
+            ] {
+                assert!(!html.contains(bad), "{payload:?} left {bad:?} in {html:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn links_are_kept_and_marked_nofollow() {
+        let html = render_markdown("[site](https://example.com)");
+        assert!(html.contains("href=\"https://example.com\""));
+        assert!(html.contains("rel=\"noopener noreferrer nofollow\""));
+    }
+
+    #[test]
+    fn an_excerpt_is_plain_text_cut_at_a_word() {
+        assert_eq!(
+            excerpt("# Title\n\nSome *emphasis* and `code`."),
+            "Title Some emphasis and code."
+        );
+        let long = "word ".repeat(100);
+        let cut = excerpt(&long);
+        assert!(cut.chars().count() <= 201);
+        assert!(cut.ends_with("word…"));
+    }
+
+    #[test]
+    fn search_terms_drop_stop_words_and_punctuation() {
+        assert_eq!(search_terms("The Rust, and the WEB!"), ["rust", "web"]);
+        assert!(search_terms("the of and").is_empty());
+        assert_eq!(search_terms("rust rust"), ["rust"]);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = PostCursor {
+            value: PostCursorValue::CreatedAt(
+                DateTime::from_timestamp_micros(1_800_000_000_123_456).unwrap(),
+            ),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        let titled = PostCursor {
+            value: PostCursorValue::Title("A | title".to_owned()),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&titled)).unwrap(), titled);
+        for bad in [
+            "",
+            "!!!",
+            "eA",
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("c|x|y"),
+        ] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_segment_is_an_id_when_it_is_a_uuid() {
+        let id = Uuid::now_v7();
+        assert_eq!(post_key(&id.to_string()), PostKey::Id(id));
+        assert_eq!(
+            post_key("hello-world"),
+            PostKey::Slug("hello-world".to_owned())
+        );
+    }
+}

@@ -1,0 +1,679 @@
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inkcart_app::page::Direction;
+use inkcart_app::ports::{
+    AuthorRef, Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage,
+    PostPaging, PostQuery, PostRepo, PostSortField, PostSummary, Tx,
+};
+use inkcart_app::{AppError, AppResult};
+use inkcart_domain::UserId;
+use inkcart_domain::blog::{Post, Slug, TagName};
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait as _, JoinType, Query, SelectStatement, SimpleExpr,
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait as _, Order, QueryFilter as _, QueryResult,
+};
+use uuid::Uuid;
+
+use super::{SqlStore, conn};
+use crate::entity::{comments, post_tags, posts, tags, users};
+use crate::error::db_err;
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> AppResult<T> {
+    row.try_get::<T>("", column)
+        .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
+}
+
+fn col(c: posts::Column) -> Expr {
+    Expr::col((posts::Entity, c))
+}
+
+/// The columns of a summary, with the author's name.
+fn summary_columns(q: &mut SelectStatement) {
+    use posts::Column as P;
+    for (c, alias) in [
+        (P::Id, "id"),
+        (P::Title, "title"),
+        (P::Slug, "slug"),
+        (P::Excerpt, "excerpt"),
+        (P::CoverImageKey, "cover_image_key"),
+        (P::Published, "published"),
+        (P::PublishedAt, "published_at"),
+        (P::CreatedAt, "created_at"),
+        (P::UpdatedAt, "updated_at"),
+        (P::AuthorId, "author_id"),
+    ] {
+        q.expr_as(col(c), alias);
+    }
+    q.expr_as(
+        Expr::col((users::Entity, users::Column::Name)),
+        "author_name",
+    );
+}
+
+fn summary_from_row(row: &QueryResult) -> AppResult<PostSummary> {
+    Ok(PostSummary {
+        id: get(row, "id")?,
+        title: get(row, "title")?,
+        slug: get(row, "slug")?,
+        excerpt: get(row, "excerpt")?,
+        cover_image_key: get(row, "cover_image_key")?,
+        published: get(row, "published")?,
+        published_at: get(row, "published_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        author: AuthorRef {
+            id: UserId::from_uuid(get(row, "author_id")?),
+            name: get(row, "author_name")?,
+        },
+        tags: Vec::new(),
+        comment_count: 0,
+    })
+}
+
+fn post_from_model(m: posts::Model) -> AppResult<Post> {
+    let slug = Slug::parse(&m.slug)
+        .map_err(|_| AppError::internal(format!("post {}: stored slug is invalid", m.id)))?;
+    Ok(Post {
+        id: m.id,
+        author_id: UserId::from_uuid(m.author_id),
+        title: m.title,
+        slug,
+        content: m.content,
+        content_html: m.content_html,
+        excerpt: m.excerpt,
+        cover_image_key: m.cover_image_key,
+        published: m.published,
+        published_at: m.published_at,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn post_model(p: &Post) -> posts::ActiveModel {
+    posts::ActiveModel {
+        id: Set(p.id),
+        author_id: Set(p.author_id.as_uuid()),
+        title: Set(p.title.clone()),
+        slug: Set(p.slug.as_str().to_owned()),
+        content: Set(p.content.clone()),
+        content_html: Set(p.content_html.clone()),
+        excerpt: Set(p.excerpt.clone()),
+        cover_image_key: Set(p.cover_image_key.clone()),
+        published: Set(p.published),
+        published_at: Set(p.published_at),
+        created_at: Set(p.created_at),
+        updated_at: Set(p.updated_at),
+    }
+}
+
+/// The title as sorted: byte order on both databases (PostgreSQL's locale collation would
+/// order punctuation and case differently from SQLite).
+fn title_expr(backend: DbBackend) -> SimpleExpr {
+    match backend {
+        DbBackend::Postgres => Expr::cust(r#""posts"."title" COLLATE "C""#),
+        _ => Expr::cust(r#""posts"."title""#),
+    }
+}
+
+/// An FTS5 query: every term quoted (they are letters and digits only), all required.
+fn fts5_query(terms: &[String]) -> String {
+    terms
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl SqlStore {
+    fn blog_backend(&self) -> DbBackend {
+        self.db.reader.get_database_backend()
+    }
+
+    /// The published posts a query selects (joined with their authors), without ordering.
+    fn posts_select(&self, query: &PostQuery, backend: DbBackend) -> SelectStatement {
+        let mut q = Query::select();
+        q.from(posts::Entity)
+            .inner_join(
+                users::Entity,
+                Expr::col((users::Entity, users::Column::Id))
+                    .equals((posts::Entity, posts::Column::AuthorId)),
+            )
+            .and_where(col(posts::Column::Published).eq(true));
+        if let Some(author) = query.author {
+            q.and_where(col(posts::Column::AuthorId).eq(author.as_uuid()));
+        }
+        if let Some(tag) = query.tag.as_deref() {
+            let mut tagged = Query::select();
+            tagged
+                .expr(Expr::val(1))
+                .from(post_tags::Entity)
+                .inner_join(
+                    tags::Entity,
+                    Expr::col((tags::Entity, tags::Column::Id))
+                        .equals((post_tags::Entity, post_tags::Column::TagId)),
+                )
+                .and_where(
+                    Expr::col((post_tags::Entity, post_tags::Column::PostId))
+                        .equals((posts::Entity, posts::Column::Id)),
+                )
+                .and_where(Expr::col((tags::Entity, tags::Column::Name)).eq(tag));
+            q.and_where(Expr::exists(tagged));
+        }
+        if let Some(terms) = &query.search {
+            match backend {
+                DbBackend::Postgres => {
+                    q.and_where(Expr::cust_with_values(
+                        r#""posts"."search_vector" @@ plainto_tsquery('english', $1)"#,
+                        [terms.join(" ")],
+                    ));
+                }
+                _ => {
+                    let mut matches = Query::select();
+                    matches
+                        .expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid")
+                        .expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "rank")
+                        .from(Alias::new("posts_fts"))
+                        .inner_join(
+                            Alias::new("posts_search"),
+                            Expr::cust(r#""posts_search"."rowid" = "posts_fts"."rowid""#),
+                        )
+                        .and_where(Expr::cust_with_values(
+                            "posts_fts MATCH ?",
+                            [fts5_query(terms)],
+                        ));
+                    q.join_subquery(
+                        JoinType::InnerJoin,
+                        matches,
+                        Alias::new("matches"),
+                        Expr::cust(r#""matches"."sid" = "posts"."id""#),
+                    );
+                }
+            }
+        }
+        q
+    }
+
+    /// Orders by rank for a search, otherwise by the sort field; the id breaks ties.
+    fn order_posts(q: &mut SelectStatement, query: &PostQuery, backend: DbBackend) {
+        let order = match query.sort.direction {
+            Direction::Asc => Order::Asc,
+            Direction::Desc => Order::Desc,
+        };
+        if let Some(terms) = &query.search {
+            match backend {
+                DbBackend::Postgres => q.order_by_expr(
+                    Expr::cust_with_values(
+                        r#"ts_rank_cd("posts"."search_vector", plainto_tsquery('english', $1))"#,
+                        [terms.join(" ")],
+                    ),
+                    Order::Desc,
+                ),
+                _ => q.order_by_expr(Expr::cust(r#""matches"."rank""#), Order::Asc),
+            };
+            q.order_by((posts::Entity, posts::Column::CreatedAt), Order::Desc)
+                .order_by((posts::Entity, posts::Column::Id), Order::Desc);
+            return;
+        }
+        match query.sort.field {
+            PostSortField::CreatedAt => {
+                q.order_by((posts::Entity, posts::Column::CreatedAt), order.clone())
+            }
+            PostSortField::Title => q.order_by_expr(title_expr(backend), order.clone()),
+        };
+        q.order_by((posts::Entity, posts::Column::Id), order);
+    }
+
+    /// Posts strictly after the cursor in the query's order.
+    fn after_cursor(
+        q: &mut SelectStatement,
+        query: &PostQuery,
+        cursor: &PostCursor,
+        backend: DbBackend,
+    ) {
+        let forward = query.sort.direction == Direction::Asc;
+        let id = col(posts::Column::Id);
+        let id_after = if forward {
+            id.gt(cursor.id)
+        } else {
+            id.lt(cursor.id)
+        };
+        let condition = match &cursor.value {
+            PostCursorValue::CreatedAt(t) => {
+                let at = || col(posts::Column::CreatedAt);
+                let beyond = if forward { at().gt(*t) } else { at().lt(*t) };
+                beyond.or(at().eq(*t).and(id_after))
+            }
+            PostCursorValue::Title(title) => {
+                let beyond = if forward {
+                    title_expr(backend).gt(title.clone())
+                } else {
+                    title_expr(backend).lt(title.clone())
+                };
+                beyond.or(title_expr(backend).eq(title.clone()).and(id_after))
+            }
+        };
+        q.and_where(condition);
+    }
+
+    /// Tags and comment counts for a page of summaries: two queries, whatever the page size.
+    async fn decorate(&self, items: &mut [PostSummary]) -> AppResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = items.iter().map(|p| p.id).collect();
+        let mut tag_names = self.tags_of(&ids).await?;
+        let mut q = Query::select();
+        q.expr_as(
+            Expr::col((comments::Entity, comments::Column::PostId)),
+            "post_id",
+        )
+        .expr_as(Expr::cust("COUNT(*)"), "n")
+        .from(comments::Entity)
+        .and_where(
+            Expr::col((comments::Entity, comments::Column::PostId)).is_in(ids.iter().copied()),
+        )
+        .group_by_col((comments::Entity, comments::Column::PostId));
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.blog_backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        let mut counts: HashMap<Uuid, i64> = HashMap::new();
+        for row in &rows {
+            counts.insert(get(row, "post_id")?, get(row, "n")?);
+        }
+        for item in items {
+            item.tags = tag_names.remove(&item.id).unwrap_or_default();
+            item.comment_count = counts.get(&item.id).copied().unwrap_or(0);
+        }
+        Ok(())
+    }
+
+    /// Tag names per post, alphabetical, in one query.
+    async fn tags_of(&self, post_ids: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<String>>> {
+        let mut q = Query::select();
+        q.expr_as(
+            Expr::col((post_tags::Entity, post_tags::Column::PostId)),
+            "post_id",
+        )
+        .expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
+        .from(post_tags::Entity)
+        .inner_join(
+            tags::Entity,
+            Expr::col((tags::Entity, tags::Column::Id))
+                .equals((post_tags::Entity, post_tags::Column::TagId)),
+        )
+        .and_where(
+            Expr::col((post_tags::Entity, post_tags::Column::PostId))
+                .is_in(post_ids.iter().copied()),
+        )
+        .order_by((tags::Entity, tags::Column::Name), Order::Asc);
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.blog_backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        let mut map: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for row in &rows {
+            map.entry(get(row, "post_id")?)
+                .or_default()
+                .push(get(row, "name")?);
+        }
+        Ok(map)
+    }
+
+    /// Creates missing tags and links them to the post.
+    async fn link_tags(
+        conn: &DatabaseTransaction,
+        post_id: Uuid,
+        names: &[TagName],
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let new_tags = names.iter().map(|name| tags::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(name.as_str().to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        });
+        tags::Entity::insert_many(new_tags)
+            .on_conflict_do_nothing_on([tags::Column::Name])
+            .exec_without_returning(conn)
+            .await
+            .map_err(db_err)?;
+        let ids: Vec<Uuid> = tags::Entity::find()
+            .filter(tags::Column::Name.is_in(names.iter().map(TagName::as_str)))
+            .all(conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let links = ids.into_iter().map(|tag_id| post_tags::ActiveModel {
+            post_id: Set(post_id),
+            tag_id: Set(tag_id),
+            created_at: Set(now),
+        });
+        post_tags::Entity::insert_many(links)
+            .exec_without_returning(conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PostRepo for SqlStore {
+    async fn insert(&self, tx: &mut dyn Tx, post: &Post, tags: &[TagName]) -> AppResult<()> {
+        let conn = conn(tx)?;
+        posts::Entity::insert(post_model(post))
+            .exec_without_returning(conn)
+            .await
+            .map_err(db_err)?;
+        Self::link_tags(conn, post.id, tags, post.created_at).await
+    }
+
+    async fn update(
+        &self,
+        tx: &mut dyn Tx,
+        post: &Post,
+        tags: Option<&[TagName]>,
+    ) -> AppResult<bool> {
+        use posts::Column as P;
+        let conn = conn(tx)?;
+        let result = posts::Entity::update_many()
+            .col_expr(P::Title, Expr::value(post.title.clone()))
+            .col_expr(P::Slug, Expr::value(post.slug.as_str().to_owned()))
+            .col_expr(P::Content, Expr::value(post.content.clone()))
+            .col_expr(P::ContentHtml, Expr::value(post.content_html.clone()))
+            .col_expr(P::Excerpt, Expr::value(post.excerpt.clone()))
+            .col_expr(P::CoverImageKey, Expr::value(post.cover_image_key.clone()))
+            .col_expr(P::Published, Expr::value(post.published))
+            .col_expr(P::PublishedAt, Expr::value(post.published_at))
+            .col_expr(P::UpdatedAt, Expr::value(post.updated_at))
+            .filter(P::Id.eq(post.id))
+            .exec(conn)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected != 1 {
+            return Ok(false);
+        }
+        if let Some(tags) = tags {
+            post_tags::Entity::delete_many()
+                .filter(post_tags::Column::PostId.eq(post.id))
+                .exec(conn)
+                .await
+                .map_err(db_err)?;
+            Self::link_tags(conn, post.id, tags, post.updated_at).await?;
+        }
+        Ok(true)
+    }
+
+    async fn delete(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool> {
+        let result = posts::Entity::delete_by_id(id)
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>> {
+        let filter = match key {
+            PostKey::Id(id) => posts::Column::Id.eq(*id),
+            PostKey::Slug(slug) => posts::Column::Slug.eq(slug.as_str()),
+        };
+        let Some(model) = posts::Entity::find()
+            .filter(filter)
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let author = users::Entity::find_by_id(model.author_id)
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let tags = self
+            .tags_of(&[model.id])
+            .await?
+            .remove(&model.id)
+            .unwrap_or_default();
+        let author = AuthorRef {
+            id: UserId::from_uuid(model.author_id),
+            name: author.and_then(|a| a.name),
+        };
+        Ok(Some(PostDetail {
+            post: post_from_model(model)?,
+            author,
+            tags,
+        }))
+    }
+
+    async fn slugs_like(&self, base: &str) -> AppResult<Vec<String>> {
+        Ok(posts::Entity::find()
+            .filter(
+                posts::Column::Slug
+                    .eq(base)
+                    .or(posts::Column::Slug.like(format!("{base}-%"))),
+            )
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|p| p.slug)
+            .collect())
+    }
+
+    async fn list(&self, query: &PostQuery) -> AppResult<PostPage> {
+        let backend = self.blog_backend();
+        let mut q = self.posts_select(query, backend);
+        summary_columns(&mut q);
+        let (total, limit) = match &query.paging {
+            PostPaging::Offset(page) => {
+                let mut count = self.posts_select(query, backend);
+                count.expr_as(Expr::cust("COUNT(*)"), "n");
+                let row = self
+                    .db
+                    .reader
+                    .query_one_raw(backend.build(&count))
+                    .await
+                    .map_err(db_err)?;
+                let total: i64 = row.map(|r| get(&r, "n")).transpose()?.unwrap_or(0);
+                q.offset(page.offset()).limit(page.limit);
+                (Some(u64::try_from(total).unwrap_or(0)), page.limit)
+            }
+            PostPaging::Keyset { after, limit } => {
+                if let Some(cursor) = after {
+                    Self::after_cursor(&mut q, query, cursor, backend);
+                }
+                // One more than asked, to know whether another page follows.
+                q.limit(limit + 1);
+                (None, *limit)
+            }
+        };
+        Self::order_posts(&mut q, query, backend);
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(backend.build(&q))
+            .await
+            .map_err(db_err)?;
+        let mut items = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<AppResult<Vec<_>>>()?;
+        let has_more = match total {
+            Some(total) => match &query.paging {
+                PostPaging::Offset(page) => page.offset() + (items.len() as u64) < total,
+                PostPaging::Keyset { .. } => false,
+            },
+            None => items.len() as u64 > limit,
+        };
+        items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        self.decorate(&mut items).await?;
+        Ok(PostPage {
+            items,
+            total,
+            has_more,
+        })
+    }
+
+    async fn published_by(&self, author: UserId, limit: u64) -> AppResult<Vec<PostSummary>> {
+        let query = PostQuery {
+            paging: PostPaging::Keyset { after: None, limit },
+            tag: None,
+            author: Some(author),
+            sort: inkcart_app::page::Sort {
+                field: PostSortField::CreatedAt,
+                direction: Direction::Desc,
+            },
+            search: None,
+        };
+        Ok(self.list(&query).await?.items)
+    }
+
+    async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
+        let mut q = Query::select();
+        q.expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
+            .expr_as(Expr::cust(r#"COUNT("posts"."id")"#), "n")
+            .from(tags::Entity)
+            .inner_join(
+                post_tags::Entity,
+                Expr::col((post_tags::Entity, post_tags::Column::TagId))
+                    .equals((tags::Entity, tags::Column::Id)),
+            )
+            .inner_join(
+                posts::Entity,
+                Expr::col((posts::Entity, posts::Column::Id))
+                    .equals((post_tags::Entity, post_tags::Column::PostId))
+                    .and(col(posts::Column::Published).eq(true)),
+            )
+            .group_by_col((tags::Entity, tags::Column::Id))
+            .group_by_col((tags::Entity, tags::Column::Name))
+            .order_by_expr(Expr::cust(r#"COUNT("posts"."id")"#), Order::Desc)
+            .order_by((tags::Entity, tags::Column::Name), Order::Asc);
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.blog_backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "name")?, get(r, "n")?)))
+            .collect()
+    }
+
+    async fn insert_comment(&self, tx: &mut dyn Tx, c: &Comment) -> AppResult<()> {
+        comments::Entity::insert(comments::ActiveModel {
+            id: Set(c.id),
+            post_id: Set(c.post_id),
+            author_id: Set(c.author_id.as_uuid()),
+            content: Set(c.content.clone()),
+            created_at: Set(c.created_at),
+            updated_at: Set(c.updated_at),
+        })
+        .exec_without_returning(conn(tx)?)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>> {
+        Ok(comments::Entity::find_by_id(id)
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(|m| Comment {
+                id: m.id,
+                post_id: m.post_id,
+                author_id: UserId::from_uuid(m.author_id),
+                content: m.content,
+                created_at: m.created_at,
+                updated_at: m.updated_at,
+            }))
+    }
+
+    async fn delete_comment(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool> {
+        let result = comments::Entity::delete_by_id(id)
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn comments(
+        &self,
+        post_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> AppResult<Vec<CommentView>> {
+        use comments::Column as C;
+        let c = |column: C| Expr::col((comments::Entity, column));
+        let mut q = Query::select();
+        for (column, alias) in [
+            (C::Id, "id"),
+            (C::PostId, "post_id"),
+            (C::AuthorId, "author_id"),
+            (C::Content, "content"),
+            (C::CreatedAt, "created_at"),
+            (C::UpdatedAt, "updated_at"),
+        ] {
+            q.expr_as(c(column), alias);
+        }
+        q.expr_as(
+            Expr::col((users::Entity, users::Column::Name)),
+            "author_name",
+        )
+        .from(comments::Entity)
+        .inner_join(
+            users::Entity,
+            Expr::col((users::Entity, users::Column::Id)).equals((comments::Entity, C::AuthorId)),
+        )
+        .and_where(c(C::PostId).eq(post_id));
+        if let Some((at, id)) = after {
+            q.and_where(
+                c(C::CreatedAt)
+                    .gt(at)
+                    .or(c(C::CreatedAt).eq(at).and(c(C::Id).gt(id))),
+            );
+        }
+        q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
+            .order_by((comments::Entity, C::Id), Order::Asc)
+            .limit(limit);
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.blog_backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let author_id = UserId::from_uuid(get(row, "author_id")?);
+                Ok(CommentView {
+                    comment: Comment {
+                        id: get(row, "id")?,
+                        post_id: get(row, "post_id")?,
+                        author_id,
+                        content: get(row, "content")?,
+                        created_at: get(row, "created_at")?,
+                        updated_at: get(row, "updated_at")?,
+                    },
+                    author: AuthorRef {
+                        id: author_id,
+                        name: get(row, "author_name")?,
+                    },
+                })
+            })
+            .collect()
+    }
+}
