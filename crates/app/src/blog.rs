@@ -515,6 +515,24 @@ impl App {
         self.deps.posts.published_by(author, limit).await
     }
 
+    /// Published posts of several authors (for batch loading).
+    pub async fn posts_by_authors(&self, authors: &[UserId]) -> AppResult<Vec<PostSummary>> {
+        self.deps.posts.published_by_authors(authors).await
+    }
+
+    /// Markdown and HTML of several posts (for batch loading).
+    pub async fn post_contents(
+        &self,
+        ids: &[Uuid],
+    ) -> AppResult<std::collections::HashMap<Uuid, (String, String)>> {
+        self.deps.posts.contents(ids).await
+    }
+
+    /// Every comment of several published posts (for batch loading).
+    pub async fn comments_for_posts(&self, ids: &[Uuid]) -> AppResult<Vec<CommentView>> {
+        self.deps.posts.comments_for(ids).await
+    }
+
     pub async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
         self.deps.posts.tags().await
     }

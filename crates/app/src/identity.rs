@@ -337,6 +337,11 @@ impl App {
             .ok_or_else(|| AppError::not_found("User"))
     }
 
+    /// Several users at once (for batch loading); unknown ids are left out.
+    pub async fn users_by_ids(&self, ids: &[UserId]) -> AppResult<Vec<User>> {
+        self.deps.users.find_many(ids).await
+    }
+
     pub async fn list_users(&self, query: &UserQuery) -> AppResult<Page<User>> {
         self.deps.users.list(query).await
     }

@@ -4,6 +4,8 @@ use crate::{AppError, AppResult};
 
 pub const DEFAULT_LIMIT: u64 = 20;
 pub const MAX_LIMIT: u64 = 100;
+/// Far beyond any real list; it keeps `(page - 1) * limit` a sane SQL offset.
+pub const MAX_PAGE: u64 = 10_000_000;
 
 /// A validated offset page request (`page` from 1, `limit` 1..=100).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +28,10 @@ impl PageRequest {
         let page = page.unwrap_or(1);
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         let mut errors = Vec::new();
-        if page < 1 {
+        if !(1..=MAX_PAGE).contains(&page) {
             errors.push(inkcart_domain::FieldError::new(
                 "page",
-                "page must be at least 1",
+                "page must be between 1 and 10000000",
             ));
         }
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -161,6 +163,8 @@ mod tests {
     #[test]
     fn page_and_limit_are_bounded() {
         assert!(PageRequest::new(Some(0), None).is_err());
+        assert!(PageRequest::new(Some(MAX_PAGE + 1), None).is_err());
+        assert!(PageRequest::new(Some(u64::MAX), Some(100)).is_err());
         assert!(PageRequest::new(None, Some(0)).is_err());
         assert!(PageRequest::new(None, Some(101)).is_err());
         let page = PageRequest::new(Some(3), Some(10)).unwrap();

@@ -3,6 +3,7 @@
 //! pure (clock, in-memory throttle).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,6 +57,8 @@ pub trait UserRepo: Send + Sync {
     /// Inserts a new user; a taken email is `AppError::Conflict("User already exists")`.
     async fn insert(&self, tx: &mut dyn Tx, user: &User, password_hash: &str) -> AppResult<()>;
     async fn find(&self, id: UserId) -> AppResult<Option<User>>;
+    /// Several users at once (unknown ids are left out).
+    async fn find_many(&self, ids: &[UserId]) -> AppResult<Vec<User>>;
     /// The user and their password hash, for login.
     async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>>;
     async fn list(&self, query: &UserQuery) -> AppResult<Page<User>>;
@@ -483,6 +486,12 @@ pub trait PostRepo: Send + Sync {
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage>;
     /// The author's latest published posts.
     async fn published_by(&self, author: UserId, limit: u64) -> AppResult<Vec<PostSummary>>;
+    /// The published posts of several authors, newest first, in a fixed number of queries.
+    async fn published_by_authors(&self, authors: &[UserId]) -> AppResult<Vec<PostSummary>>;
+    /// Content and rendered HTML of several posts.
+    async fn contents(&self, ids: &[Uuid]) -> AppResult<HashMap<Uuid, (String, String)>>;
+    /// Every comment of several posts, oldest first, in one query.
+    async fn comments_for(&self, post_ids: &[Uuid]) -> AppResult<Vec<CommentView>>;
     /// Every tag with its number of published posts.
     async fn tags(&self) -> AppResult<Vec<(String, i64)>>;
     async fn insert_comment(&self, tx: &mut dyn Tx, comment: &Comment) -> AppResult<()>;

@@ -80,6 +80,10 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    pub fn field_errors(&self) -> Option<&Vec<FieldError>> {
+        self.errors.as_ref()
+    }
 }
 
 /// The `error` name for a status, as API.md lists them.

@@ -7,6 +7,7 @@
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod graphql;
 pub mod middleware;
 pub mod routes;
 
@@ -16,8 +17,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use inkcart_app::App;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,6 +45,8 @@ pub struct HttpConfig {
     pub hsts: bool,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
     pub trust_proxy: bool,
+    /// Serve GraphiQL at `GET /graphql` (development).
+    pub graphiql: bool,
 }
 
 impl Default for HttpConfig {
@@ -57,15 +58,35 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             hsts: false,
             trust_proxy: false,
+            graphiql: true,
         }
     }
 }
 
 /// Shared by every handler.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub app: Arc<App>,
     pub http: Arc<HttpConfig>,
+    pub graphql: graphql::InkcartSchema,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(app: Arc<App>, http: HttpConfig, graphql: &graphql::GraphqlConfig) -> Self {
+        Self {
+            app,
+            http: Arc::new(http),
+            graphql: graphql::schema(graphql),
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -85,6 +106,7 @@ pub struct AppState {
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Orders, payment and fulfilment"),
         (name = "reports", description = "Sales reports (admins)"),
+        (name = "graphql", description = "The same use cases through GraphQL"),
     )
 )]
 struct ApiDoc;
@@ -152,6 +174,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::payments))
         .routes(routes!(orders::top_products))
         .routes(routes!(orders::sales))
+        .routes(routes!(graphql::graphql))
 }
 
 /// The OpenAPI document of the REST API.
@@ -163,6 +186,29 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 fn uploads_api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(routes::uploads::upload))
+}
+
+/// The docs pages need more than the API's `default-src 'none'`: Swagger UI's own scripts and
+/// styles (served from the binary; nothing comes from elsewhere).
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                        img-src 'self' data:; connect-src 'self'; font-src 'self' data:; \
+                        frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Swagger UI at `/api-docs` (assets compiled in, validator off) and the document at
+/// `/api-docs/openapi.json`.
+fn docs_ui(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let config = utoipa_swagger_ui::Config::from("/api-docs/openapi.json")
+        .validator_url("none")
+        .persist_authorization(true)
+        .try_it_out_enabled(true)
+        .display_operation_id(false);
+    let ui = utoipa_swagger_ui::SwaggerUi::new("/api-docs")
+        .url("/api-docs/openapi.json", openapi)
+        .config(config);
+    Router::<AppState>::from(ui).layer(SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(DOCS_CSP),
+    ))
 }
 
 async fn route_not_found() -> ApiError {
@@ -190,22 +236,14 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let mut openapi = openapi;
     openapi.merge(upload_doc);
     let api = api.merge(uploads).merge(extra);
-    let openapi_json: Arc<str> = openapi.to_json().unwrap_or_default().into();
 
     let mut router = api
+        .route("/graphql", axum::routing::get(graphql::graphiql))
         .route(
-            "/api-docs/openapi.json",
-            get(move || {
-                let json = Arc::clone(&openapi_json);
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        json.to_string(),
-                    )
-                        .into_response()
-                }
-            }),
+            "/graphql/assets/{file}",
+            axum::routing::get(graphql::graphiql_asset),
         )
+        .merge(docs_ui(openapi))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -69,6 +69,9 @@ pub struct Config {
     pub public_url: String,
     pub upload_limit_bytes: usize,
     pub storage: StorageConfig,
+    pub graphql_depth_limit: usize,
+    pub graphql_complexity_limit: usize,
+    pub graphql_introspection: bool,
 }
 
 /// Where uploaded files go.
@@ -113,6 +116,9 @@ impl Default for Config {
             public_url: "http://127.0.0.1:3000".to_owned(),
             upload_limit_bytes: 10 * 1024 * 1024,
             storage: StorageConfig::Local { dir: None },
+            graphql_depth_limit: 10,
+            graphql_complexity_limit: 2_000,
+            graphql_introspection: true,
         }
     }
 }
@@ -153,6 +159,9 @@ struct Raw {
     s3_secret_access_key: Option<String>,
     s3_path_style: Option<String>,
     storage_public_url: Option<String>,
+    graphql_depth_limit: Option<String>,
+    graphql_complexity_limit: Option<String>,
+    graphql_introspection: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -187,6 +196,9 @@ const KEYS: &[&str] = &[
     "s3_secret_access_key",
     "s3_path_style",
     "storage_public_url",
+    "graphql_depth_limit",
+    "graphql_complexity_limit",
+    "graphql_introspection",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -399,6 +411,27 @@ impl Config {
             ),
             public_url,
             storage,
+            graphql_depth_limit: p.num(
+                "graphql_depth_limit",
+                "INKCART_GRAPHQL_DEPTH_LIMIT",
+                raw.graphql_depth_limit.as_deref(),
+                d.graphql_depth_limit,
+                1,
+            ),
+            graphql_complexity_limit: p.num(
+                "graphql_complexity_limit",
+                "INKCART_GRAPHQL_COMPLEXITY_LIMIT",
+                raw.graphql_complexity_limit.as_deref(),
+                d.graphql_complexity_limit,
+                1,
+            ),
+            // Introspection is off in production unless asked for.
+            graphql_introspection: p.bool(
+                "graphql_introspection",
+                "INKCART_GRAPHQL_INTROSPECTION",
+                raw.graphql_introspection.as_deref(),
+                env == Environment::Development,
+            ),
             upload_limit_bytes: p.num(
                 "upload_limit_bytes",
                 "INKCART_UPLOAD_LIMIT_BYTES",

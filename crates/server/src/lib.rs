@@ -116,6 +116,15 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// The GraphQL limits of `config`.
+pub fn graphql_config(config: &Config) -> inkcart_http::graphql::GraphqlConfig {
+    inkcart_http::graphql::GraphqlConfig {
+        depth_limit: config.graphql_depth_limit,
+        complexity_limit: config.graphql_complexity_limit,
+        introspection: config.graphql_introspection,
+    }
+}
+
 /// The HTTP configuration part of `config`.
 pub fn http_config(config: &Config) -> HttpConfig {
     HttpConfig {
@@ -125,16 +134,18 @@ pub fn http_config(config: &Config) -> HttpConfig {
         cors_origins: config.cors_origins.clone(),
         hsts: config.hsts,
         trust_proxy: config.trust_proxy,
+        graphiql: config.env == crate::config::Environment::Development,
     }
 }
 
 /// The complete router over `db`.
 pub fn build_router(config: &Config, db: Db) -> anyhow::Result<axum::Router> {
     let app = build_app(config, db)?;
-    Ok(inkcart_http::router(AppState {
-        app: Arc::new(app),
-        http: Arc::new(http_config(config)),
-    }))
+    Ok(inkcart_http::router(AppState::new(
+        Arc::new(app),
+        http_config(config),
+        &graphql_config(config),
+    )))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections

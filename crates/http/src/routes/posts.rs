@@ -146,7 +146,7 @@ pub struct PostList {
 #[into_params(parameter_in = Query)]
 pub struct ListPostsParams {
     /// Offset paging: the page, from 1.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 10_000_000)]
     pub page: Option<u64>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,

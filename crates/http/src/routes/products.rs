@@ -109,7 +109,7 @@ pub struct PatchProductRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListProductsParams {
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 10_000_000)]
     pub page: Option<u64>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,

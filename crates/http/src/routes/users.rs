@@ -62,7 +62,7 @@ pub struct PatchUserRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListUsersParams {
     /// Page number, from 1.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 10_000_000)]
     pub page: Option<u64>,
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]

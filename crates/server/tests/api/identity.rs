@@ -330,6 +330,8 @@ api_test!(
             ("limit=abc", "limit"),
             ("page=0", "page"),
             ("page=-1", "page"),
+            ("page=9223372036854775808", "page"),
+            ("page=10000001", "page"),
             ("sort=password", "sort"),
             ("sort=-passwordHash", "sort"),
             ("role=root", "role"),

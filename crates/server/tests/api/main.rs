@@ -8,7 +8,10 @@
 mod support;
 
 mod blog;
+mod contract;
+mod docs_ui;
 mod errors;
+mod graphql;
 mod health;
 mod identity;
 mod shop;

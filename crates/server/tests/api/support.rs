@@ -76,6 +76,8 @@ pub fn test_config() -> Config {
 pub struct TestApp {
     pub router: Router,
     pub db: TestDb,
+    /// The data dir (uploads land here with local storage), removed with the app.
+    _data_dir: tempfile::TempDir,
     pub state: AppState,
     pub clock: Arc<TestClock>,
 }
@@ -161,19 +163,25 @@ impl TestApp {
         extra: Router<AppState>,
     ) -> Self {
         init_test_logging();
-        let mut config = test_config();
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let mut config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            ..test_config()
+        };
         configure(&mut config);
         let clock = Arc::new(TestClock::default());
         let app = inkcart::build_app_with_clock(&config, db.db.clone(), clock.clone())
             .expect("build the app");
-        let state = AppState {
-            app: Arc::new(app),
-            http: Arc::new(inkcart::http_config(&config)),
-        };
+        let state = AppState::new(
+            Arc::new(app),
+            inkcart::http_config(&config),
+            &inkcart::graphql_config(&config),
+        );
         let router = inkcart_http::router_with(state.clone(), extra);
         Self {
             router,
             db,
+            _data_dir: data_dir,
             state,
             clock,
         }

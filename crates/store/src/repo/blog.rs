@@ -260,6 +260,78 @@ impl SqlStore {
         q.and_where(condition);
     }
 
+    /// Comments with their authors' names, oldest first: of the given posts, after a cursor,
+    /// up to a limit.
+    async fn comment_views(
+        &self,
+        post_ids: Option<&[Uuid]>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: Option<u64>,
+    ) -> AppResult<Vec<CommentView>> {
+        use comments::Column as C;
+        let c = |column: C| Expr::col((comments::Entity, column));
+        let mut q = Query::select();
+        for (column, alias) in [
+            (C::Id, "id"),
+            (C::PostId, "post_id"),
+            (C::AuthorId, "author_id"),
+            (C::Content, "content"),
+            (C::CreatedAt, "created_at"),
+            (C::UpdatedAt, "updated_at"),
+        ] {
+            q.expr_as(c(column), alias);
+        }
+        q.expr_as(
+            Expr::col((users::Entity, users::Column::Name)),
+            "author_name",
+        )
+        .from(comments::Entity)
+        .inner_join(
+            users::Entity,
+            Expr::col((users::Entity, users::Column::Id)).equals((comments::Entity, C::AuthorId)),
+        );
+        if let Some(ids) = post_ids {
+            q.and_where(c(C::PostId).is_in(ids.iter().copied()));
+        }
+        if let Some((at, id)) = after {
+            q.and_where(
+                c(C::CreatedAt)
+                    .gt(at)
+                    .or(c(C::CreatedAt).eq(at).and(c(C::Id).gt(id))),
+            );
+        }
+        q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
+            .order_by((comments::Entity, C::Id), Order::Asc);
+        if let Some(limit) = limit {
+            q.limit(limit);
+        }
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(self.blog_backend().build(&q))
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let author_id = UserId::from_uuid(get(row, "author_id")?);
+                Ok(CommentView {
+                    comment: Comment {
+                        id: get(row, "id")?,
+                        post_id: get(row, "post_id")?,
+                        author_id,
+                        content: get(row, "content")?,
+                        created_at: get(row, "created_at")?,
+                        updated_at: get(row, "updated_at")?,
+                    },
+                    author: AuthorRef {
+                        id: author_id,
+                        name: get(row, "author_name")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// Tags and comment counts for a page of summaries: two queries, whatever the page size.
     async fn decorate(&self, items: &mut [PostSummary]) -> AppResult<()> {
         if items.is_empty() {
@@ -542,6 +614,63 @@ impl PostRepo for SqlStore {
         Ok(self.list(&query).await?.items)
     }
 
+    async fn published_by_authors(&self, authors: &[UserId]) -> AppResult<Vec<PostSummary>> {
+        if authors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = PostQuery {
+            paging: PostPaging::Keyset {
+                after: None,
+                limit: u64::MAX / 2,
+            },
+            tag: None,
+            author: None,
+            sort: inkcart_app::page::Sort {
+                field: PostSortField::CreatedAt,
+                direction: Direction::Desc,
+            },
+            search: None,
+        };
+        let backend = self.blog_backend();
+        let mut q = self.posts_select(&query, backend);
+        summary_columns(&mut q);
+        q.and_where(col(posts::Column::AuthorId).is_in(authors.iter().map(UserId::as_uuid)));
+        Self::order_posts(&mut q, &query, backend);
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(backend.build(&q))
+            .await
+            .map_err(db_err)?;
+        let mut items = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<AppResult<Vec<_>>>()?;
+        self.decorate(&mut items).await?;
+        Ok(items)
+    }
+
+    async fn contents(&self, ids: &[Uuid]) -> AppResult<HashMap<Uuid, (String, String)>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(posts::Entity::find()
+            .filter(posts::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|p| (p.id, (p.content, p.content_html)))
+            .collect())
+    }
+
+    async fn comments_for(&self, post_ids: &[Uuid]) -> AppResult<Vec<CommentView>> {
+        if post_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.comment_views(Some(post_ids), None, None).await
+    }
+
     async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
         let mut q = Query::select();
         q.expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
@@ -617,63 +746,7 @@ impl PostRepo for SqlStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> AppResult<Vec<CommentView>> {
-        use comments::Column as C;
-        let c = |column: C| Expr::col((comments::Entity, column));
-        let mut q = Query::select();
-        for (column, alias) in [
-            (C::Id, "id"),
-            (C::PostId, "post_id"),
-            (C::AuthorId, "author_id"),
-            (C::Content, "content"),
-            (C::CreatedAt, "created_at"),
-            (C::UpdatedAt, "updated_at"),
-        ] {
-            q.expr_as(c(column), alias);
-        }
-        q.expr_as(
-            Expr::col((users::Entity, users::Column::Name)),
-            "author_name",
-        )
-        .from(comments::Entity)
-        .inner_join(
-            users::Entity,
-            Expr::col((users::Entity, users::Column::Id)).equals((comments::Entity, C::AuthorId)),
-        )
-        .and_where(c(C::PostId).eq(post_id));
-        if let Some((at, id)) = after {
-            q.and_where(
-                c(C::CreatedAt)
-                    .gt(at)
-                    .or(c(C::CreatedAt).eq(at).and(c(C::Id).gt(id))),
-            );
-        }
-        q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
-            .order_by((comments::Entity, C::Id), Order::Asc)
-            .limit(limit);
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(self.blog_backend().build(&q))
+        self.comment_views(Some(&[post_id]), after, Some(limit))
             .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let author_id = UserId::from_uuid(get(row, "author_id")?);
-                Ok(CommentView {
-                    comment: Comment {
-                        id: get(row, "id")?,
-                        post_id: get(row, "post_id")?,
-                        author_id,
-                        content: get(row, "content")?,
-                        created_at: get(row, "created_at")?,
-                        updated_at: get(row, "updated_at")?,
-                    },
-                    author: AuthorRef {
-                        id: author_id,
-                        name: get(row, "author_name")?,
-                    },
-                })
-            })
-            .collect()
     }
 }

@@ -75,6 +75,20 @@ impl UserRepo for SqlStore {
             .transpose()
     }
 
+    async fn find_many(&self, ids: &[UserId]) -> AppResult<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        users::Entity::find()
+            .filter(users::Column::Id.is_in(ids.iter().map(UserId::as_uuid)))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(user_from_model)
+            .collect()
+    }
+
     async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>> {
         let Some(model) = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
