@@ -578,6 +578,15 @@ impl App {
             .posts
             .insert_comment(tx.as_mut(), &comment)
             .await?;
+        self.record_event(
+            tx.as_mut(),
+            &crate::events::Event::CommentAdded {
+                comment_id: comment.id,
+                post_id: comment.post_id,
+                author_id: actor.id.as_uuid(),
+            },
+        )
+        .await?;
         tx.commit().await?;
         let author = self.get_user(actor.id).await?;
         Ok(CommentView {

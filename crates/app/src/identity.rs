@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::messages;
+use crate::events::Event;
 use crate::page::Page;
 use crate::ports::{AccessToken, Claims, RefreshSession, UserQuery};
 use crate::{App, AppError, AppResult};
@@ -95,6 +96,13 @@ impl App {
         };
         let mut tx = self.deps.store.begin().await?;
         self.deps.users.insert(tx.as_mut(), &user, &hash).await?;
+        self.record_event(
+            tx.as_mut(),
+            &Event::UserRegistered {
+                user_id: user.id.as_uuid(),
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -483,4 +491,166 @@ fn new_refresh_token() -> AppResult<String> {
 pub fn hash_refresh_token(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How often one account may ask for a verification or reset email.
+pub const EMAIL_REQUEST_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+
+impl App {
+    /// Sends (through the outbox) a new verification link to the caller, at most once a minute.
+    pub async fn request_email_verification(&self, actor: Actor) -> AppResult<()> {
+        let user = self.get_user(actor.id).await?;
+        if user.email_verified {
+            return Err(AppError::Conflict("Email is already verified".to_owned()));
+        }
+        let now = self.deps.clock.now();
+        let recent = self
+            .deps
+            .outbox
+            .count_since(
+                "EmailVerificationRequested",
+                user.id.as_uuid(),
+                now - EMAIL_REQUEST_INTERVAL,
+            )
+            .await?;
+        if recent > 0 {
+            return Err(AppError::RateLimited {
+                message: "A verification email was sent less than a minute ago".to_owned(),
+                retry_after_secs: 60,
+            });
+        }
+        let mut tx = self.deps.store.begin().await?;
+        self.record_event(
+            tx.as_mut(),
+            &Event::EmailVerificationRequested {
+                user_id: user.id.as_uuid(),
+            },
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Spends a verification token and marks its user's email verified.
+    pub async fn confirm_email(&self, token: &str) -> AppResult<()> {
+        let record = self
+            .usable_token(token, crate::ports::TokenPurpose::VerifyEmail)
+            .await?;
+        let now = self.deps.clock.now();
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .email_tokens
+            .consume(tx.as_mut(), record.id, now)
+            .await?
+        {
+            return Err(invalid_email_token());
+        }
+        self.deps
+            .email_tokens
+            .mark_verified(tx.as_mut(), record.user_id, now)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Starts a password reset for `email`. Answers the same whether or not the account
+    /// exists; sends at most one email a minute per account.
+    pub async fn request_password_reset(&self, email: &str) -> AppResult<()> {
+        let mut errors = Vec::new();
+        let Some(email) = parse_email(email, &mut errors) else {
+            return Err(AppError::Validation(errors));
+        };
+        let Some((user, _)) = self.deps.users.find_credentials(&email).await? else {
+            return Ok(());
+        };
+        let now = self.deps.clock.now();
+        let recent = self
+            .deps
+            .outbox
+            .count_since(
+                "PasswordResetRequested",
+                user.id.as_uuid(),
+                now - EMAIL_REQUEST_INTERVAL,
+            )
+            .await?;
+        if recent > 0 {
+            return Ok(());
+        }
+        let mut tx = self.deps.store.begin().await?;
+        self.record_event(
+            tx.as_mut(),
+            &Event::PasswordResetRequested {
+                user_id: user.id.as_uuid(),
+            },
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Sets a new password with a reset token; every session of the account ends.
+    pub async fn confirm_password_reset(&self, token: &str, new_password: &str) -> AppResult<()> {
+        let mut errors = Vec::new();
+        let password = parse_password(new_password, &mut errors).ok_or_else(|| {
+            AppError::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldError::new("newPassword", e.message))
+                    .collect(),
+            )
+        })?;
+        let record = self
+            .usable_token(token, crate::ports::TokenPurpose::ResetPassword)
+            .await?;
+        let mut user = self
+            .deps
+            .users
+            .find(record.user_id)
+            .await?
+            .ok_or_else(invalid_email_token)?;
+        let hash = self.deps.hasher.hash(&password).await?;
+        let now = self.deps.clock.now();
+        user.updated_at = now;
+        let mut tx = self.deps.store.begin().await?;
+        if !self
+            .deps
+            .email_tokens
+            .consume(tx.as_mut(), record.id, now)
+            .await?
+        {
+            return Err(invalid_email_token());
+        }
+        self.deps
+            .users
+            .update(tx.as_mut(), &user, Some(&hash))
+            .await?;
+        self.deps
+            .sessions
+            .revoke_all_for_user(tx.as_mut(), user.id, now)
+            .await?;
+        tx.commit().await
+    }
+
+    async fn usable_token(
+        &self,
+        token: &str,
+        purpose: crate::ports::TokenPurpose,
+    ) -> AppResult<crate::ports::EmailToken> {
+        if token.is_empty() {
+            return Err(AppError::field("token", "token is required"));
+        }
+        let record = self
+            .deps
+            .email_tokens
+            .find_by_hash(&hash_refresh_token(token))
+            .await?
+            .filter(|t| t.purpose == purpose)
+            .ok_or_else(invalid_email_token)?;
+        if record.used_at.is_some() || record.expires_at <= self.deps.clock.now() {
+            return Err(invalid_email_token());
+        }
+        Ok(record)
+    }
+}
+
+fn invalid_email_token() -> AppError {
+    AppError::BadRequest("Invalid or expired token".to_owned())
 }

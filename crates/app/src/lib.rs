@@ -6,8 +6,11 @@
 
 pub mod blog;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod identity;
+pub mod jobs;
+pub mod mail;
 pub mod page;
 pub mod ports;
 pub mod shop;
@@ -33,6 +36,14 @@ pub struct Settings {
     pub idempotency_ttl: Duration,
     /// After how long an in-flight idempotent request is presumed dead and its key reusable.
     pub idempotency_abandon_after: Duration,
+    /// The URL clients reach the server at (links in emails).
+    pub public_url: String,
+    /// Attempts before a job is dead.
+    pub job_max_attempts: i32,
+    /// How long a worker holds a job before another may take it (renewed while it runs).
+    pub job_lease: Duration,
+    /// The first retry delay; each later one doubles (with jitter).
+    pub job_backoff: Duration,
 }
 
 impl Default for Settings {
@@ -43,6 +54,10 @@ impl Default for Settings {
             product_cache_ttl: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_abandon_after: Duration::from_secs(60),
+            public_url: "http://127.0.0.1:3000".to_owned(),
+            job_max_attempts: 5,
+            job_lease: Duration::from_secs(60),
+            job_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -63,6 +78,12 @@ pub struct Deps {
     pub payments: Arc<dyn ports::PaymentGateway>,
     pub posts: Arc<dyn ports::PostRepo>,
     pub storage: Arc<dyn ports::ObjectStorage>,
+    pub outbox: Arc<dyn ports::Outbox>,
+    pub jobs: Arc<dyn ports::JobQueue>,
+    pub email_tokens: Arc<dyn ports::EmailTokenRepo>,
+    pub mailer: Arc<dyn ports::Mailer>,
+    /// The broker events are published to, when one is configured.
+    pub publisher: Option<Arc<dyn ports::EventPublisher>>,
 }
 
 impl std::fmt::Debug for Deps {

@@ -514,4 +514,240 @@ pub trait ObjectStorage: Send + Sync {
     async fn get(&self, key: &str) -> AppResult<Option<bytes::Bytes>>;
     /// The URL clients fetch the object from.
     fn public_url(&self, key: &str) -> String;
+    /// Stores a report (not public) under `reports/<name>`.
+    async fn put_report(
+        &self,
+        name: &str,
+        bytes: bytes::Bytes,
+        content_type: &str,
+    ) -> AppResult<()>;
+}
+
+// ---- background work ----
+
+/// An event as stored in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub id: Uuid,
+    /// `UserRegistered`, `OrderCreated`, …
+    pub kind: String,
+    /// The aggregate the event is about (user, order, comment).
+    pub subject_id: Uuid,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Records an event in the transaction of the change it describes.
+    async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()>;
+    /// Events not yet turned into jobs, oldest first.
+    async fn undispatched(&self, limit: u64) -> AppResult<Vec<OutboxEvent>>;
+    async fn mark_dispatched(
+        &self,
+        tx: &mut dyn Tx,
+        ids: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> AppResult<()>;
+    /// Events not yet published to the broker, oldest first.
+    async fn unpublished(&self, limit: u64) -> AppResult<Vec<OutboxEvent>>;
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> AppResult<()>;
+    /// How many events of `kind` about `subject` were recorded since `since`.
+    async fn count_since(&self, kind: &str, subject: Uuid, since: DateTime<Utc>) -> AppResult<u64>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    /// The last attempt failed; another follows at `run_at`.
+    Failed,
+    /// Every attempt failed; kept with its last error until an admin retries it.
+    Dead,
+}
+
+impl JobState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Done,
+            Self::Failed,
+            Self::Dead,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Unique: a second job with the same key is not enqueued.
+    pub effect_key: String,
+    pub run_at: DateTime<Utc>,
+    pub max_attempts: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub effect_key: String,
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Purged {
+    pub refresh_tokens: u64,
+    pub idempotency_keys: u64,
+    pub email_tokens: u64,
+    pub jobs: u64,
+    pub events: u64,
+}
+
+/// The durable job queue on the database.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues in the caller's transaction; `false` when a job with this effect key exists.
+    async fn enqueue(&self, tx: &mut dyn Tx, job: &NewJob, now: DateTime<Utc>) -> AppResult<bool>;
+    /// Takes up to `limit` due jobs (and jobs whose worker's lease ran out) for `worker`,
+    /// counting an attempt each. No job is handed to two workers while its lease lasts.
+    async fn claim(
+        &self,
+        worker: &str,
+        limit: u64,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> AppResult<Vec<Job>>;
+    /// Extends the lease of jobs still running on `worker`.
+    async fn extend(&self, ids: &[Uuid], worker: &str, until: DateTime<Utc>) -> AppResult<()>;
+    /// Marks a job done (if `worker` still holds it).
+    async fn finish(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()>;
+    /// Records a failed attempt: retried at `retry_at`, or dead when `None`.
+    async fn fail(
+        &self,
+        id: Uuid,
+        worker: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> AppResult<()>;
+    /// Hands a job back unfinished (shutdown): queued again, the attempt not counted.
+    async fn release(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()>;
+    async fn list(&self, state: Option<JobState>, page: PageRequest) -> AppResult<Page<Job>>;
+    async fn find(&self, id: Uuid) -> AppResult<Option<Job>>;
+    /// A failed or dead job queued again with fresh attempts; `false` for other states.
+    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> AppResult<bool>;
+    /// Whether the effect with this key was done already.
+    async fn effect_done(&self, key: &str) -> AppResult<bool>;
+    /// Records an effect as done; `false` when it already was.
+    async fn record_effect(
+        &self,
+        key: &str,
+        job: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool>;
+    /// Claims one run of a schedule; `false` when another instance has it.
+    async fn claim_schedule(
+        &self,
+        name: &str,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool>;
+    /// Deletes what has expired as of `now`.
+    async fn purge(&self, now: DateTime<Utc>) -> AppResult<Purged>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// A single-use token sent by email; only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub purpose: TokenPurpose,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait EmailTokenRepo: Send + Sync {
+    async fn insert(&self, tx: &mut dyn Tx, token: &EmailToken) -> AppResult<()>;
+    async fn find_by_hash(&self, hash: &str) -> AppResult<Option<EmailToken>>;
+    /// Spends the token, only if unspent; `false` when it was spent already.
+    async fn consume(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool>;
+    /// Marks the user's email verified.
+    async fn mark_verified(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> AppResult<()>;
+}
+
+/// An email, with its plain-text and HTML bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &Mail) -> AppResult<()>;
+}
+
+/// A message broker that other services subscribe to.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    async fn publish(&self, event: &OutboxEvent) -> AppResult<()>;
 }

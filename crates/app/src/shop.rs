@@ -12,6 +12,7 @@ use inkcart_domain::{Actor, FieldError, Role, UserId};
 use uuid::Uuid;
 
 use crate::error::messages;
+use crate::events::Event;
 use crate::page::Page;
 use crate::ports::{
     ChargeOutcome, ChargeRequest, Claim, DailySales, OrderQuery, Payment, ProductQuery, Removal,
@@ -363,6 +364,14 @@ impl App {
             }
         }
         self.deps.orders.insert(tx.as_mut(), &order).await?;
+        self.record_event(
+            tx.as_mut(),
+            &Event::OrderCreated {
+                order_id: order.id,
+                user_id: actor.id.as_uuid(),
+            },
+        )
+        .await?;
         if let Some(idem) = idempotency {
             let (status, body) = (idem.render)(&order);
             self.deps
@@ -551,6 +560,14 @@ impl App {
             .orders
             .insert_payment(tx.as_mut(), &payment)
             .await?;
+        self.record_event(
+            tx.as_mut(),
+            &Event::OrderPaid {
+                order_id: order.id,
+                user_id: order.user_id.as_uuid(),
+            },
+        )
+        .await?;
         order.pay().map_err(|e| transition_conflict(&e))?;
         order.updated_at = now;
         if let Some(idem) = idempotency {
@@ -593,6 +610,14 @@ impl App {
                 .release_stock(tx.as_mut(), item.product_id, item.quantity, now)
                 .await?;
         }
+        self.record_event(
+            tx.as_mut(),
+            &Event::OrderCancelled {
+                order_id: id,
+                user_id: order.user_id.as_uuid(),
+            },
+        )
+        .await?;
         tx.commit().await?;
         for item in &order.items {
             self.product_cache.invalidate(&item.product_id).await;
@@ -634,6 +659,16 @@ impl App {
         {
             drop(tx);
             return Err(self.lost_race(actor, id, to).await);
+        }
+        if to == OrderStatus::Shipped {
+            self.record_event(
+                tx.as_mut(),
+                &Event::OrderShipped {
+                    order_id: id,
+                    user_id: order.user_id.as_uuid(),
+                },
+            )
+            .await?;
         }
         tx.commit().await?;
         order.status = to;

@@ -107,6 +107,7 @@ impl AppState {
         (name = "orders", description = "Orders, payment and fulfilment"),
         (name = "reports", description = "Sales reports (admins)"),
         (name = "graphql", description = "The same use cases through GraphQL"),
+        (name = "admin", description = "Operations (admins)"),
     )
 )]
 struct ApiDoc;
@@ -130,7 +131,7 @@ impl Modify for BearerAuth {
 
 /// Every documented route, with its OpenAPI entry.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{auth, health, orders, posts, products, uploads, users};
+    use routes::{admin, auth, health, orders, posts, products, uploads, users};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
@@ -147,6 +148,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::request_verification))
+        .routes(routes!(auth::confirm_verification))
+        .routes(routes!(auth::request_reset))
+        .routes(routes!(auth::confirm_reset))
+        .routes(routes!(admin::jobs))
+        .routes(routes!(admin::retry))
         .routes(routes!(posts::list, posts::create))
         .routes(routes!(
             posts::get,

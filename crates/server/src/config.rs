@@ -72,6 +72,18 @@ pub struct Config {
     pub graphql_depth_limit: usize,
     pub graphql_complexity_limit: usize,
     pub graphql_introspection: bool,
+    /// SMTP server for outgoing mail; `None`: `.eml` files in `<data dir>/mail`.
+    pub smtp: Option<crate::adapters::mail::SmtpSettings>,
+    /// The sender of every email (`Name <address>`).
+    pub mail_from: String,
+    /// NATS server that outbox events are published to, if any.
+    pub nats_url: Option<String>,
+    pub worker_concurrency: usize,
+    pub worker_poll: Duration,
+    pub job_timeout: Duration,
+    pub job_lease: Duration,
+    pub job_max_attempts: i32,
+    pub job_backoff: Duration,
 }
 
 /// Where uploaded files go.
@@ -119,6 +131,15 @@ impl Default for Config {
             graphql_depth_limit: 10,
             graphql_complexity_limit: 2_000,
             graphql_introspection: true,
+            smtp: None,
+            mail_from: "inkcart <no-reply@localhost>".to_owned(),
+            nats_url: None,
+            worker_concurrency: 4,
+            worker_poll: Duration::from_millis(500),
+            job_timeout: Duration::from_secs(60),
+            job_lease: Duration::from_secs(60),
+            job_max_attempts: 5,
+            job_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -162,6 +183,19 @@ struct Raw {
     graphql_depth_limit: Option<String>,
     graphql_complexity_limit: Option<String>,
     graphql_introspection: Option<String>,
+    smtp_host: Option<String>,
+    smtp_port: Option<String>,
+    smtp_tls: Option<String>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    mail_from: Option<String>,
+    nats_url: Option<String>,
+    worker_concurrency: Option<String>,
+    worker_poll_ms: Option<String>,
+    job_timeout_secs: Option<String>,
+    job_lease_secs: Option<String>,
+    job_max_attempts: Option<String>,
+    job_backoff_ms: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -199,6 +233,19 @@ const KEYS: &[&str] = &[
     "graphql_depth_limit",
     "graphql_complexity_limit",
     "graphql_introspection",
+    "smtp_host",
+    "smtp_port",
+    "smtp_tls",
+    "smtp_username",
+    "smtp_password",
+    "mail_from",
+    "nats_url",
+    "worker_concurrency",
+    "worker_poll_ms",
+    "job_timeout_secs",
+    "job_lease_secs",
+    "job_max_attempts",
+    "job_backoff_ms",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -328,6 +375,58 @@ impl Config {
                 "an http:// or https:// URL",
             );
         }
+        let smtp = match raw
+            .smtp_host
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
+            None => None,
+            Some(host) => {
+                use crate::adapters::mail::{SmtpSettings, SmtpTls};
+                let tls = match raw.smtp_tls.as_deref().map(str::trim) {
+                    None | Some("starttls") => SmtpTls::StartTls,
+                    Some("tls") => SmtpTls::Tls,
+                    Some("none") => SmtpTls::None,
+                    Some(other) => {
+                        p.bad(
+                            "smtp_tls",
+                            "INKCART_SMTP_TLS",
+                            other,
+                            "starttls, tls or none",
+                        );
+                        SmtpTls::StartTls
+                    }
+                };
+                let default_port = match tls {
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::Tls => 465,
+                    SmtpTls::None => 25,
+                };
+                Some(SmtpSettings {
+                    host: host.to_owned(),
+                    port: p.parse(
+                        "smtp_port",
+                        "INKCART_SMTP_PORT",
+                        raw.smtp_port.as_deref(),
+                        default_port,
+                        "a port number",
+                    ),
+                    tls,
+                    username: raw.smtp_username.clone().filter(|u| !u.is_empty()),
+                    password: raw.smtp_password.clone().filter(|u| !u.is_empty()),
+                })
+            }
+        };
+        let mail_from = raw.mail_from.clone().unwrap_or_else(|| d.mail_from.clone());
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            p.bad(
+                "mail_from",
+                "INKCART_MAIL_FROM",
+                &mail_from,
+                "an address like `Shop <shop@example.com>`",
+            );
+        }
         let jwt_secret = raw
             .jwt_secret
             .filter(|s| !s.is_empty())
@@ -411,6 +510,49 @@ impl Config {
             ),
             public_url,
             storage,
+            smtp,
+            mail_from,
+            nats_url: raw.nats_url.clone().filter(|u| !u.trim().is_empty()),
+            worker_concurrency: p.num(
+                "worker_concurrency",
+                "INKCART_WORKER_CONCURRENCY",
+                raw.worker_concurrency.as_deref(),
+                d.worker_concurrency,
+                1,
+            ),
+            worker_poll: Duration::from_millis(p.num(
+                "worker_poll_ms",
+                "INKCART_WORKER_POLL_MS",
+                raw.worker_poll_ms.as_deref(),
+                500,
+                1,
+            )),
+            job_timeout: p.secs(
+                "job_timeout_secs",
+                "INKCART_JOB_TIMEOUT_SECS",
+                raw.job_timeout_secs.as_deref(),
+                d.job_timeout,
+            ),
+            job_lease: p.secs(
+                "job_lease_secs",
+                "INKCART_JOB_LEASE_SECS",
+                raw.job_lease_secs.as_deref(),
+                d.job_lease,
+            ),
+            job_max_attempts: p.num(
+                "job_max_attempts",
+                "INKCART_JOB_MAX_ATTEMPTS",
+                raw.job_max_attempts.as_deref(),
+                d.job_max_attempts,
+                1,
+            ),
+            job_backoff: Duration::from_millis(p.num(
+                "job_backoff_ms",
+                "INKCART_JOB_BACKOFF_MS",
+                raw.job_backoff_ms.as_deref(),
+                2000,
+                1,
+            )),
             graphql_depth_limit: p.num(
                 "graphql_depth_limit",
                 "INKCART_GRAPHQL_DEPTH_LIMIT",

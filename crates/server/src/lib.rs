@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use inkcart_app::ports::{Clock, ObjectStorage, SystemClock};
+use inkcart_app::ports::{Clock, EventPublisher, Mailer, ObjectStorage, SystemClock};
 use inkcart_app::throttle::InMemoryLoginThrottle;
 use inkcart_app::{App, Deps, Settings};
 use inkcart_http::{AppState, HttpConfig};
@@ -18,6 +18,8 @@ use inkcart_store::{Db, DbOptions, SqlStore};
 use tokio::net::TcpListener;
 
 use crate::adapters::hasher::Argon2Hasher;
+use crate::adapters::mail::{FileMailer, SmtpMailer};
+use crate::adapters::nats::NatsPublisher;
 use crate::adapters::payments::SandboxGateway;
 use crate::adapters::storage::{S3Settings, Storage};
 use crate::adapters::tokens::JwtIssuer;
@@ -40,13 +42,49 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The use cases over `db`, with the configured adapters.
+/// The use cases over `db`, with the configured adapters (no event broker).
 pub fn build_app(config: &Config, db: Db) -> anyhow::Result<App> {
-    build_app_with_clock(config, db, Arc::new(SystemClock))
+    build_app_with(config, db, Arc::new(SystemClock), None)
 }
 
 /// [`build_app`] with another clock (tests move time forward with it).
 pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    build_app_with(config, db, clock, None)
+}
+
+/// Connects to the configured event broker, if any.
+pub async fn connect_publisher(config: &Config) -> anyhow::Result<Option<Arc<dyn EventPublisher>>> {
+    match &config.nats_url {
+        None => Ok(None),
+        Some(url) => {
+            let publisher = NatsPublisher::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to NATS at {url}"))?;
+            tracing::info!(%url, "publishing events to NATS JetStream");
+            Ok(Some(Arc::new(publisher)))
+        }
+    }
+}
+
+/// The configured mailer: SMTP, or `.eml` files in `<data dir>/mail`.
+pub fn mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+    let from: lettre::message::Mailbox = config
+        .mail_from
+        .parse()
+        .with_context(|| format!("INKCART_MAIL_FROM `{}` is not an address", config.mail_from))?;
+    Ok(match &config.smtp {
+        Some(smtp) => Arc::new(SmtpMailer::new(smtp, from)?),
+        None => Arc::new(FileMailer::new(config.data_dir.join("mail"), from)?),
+    })
+}
+
+/// The use cases over `db` with every adapter given.
+pub fn build_app_with(
+    config: &Config,
+    db: Db,
+    clock: Arc<dyn Clock>,
+    publisher: Option<Arc<dyn EventPublisher>>,
+) -> anyhow::Result<App> {
     let secret = config
         .jwt_secret
         .as_ref()
@@ -62,6 +100,11 @@ pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> a
         payments: Arc::new(SandboxGateway),
         posts: store.clone(),
         storage: storage(config)?,
+        outbox: store.clone(),
+        jobs: store.clone(),
+        email_tokens: store.clone(),
+        mailer: mailer(config)?,
+        publisher,
         hasher: Arc::new(Argon2Hasher),
         tokens: Arc::new(JwtIssuer::new(secret.expose())),
         clock,
@@ -76,6 +119,10 @@ pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> a
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
             product_cache_ttl: config.product_cache_ttl,
+            public_url: config.public_url.clone(),
+            job_max_attempts: config.job_max_attempts,
+            job_lease: config.job_lease,
+            job_backoff: config.job_backoff,
             ..Settings::default()
         },
     ))
@@ -116,6 +163,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// How the job worker of `config` runs.
+pub fn worker_config(config: &Config) -> inkcart_jobs::WorkerConfig {
+    inkcart_jobs::WorkerConfig {
+        concurrency: config.worker_concurrency,
+        poll_interval: config.worker_poll,
+        job_timeout: config.job_timeout,
+        shutdown_grace: config.shutdown_grace,
+        heartbeat: config.job_lease / 3,
+    }
+}
+
 /// The GraphQL limits of `config`.
 pub fn graphql_config(config: &Config) -> inkcart_http::graphql::GraphqlConfig {
     inkcart_http::graphql::GraphqlConfig {
@@ -140,12 +198,16 @@ pub fn http_config(config: &Config) -> HttpConfig {
 
 /// The complete router over `db`.
 pub fn build_router(config: &Config, db: Db) -> anyhow::Result<axum::Router> {
-    let app = build_app(config, db)?;
-    Ok(inkcart_http::router(AppState::new(
-        Arc::new(app),
+    Ok(router_for(config, Arc::new(build_app(config, db)?)))
+}
+
+/// The complete router over the use cases of `app`.
+pub fn router_for(config: &Config, app: Arc<App>) -> axum::Router {
+    inkcart_http::router(AppState::new(
+        app,
         http_config(config),
         &graphql_config(config),
-    )))
+    ))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections

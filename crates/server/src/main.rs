@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use inkcart::config::Config;
 use inkcart_app::identity::AdminOutcome;
+use inkcart_app::ports::SystemClock;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,8 +27,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the HTTP API (applies pending migrations first).
-    Serve,
+    /// Serve the HTTP API (applies pending migrations first), with the job worker unless
+    /// `--no-worker`.
+    Serve {
+        /// Leave the job worker, outbox relay and schedules to `inkcart worker` processes.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run only the job worker, outbox relay and schedules (scale them out as processes).
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Create an admin account, or promote the existing account with this email.
@@ -64,7 +74,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), &mut config)) {
+    match runtime.block_on(run(
+        cli.command.unwrap_or(Command::Serve { no_worker: false }),
+        &mut config,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "inkcart stopped with an error");
@@ -104,7 +117,8 @@ async fn run(command: Command, config: &mut Config) -> anyhow::Result<()> {
             println!("{what}: {} ({})", user.email, user.id);
             Ok(())
         }
-        Command::Serve => serve(config).await,
+        Command::Serve { no_worker } => serve(config, !no_worker).await,
+        Command::Worker => worker(config).await,
     }
 }
 
@@ -119,21 +133,60 @@ fn describe_app_error(err: &inkcart_app::AppError) -> String {
     }
 }
 
-async fn serve(config: &mut Config) -> anyhow::Result<()> {
+/// The use cases over the configured database, with every adapter.
+async fn app(config: &mut Config) -> anyhow::Result<Arc<inkcart_app::App>> {
     config.ensure_jwt_secret()?;
     let db = inkcart::open_database(config).await?;
     tracing::info!(backend = ?db.backend(), "database ready");
-    let router = inkcart::build_router(config, db)?;
+    let publisher = inkcart::connect_publisher(config).await?;
+    let app = inkcart::build_app_with(config, db, Arc::new(SystemClock), publisher)?;
+    Ok(Arc::new(app))
+}
+
+/// A flag that turns true once SIGINT or SIGTERM arrived.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        inkcart::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
+    let app = app(config).await?;
+    let stop = stop_on_signal();
+    let worker = with_worker.then(|| {
+        tokio::spawn(inkcart_jobs::run(
+            app.clone(),
+            inkcart::worker_config(config),
+            stopped(stop.clone()),
+        ))
+    });
+    let router = inkcart::router_for(config, app);
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    inkcart::serve(
-        listener,
-        router,
-        inkcart::shutdown_signal(),
-        config.shutdown_grace,
+    let served = inkcart::serve(listener, router, stopped(stop), config.shutdown_grace).await;
+    if let Some(worker) = worker {
+        worker.await.context("the worker ended abnormally")?;
+    }
+    served
+}
+
+async fn worker(config: &mut Config) -> anyhow::Result<()> {
+    let app = app(config).await?;
+    inkcart_jobs::run(
+        app,
+        inkcart::worker_config(config),
+        stopped(stop_on_signal()),
     )
-    .await
+    .await;
+    Ok(())
 }

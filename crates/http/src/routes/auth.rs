@@ -142,3 +142,96 @@ pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> ApiRes
     state.app.logout_all(auth.actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+}
+
+/// Sends a new email verification link to the caller (at most once a minute).
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/request", tag = "auth", security(("bearer" = [])), responses(
+    (status = 202, body = Accepted, description = "The email is on its way"),
+    (status = 401, body = ErrorBody),
+    (status = 409, body = ErrorBody, description = "The email is already verified"),
+    (status = 429, body = ErrorBody, description = "Asked less than a minute ago", headers(("retry-after" = u64))),
+))]
+pub async fn request_verification(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    state.app.request_email_verification(auth.actor).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the email's link.
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verified {
+    pub verified: bool,
+}
+
+/// Confirms an email address with the token from the verification email.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email/confirm", tag = "auth", request_body = TokenRequest, responses(
+    (status = 200, body = Verified),
+    (status = 400, body = ErrorBody, description = "Unknown, used or expired token"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn confirm_verification(
+    State(state): State<AppState>,
+    Json(body): Json<TokenRequest>,
+) -> ApiResult<Json<Verified>> {
+    state.app.confirm_email(&body.token).await?;
+    Ok(Json(Verified { verified: true }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "user@example.com"}))]
+pub struct ResetRequest {
+    pub email: String,
+}
+
+/// Starts a password reset. Always 202, whether or not the email belongs to an account.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = ResetRequest, responses(
+    (status = 202, body = Accepted),
+    (status = 400, body = ErrorBody, description = "Not an email address"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn request_reset(
+    State(state): State<AppState>,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    state.app.request_password_reset(&body.email).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResetConfirm {
+    pub token: String,
+    /// The password policy applies.
+    pub new_password: String,
+}
+
+/// Sets a new password with the token from the reset email; every session ends.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm, responses(
+    (status = 204, description = "The password is changed"),
+    (status = 400, body = ErrorBody, description = "Unknown, used or expired token, or a weak password"),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+))]
+pub async fn confirm_reset(
+    State(state): State<AppState>,
+    Json(body): Json<ResetConfirm>,
+) -> ApiResult<StatusCode> {
+    state
+        .app
+        .confirm_password_reset(&body.token, &body.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

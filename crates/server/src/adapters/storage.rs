@@ -132,4 +132,20 @@ impl ObjectStorage for Storage {
     fn public_url(&self, key: &str) -> String {
         format!("{}/{key}", self.public_base)
     }
+
+    async fn put_report(&self, name: &str, bytes: Bytes, content_type: &str) -> AppResult<()> {
+        let path = Path::parse(format!("reports/{name}"))
+            .map_err(|e| AppError::internal(format!("bad report name {name}: {e}")))?;
+        let mut options = PutOptions::default();
+        if self.with_attributes {
+            let mut attributes = Attributes::new();
+            attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+            options.attributes = attributes;
+        }
+        self.store
+            .put_opts(&path, PutPayload::from(bytes), options)
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
 }

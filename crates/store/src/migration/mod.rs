@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20261128_000001_identity;
 mod m20261128_000002_shop;
 mod m20261128_000003_blog;
+mod m20261128_000004_jobs;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_identity::Migration),
             Box::new(m20261128_000002_shop::Migration),
             Box::new(m20261128_000003_blog::Migration),
+            Box::new(m20261128_000004_jobs::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ use crate::error::db_err;
 
 mod blog;
 mod identity;
+mod jobs;
 mod shop;
 
 /// The repositories of every feature over one [`Db`].

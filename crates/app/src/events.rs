@@ -1,0 +1,106 @@
+//! Domain events: written to the outbox in the transaction of the change they describe, then
+//! turned into jobs and published by the relay.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ports::{OutboxEvent, Tx};
+use crate::{App, AppError, AppResult};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum Event {
+    UserRegistered {
+        user_id: Uuid,
+    },
+    EmailVerificationRequested {
+        user_id: Uuid,
+    },
+    PasswordResetRequested {
+        user_id: Uuid,
+    },
+    OrderCreated {
+        order_id: Uuid,
+        user_id: Uuid,
+    },
+    OrderPaid {
+        order_id: Uuid,
+        user_id: Uuid,
+    },
+    OrderShipped {
+        order_id: Uuid,
+        user_id: Uuid,
+    },
+    OrderCancelled {
+        order_id: Uuid,
+        user_id: Uuid,
+    },
+    CommentAdded {
+        comment_id: Uuid,
+        post_id: Uuid,
+        author_id: Uuid,
+    },
+}
+
+impl Event {
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::UserRegistered { .. } => "UserRegistered",
+            Self::EmailVerificationRequested { .. } => "EmailVerificationRequested",
+            Self::PasswordResetRequested { .. } => "PasswordResetRequested",
+            Self::OrderCreated { .. } => "OrderCreated",
+            Self::OrderPaid { .. } => "OrderPaid",
+            Self::OrderShipped { .. } => "OrderShipped",
+            Self::OrderCancelled { .. } => "OrderCancelled",
+            Self::CommentAdded { .. } => "CommentAdded",
+        }
+    }
+
+    /// The aggregate the event is about.
+    pub const fn subject(&self) -> Uuid {
+        match self {
+            Self::UserRegistered { user_id }
+            | Self::EmailVerificationRequested { user_id }
+            | Self::PasswordResetRequested { user_id } => *user_id,
+            Self::OrderCreated { order_id, .. }
+            | Self::OrderPaid { order_id, .. }
+            | Self::OrderShipped { order_id, .. }
+            | Self::OrderCancelled { order_id, .. } => *order_id,
+            Self::CommentAdded { comment_id, .. } => *comment_id,
+        }
+    }
+}
+
+impl App {
+    /// Writes `event` to the outbox in `tx`.
+    pub(crate) async fn record_event(&self, tx: &mut dyn Tx, event: &Event) -> AppResult<()> {
+        let payload = serde_json::to_value(event).map_err(AppError::internal)?;
+        let outbox_event = OutboxEvent {
+            id: Uuid::now_v7(),
+            kind: event.kind().to_owned(),
+            subject_id: event.subject(),
+            payload,
+            created_at: self.deps.clock.now(),
+        };
+        self.deps.outbox.record(tx, &outbox_event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_their_type_and_camel_case_fields() {
+        let id = Uuid::nil();
+        let json = serde_json::to_value(Event::OrderPaid {
+            order_id: id,
+            user_id: id,
+        })
+        .unwrap();
+        assert_eq!(json["type"], "OrderPaid");
+        assert_eq!(json["orderId"], id.to_string());
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back.kind(), "OrderPaid");
+    }
+}

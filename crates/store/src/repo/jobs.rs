@@ -1,0 +1,542 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inkcart_app::page::{Page, PageRequest};
+use inkcart_app::ports::{
+    EmailToken, EmailTokenRepo, Job, JobQueue, JobState, NewJob, Outbox, OutboxEvent, Purged,
+    TokenPurpose, Tx,
+};
+use inkcart_app::{AppError, AppResult};
+use inkcart_domain::UserId;
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, DbBackend, EntityTrait as _, PaginatorTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Statement, TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::{SqlStore, conn};
+use crate::entity::{
+    cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
+    users,
+};
+use crate::error::db_err;
+
+fn event_from_model(m: outbox_events::Model) -> AppResult<OutboxEvent> {
+    Ok(OutboxEvent {
+        payload: serde_json::from_str(&m.payload)
+            .map_err(|e| AppError::internal(format!("event {}: bad payload: {e}", m.id)))?,
+        id: m.id,
+        kind: m.kind,
+        subject_id: m.subject_id,
+        created_at: m.created_at,
+    })
+}
+
+fn job_from_model(m: jobs::Model) -> AppResult<Job> {
+    Ok(Job {
+        payload: serde_json::from_str(&m.payload)
+            .map_err(|e| AppError::internal(format!("job {}: bad payload: {e}", m.id)))?,
+        state: JobState::parse(&m.state)
+            .ok_or_else(|| AppError::internal(format!("job {}: bad state", m.id)))?,
+        id: m.id,
+        kind: m.kind,
+        effect_key: m.effect_key,
+        attempts: m.attempts,
+        max_attempts: m.max_attempts,
+        run_at: m.run_at,
+        locked_by: m.locked_by,
+        locked_until: m.locked_until,
+        last_error: m.last_error,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        finished_at: m.finished_at,
+    })
+}
+
+/// What a purge keeps: finished jobs and dispatched events for a week, idempotency records
+/// for a day (their replay window), expired tokens not at all.
+const KEEP_FINISHED: chrono::Duration = chrono::Duration::days(7);
+const KEEP_IDEMPOTENCY: chrono::Duration = chrono::Duration::hours(24);
+
+#[async_trait]
+impl Outbox for SqlStore {
+    async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()> {
+        outbox_events::Entity::insert(outbox_events::ActiveModel {
+            id: Set(event.id),
+            kind: Set(event.kind.clone()),
+            subject_id: Set(event.subject_id),
+            payload: Set(event.payload.to_string()),
+            created_at: Set(event.created_at),
+            dispatched_at: Set(None),
+            published_at: Set(None),
+        })
+        .exec_without_returning(conn(tx)?)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn undispatched(&self, limit: u64) -> AppResult<Vec<OutboxEvent>> {
+        outbox_events::Entity::find()
+            .filter(outbox_events::Column::DispatchedAt.is_null())
+            .order_by_asc(outbox_events::Column::CreatedAt)
+            .order_by_asc(outbox_events::Column::Id)
+            .limit(limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(event_from_model)
+            .collect()
+    }
+
+    async fn mark_dispatched(
+        &self,
+        tx: &mut dyn Tx,
+        ids: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> AppResult<()> {
+        outbox_events::Entity::update_many()
+            .col_expr(outbox_events::Column::DispatchedAt, Expr::value(at))
+            .filter(outbox_events::Column::Id.is_in(ids.iter().copied()))
+            .filter(outbox_events::Column::DispatchedAt.is_null())
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn unpublished(&self, limit: u64) -> AppResult<Vec<OutboxEvent>> {
+        outbox_events::Entity::find()
+            .filter(outbox_events::Column::PublishedAt.is_null())
+            .order_by_asc(outbox_events::Column::CreatedAt)
+            .order_by_asc(outbox_events::Column::Id)
+            .limit(limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(event_from_model)
+            .collect()
+    }
+
+    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> AppResult<()> {
+        outbox_events::Entity::update_many()
+            .col_expr(outbox_events::Column::PublishedAt, Expr::value(at))
+            .filter(outbox_events::Column::Id.is_in(ids.iter().copied()))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn count_since(&self, kind: &str, subject: Uuid, since: DateTime<Utc>) -> AppResult<u64> {
+        outbox_events::Entity::find()
+            .filter(outbox_events::Column::Kind.eq(kind))
+            .filter(outbox_events::Column::SubjectId.eq(subject))
+            .filter(outbox_events::Column::CreatedAt.gt(since))
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)
+    }
+}
+
+impl SqlStore {
+    /// Jobs held by `worker` in state `running`, as a filter.
+    fn held_by(id: Uuid, worker: &str) -> sea_orm::sea_query::SimpleExpr {
+        jobs::Column::Id
+            .eq(id)
+            .and(jobs::Column::LockedBy.eq(worker))
+            .and(jobs::Column::State.eq("running"))
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqlStore {
+    async fn enqueue(&self, tx: &mut dyn Tx, job: &NewJob, now: DateTime<Utc>) -> AppResult<bool> {
+        let inserted = jobs::Entity::insert(jobs::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            kind: Set(job.kind.clone()),
+            payload: Set(job.payload.to_string()),
+            effect_key: Set(job.effect_key.clone()),
+            state: Set("queued".to_owned()),
+            attempts: Set(0),
+            max_attempts: Set(job.max_attempts),
+            run_at: Set(job.run_at),
+            locked_by: Set(None),
+            locked_until: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            finished_at: Set(None),
+        })
+        .on_conflict_do_nothing_on([jobs::Column::EffectKey])
+        .exec_without_returning(conn(tx)?)
+        .await
+        .map_err(db_err)?;
+        Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        limit: u64,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> AppResult<Vec<Job>> {
+        let until = now + chrono::Duration::from_std(lease).map_err(AppError::internal)?;
+        let backend = self.db.writer.get_database_backend();
+        let limit = i64::try_from(limit).map_err(AppError::internal)?;
+        // Due jobs, and jobs whose worker's lease ran out (it died or hangs). On PostgreSQL
+        // SKIP LOCKED lets workers claim side by side; SQLite has one writer at a time.
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match backend {
+            DbBackend::Postgres => (
+                "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, \
+                   attempts = attempts + 1, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM jobs \
+                   WHERE (state IN ('queued', 'failed') AND run_at <= $3) \
+                      OR (state = 'running' AND locked_until < $3) \
+                   ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING *",
+                vec![worker.into(), until.into(), now.into(), limit.into()],
+            ),
+            _ => (
+                "UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, \
+                   attempts = attempts + 1, updated_at = ? \
+                 WHERE id IN (SELECT id FROM jobs \
+                   WHERE (state IN ('queued', 'failed') AND run_at <= ?) \
+                      OR (state = 'running' AND locked_until < ?) \
+                   ORDER BY run_at, id LIMIT ?) \
+                 RETURNING *",
+                vec![
+                    worker.into(),
+                    until.into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                    limit.into(),
+                ],
+            ),
+        };
+        let mut claimed = jobs::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+            .all(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        claimed.sort_by_key(|j| (j.run_at, j.id));
+        claimed.into_iter().map(job_from_model).collect()
+    }
+
+    async fn extend(&self, ids: &[Uuid], worker: &str, until: DateTime<Utc>) -> AppResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::LockedUntil, Expr::value(until))
+            .filter(jobs::Column::Id.is_in(ids.iter().copied()))
+            .filter(jobs::Column::LockedBy.eq(worker))
+            .filter(jobs::Column::State.eq("running"))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn finish(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value("done"))
+            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(Self::held_by(id, worker))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        id: Uuid,
+        worker: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        let mut update = jobs::Entity::update_many()
+            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                jobs::Column::LastError,
+                Expr::value(error.chars().take(2000).collect::<String>()),
+            )
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now));
+        update = match retry_at {
+            Some(at) => update
+                .col_expr(jobs::Column::State, Expr::value("failed"))
+                .col_expr(jobs::Column::RunAt, Expr::value(at)),
+            None => update
+                .col_expr(jobs::Column::State, Expr::value("dead"))
+                .col_expr(jobs::Column::FinishedAt, Expr::value(now)),
+        };
+        update
+            .filter(Self::held_by(id, worker))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn release(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value("queued"))
+            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                jobs::Column::Attempts,
+                Expr::col(jobs::Column::Attempts).sub(1),
+            )
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(Self::held_by(id, worker))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list(&self, state: Option<JobState>, page: PageRequest) -> AppResult<Page<Job>> {
+        let mut select = jobs::Entity::find();
+        if let Some(state) = state {
+            select = select.filter(jobs::Column::State.eq(state.as_str()));
+        }
+        let total = select
+            .clone()
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        let models = select
+            .order_by_desc(jobs::Column::CreatedAt)
+            .order_by_desc(jobs::Column::Id)
+            .offset(page.offset())
+            .limit(page.limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(Page {
+            items: models
+                .into_iter()
+                .map(job_from_model)
+                .collect::<AppResult<_>>()?,
+            page: page.page,
+            limit: page.limit,
+            total,
+        })
+    }
+
+    async fn find(&self, id: Uuid) -> AppResult<Option<Job>> {
+        jobs::Entity::find_by_id(id)
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(job_from_model)
+            .transpose()
+    }
+
+    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> AppResult<bool> {
+        let result = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value("queued"))
+            .col_expr(jobs::Column::Attempts, Expr::value(0))
+            .col_expr(jobs::Column::RunAt, Expr::value(now))
+            .col_expr(
+                jobs::Column::FinishedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Id.eq(id))
+            .filter(jobs::Column::State.is_in(["failed", "dead"]))
+            .exec(&self.db.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn effect_done(&self, key: &str) -> AppResult<bool> {
+        Ok(job_effects::Entity::find()
+            .filter(job_effects::Column::EffectKey.eq(key))
+            .count(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            > 0)
+    }
+
+    async fn record_effect(
+        &self,
+        key: &str,
+        job: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        let inserted = job_effects::Entity::insert(job_effects::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            effect_key: Set(key.to_owned()),
+            job_id: Set(job),
+            created_at: Set(now),
+        })
+        .on_conflict_do_nothing_on([job_effects::Column::EffectKey])
+        .exec_without_returning(&self.db.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+    }
+
+    async fn claim_schedule(
+        &self,
+        name: &str,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        let inserted = cron_runs::Entity::insert(cron_runs::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(name.to_owned()),
+            slot: Set(slot),
+            created_at: Set(now),
+        })
+        .on_conflict_do_nothing_on([cron_runs::Column::Name, cron_runs::Column::Slot])
+        .exec_without_returning(&self.db.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+    }
+
+    async fn purge(&self, now: DateTime<Utc>) -> AppResult<Purged> {
+        let w = &self.db.writer;
+        let refresh_tokens = refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::ExpiresAt.lt(now))
+            .exec(w)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        let idempotency_keys = idempotency_keys::Entity::delete_many()
+            .filter(idempotency_keys::Column::CreatedAt.lt(now - KEEP_IDEMPOTENCY))
+            .exec(w)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        let email_tokens = email_tokens::Entity::delete_many()
+            .filter(email_tokens::Column::ExpiresAt.lt(now))
+            .exec(w)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        let jobs = jobs::Entity::delete_many()
+            .filter(jobs::Column::State.eq("done"))
+            .filter(jobs::Column::FinishedAt.lt(now - KEEP_FINISHED))
+            .exec(w)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        let events = outbox_events::Entity::delete_many()
+            .filter(outbox_events::Column::DispatchedAt.lt(now - KEEP_FINISHED))
+            .exec(w)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        Ok(Purged {
+            refresh_tokens,
+            idempotency_keys,
+            email_tokens,
+            jobs,
+            events,
+        })
+    }
+}
+
+fn token_from_model(m: email_tokens::Model) -> AppResult<EmailToken> {
+    let purpose = match m.purpose.as_str() {
+        "verify_email" => TokenPurpose::VerifyEmail,
+        "reset_password" => TokenPurpose::ResetPassword,
+        _ => {
+            return Err(AppError::internal(format!(
+                "email token {}: bad purpose",
+                m.id
+            )));
+        }
+    };
+    Ok(EmailToken {
+        id: m.id,
+        user_id: UserId::from_uuid(m.user_id),
+        purpose,
+        token_hash: m.token_hash,
+        expires_at: m.expires_at,
+        used_at: m.used_at,
+        created_at: m.created_at,
+    })
+}
+
+#[async_trait]
+impl EmailTokenRepo for SqlStore {
+    async fn insert(&self, tx: &mut dyn Tx, token: &EmailToken) -> AppResult<()> {
+        email_tokens::Entity::insert(email_tokens::ActiveModel {
+            id: Set(token.id),
+            user_id: Set(token.user_id.as_uuid()),
+            purpose: Set(token.purpose.as_str().to_owned()),
+            token_hash: Set(token.token_hash.clone()),
+            expires_at: Set(token.expires_at),
+            used_at: Set(token.used_at),
+            created_at: Set(token.created_at),
+        })
+        .exec_without_returning(conn(tx)?)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_by_hash(&self, hash: &str) -> AppResult<Option<EmailToken>> {
+        email_tokens::Entity::find()
+            .filter(email_tokens::Column::TokenHash.eq(hash))
+            .one(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(token_from_model)
+            .transpose()
+    }
+
+    async fn consume(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool> {
+        let result = email_tokens::Entity::update_many()
+            .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
+            .filter(email_tokens::Column::Id.eq(id))
+            .filter(email_tokens::Column::UsedAt.is_null())
+            .filter(email_tokens::Column::ExpiresAt.gt(at))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn mark_verified(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> AppResult<()> {
+        users::Entity::update_many()
+            .col_expr(users::Column::EmailVerified, Expr::value(true))
+            .col_expr(users::Column::UpdatedAt, Expr::value(at))
+            .filter(users::Column::Id.eq(user.as_uuid()))
+            .exec(conn(tx)?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
