@@ -372,3 +372,185 @@ impl TestApp {
         self.login_as(email, PASSWORD).await
     }
 }
+
+/// A mail as received: recipient, subject and plain-text body.
+#[derive(Debug, Clone)]
+pub struct SentMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// Reads the `.eml` files of a directory, oldest first.
+pub fn read_mail(dir: &std::path::Path) -> Vec<SentMail> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).expect("read mail");
+            let message = mail_parser::MessageParser::default()
+                .parse(&bytes)
+                .expect("parse mail");
+            let to = message
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .unwrap_or_default()
+                .to_owned();
+            SentMail {
+                to,
+                subject: message.subject().unwrap_or_default().to_owned(),
+                text: message.body_text(0).unwrap_or_default().into_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The token in a link of a mail's text (`…?token=<token>`).
+pub fn link_token(mail: &SentMail, path: &str) -> String {
+    let start = mail
+        .text
+        .find(&format!("{path}?token="))
+        .expect("a link in the mail")
+        + path.len()
+        + 7;
+    mail.text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+impl TestApp {
+    /// Runs the background work to the end, the way the worker does: events to jobs, then every
+    /// due job. Panics when a job fails (a test that expects failures uses `drain_with_failures`).
+    pub async fn drain(&self) {
+        let failures = self.drain_with_failures().await;
+        assert!(failures.is_empty(), "jobs failed: {failures:?}");
+    }
+
+    /// [`TestApp::drain`], returning the errors of the jobs that failed.
+    pub async fn drain_with_failures(&self) -> Vec<String> {
+        let app = &self.state.app;
+        let mut failures = Vec::new();
+        loop {
+            let dispatched = app.dispatch_events(1000).await.expect("dispatch");
+            let jobs = app.claim_jobs("test-worker", 100).await.expect("claim");
+            if dispatched == 0 && jobs.is_empty() {
+                return failures;
+            }
+            for job in jobs {
+                match app.run_job(&job).await {
+                    Ok(()) => app.finish_job(&job, "test-worker").await.expect("finish"),
+                    Err(e) => {
+                        failures.push(format!("{}: {e}", job.kind));
+                        app.fail_job(&job, "test-worker", &e.to_string())
+                            .await
+                            .expect("fail");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The mail written to the data dir (no SMTP configured), oldest first.
+    pub fn mail(&self) -> Vec<SentMail> {
+        read_mail(&self._data_dir.path().join("mail"))
+    }
+}
+
+/// A real SMTP server (aiosmtpd, from PyPI) for the length of a test.
+pub struct SmtpSink {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_required() -> bool {
+    std::env::var("INKCART_REQUIRE_SMTP").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SmtpSink {
+    /// Starts the sink on `port`; `None` (after a message) when aiosmtpd is not installed.
+    pub async fn start_on(port: u16) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let available = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            assert!(
+                !smtp_required(),
+                "INKCART_REQUIRE_SMTP=1 but aiosmtpd is not installed (pip install aiosmtpd)"
+            );
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "\n*** aiosmtpd not installed: skipping an SMTP test (pip install aiosmtpd) ***\n"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("mail dir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/smtp_sink.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the SMTP sink");
+        let sink = Self { child, dir };
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the SMTP sink did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Some(sink)
+    }
+
+    pub fn received(&self) -> Vec<SentMail> {
+        read_mail(self.dir.path())
+    }
+
+    /// SMTP settings that reach this sink.
+    pub fn settings(port: u16) -> inkcart::adapters::mail::SmtpSettings {
+        inkcart::adapters::mail::SmtpSettings {
+            host: "127.0.0.1".to_owned(),
+            port,
+            tls: inkcart::adapters::mail::SmtpTls::None,
+            username: None,
+            password: None,
+        }
+    }
+}
