@@ -77,20 +77,22 @@ api_test!(
 );
 
 api_test!(
-    async fn a_password_reset_works_end_to_end_and_ends_every_session(app) {
+    async fn a_password_reset_works_end_to_end_and_ends_every_session(app, smtp) {
+        let Some(sink) = sink().await else { return };
         sign_up_and_drain(&app, "ada@example.com").await;
         let session = app.login_as("ada@example.com", PASSWORD).await;
-        let before = app.mail().len();
+        let before = sink.received().len();
         for email in ["ada@example.com", "nobody@example.com"] {
             let r = app.post("/api/v1/auth/password-reset/request", None, json!({"email": email})).await;
             assert_eq!(r.status, 202, "{}", r.text);
             assert_eq!(r.body, json!({"status": "accepted"}));
         }
         app.drain().await;
-        let mail = app.mail();
+        let mail = sink.received();
         assert_eq!(mail.len(), before + 1, "only the existing account gets mail");
-        let reset = mail.last().unwrap();
-        assert_eq!((reset.to.as_str(), reset.subject.as_str()), ("ada@example.com", "Reset your password"));
+        let reset = mail.iter().find(|m| m.subject == "Reset your password").unwrap();
+        assert_eq!(reset.to, "ada@example.com");
+        assert!(reset.text.contains("http://127.0.0.1:3000/reset-password?token="));
         let token = link_token(reset, "/reset-password");
 
         let weak = app
@@ -132,12 +134,13 @@ api_test!(
 );
 
 api_test!(
-    async fn placing_paying_and_shipping_an_order_sends_the_two_order_emails(app) {
+    async fn placing_paying_and_shipping_an_order_sends_the_two_order_emails(app, smtp) {
+        let Some(sink) = sink().await else { return };
         let editor = app.editor().await;
         let mug = app.product(&editor.token, "Mug", "12.50", 10).await;
         sign_up_and_drain(&app, "buyer@example.com").await;
         let buyer = app.login_as("buyer@example.com", PASSWORD).await;
-        let before = app.mail().len();
+        let before = sink.received().len();
         let order = app
             .post("/api/v1/orders", Some(&buyer.token), json!({"items": [{"productId": mug["id"], "quantity": 2}]}))
             .await;
@@ -145,13 +148,44 @@ api_test!(
         app.call(Method::POST, &format!("/api/v1/orders/{id}/pay"), Some(&buyer.token), None).await;
         app.call(Method::POST, &format!("/api/v1/orders/{id}/ship"), Some(&editor.token), None).await;
         app.drain().await;
-        let mail = app.mail();
+        let mail = sink.received();
         let new: Vec<_> = mail[before..].iter().filter(|m| m.to == "buyer@example.com").collect();
         assert_eq!(new.len(), 2, "{new:?}");
-        assert_eq!(new[0].subject, format!("Your order {id} is confirmed"));
-        assert!(new[0].text.contains("2 × Mug at 12.50 = 25.00"), "{}", new[0].text);
-        assert!(new[0].text.contains("Total paid: 25.00"));
-        assert_eq!(new[1].subject, format!("Your order {id} has shipped"));
+        let confirmation = new.iter().find(|m| m.subject == format!("Your order {id} is confirmed")).unwrap();
+        assert!(confirmation.text.contains("2 × Mug at 12.50 = 25.00"), "{}", confirmation.text);
+        assert!(confirmation.text.contains("Total paid: 25.00"));
+        assert!(new.iter().any(|m| m.subject == format!("Your order {id} has shipped")));
+    }
+);
+
+api_test!(
+    async fn the_daily_sales_report_is_stored_and_mailed_to_admins(app) {
+        let editor = app.editor().await;
+        let mug = app.product(&editor.token, "Mug", "12.50", 10).await;
+        let buyer = app.viewer("buyer@example.com").await;
+        let order = app
+            .post("/api/v1/orders", Some(&buyer.token), json!({"items": [{"productId": mug["id"], "quantity": 2}]}))
+            .await;
+        app.call(Method::POST, &format!("/api/v1/orders/{}/pay", order.body["id"].as_str().unwrap()), Some(&buyer.token), None)
+            .await;
+        app.admin().await;
+        app.drain().await;
+        let today = chrono::Utc::now().date_naive();
+        // Move to 00:15 UTC tomorrow: yesterday's (today's) report is due.
+        let due = today.succ_opt().unwrap().and_hms_opt(0, 15, 0).unwrap().and_utc();
+        app.clock.advance((due - chrono::Utc::now()).to_std().unwrap());
+        app.state.app.run_schedules().await.unwrap();
+        app.drain().await;
+        let report = app.mail().into_iter().find(|m| m.subject == format!("Sales report for {today}")).expect("a report mail");
+        assert_eq!(report.to, "admin@example.com");
+        assert!(report.text.contains("1 orders, 25.00 revenue"), "{}", report.text);
+        let csv = std::fs::read_to_string(app.data_path().join(format!("files/reports/sales-{today}.csv"))).unwrap();
+        assert_eq!(csv, format!("date,orders,revenue\n{today},1,25.00\n"));
+        // Running the schedules again does not make a second report.
+        app.state.app.run_schedules().await.unwrap();
+        app.drain().await;
+        let reports = app.mail().into_iter().filter(|m| m.subject.starts_with("Sales report")).count();
+        assert_eq!(reports, 1);
     }
 );
 
@@ -223,13 +257,23 @@ api_test!(
 );
 
 thread_local! {
-    /// A port for the SMTP server of the retry test, fixed before the app is built.
+    /// This test's SMTP port, fixed before the app is built (each test has its own thread).
     static SMTP_PORT: u16 = free_port();
 }
 
+/// Sends this test's mail to its own SMTP sink (see [`sink`]).
+fn smtp(config: &mut inkcart::config::Config) {
+    config.smtp = Some(SmtpSink::settings(SMTP_PORT.with(|p| *p)));
+}
+
+/// Starts this test's SMTP sink.
+async fn sink() -> Option<SmtpSink> {
+    SmtpSink::start_on(SMTP_PORT.with(|p| *p)).await
+}
+
 api_test!(
-    async fn the_welcome_email_arrives_at_a_real_smtp_server(app, |c| c.smtp = Some(SmtpSink::settings(SMTP_PORT.with(|p| *p)))) {
-        let Some(sink) = SmtpSink::start_on(SMTP_PORT.with(|p| *p)).await else { return };
+    async fn the_welcome_email_arrives_at_a_real_smtp_server(app, smtp) {
+        let Some(sink) = sink().await else { return };
         sign_up_and_drain(&app, "ada@example.com").await;
         let received = sink.received();
         assert_eq!(received.len(), 2, "{received:?}");

@@ -464,6 +464,11 @@ impl TestApp {
     pub fn mail(&self) -> Vec<SentMail> {
         read_mail(&self._data_dir.path().join("mail"))
     }
+
+    /// The data dir of this app.
+    pub fn data_path(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
 }
 
 /// A real SMTP server (aiosmtpd, from PyPI) for the length of a test.
