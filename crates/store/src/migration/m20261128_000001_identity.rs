@@ -1,6 +1,6 @@
 use sea_orm_migration::prelude::*;
 
-use super::{index, unique_index};
+use super::{foreign_key, index, unique_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -141,13 +141,12 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .null(),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("refresh_tokens_user_id_fkey")
-                            .from(RefreshTokens::Table, RefreshTokens::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "refresh_tokens_user_id_fkey",
+                        (RefreshTokens::Table, RefreshTokens::UserId),
+                        (Users::Table, Users::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;

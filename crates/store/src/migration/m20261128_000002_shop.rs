@@ -1,6 +1,6 @@
 use sea_orm_migration::prelude::*;
 
-use super::{index, unique_index};
+use super::{foreign_key, index, unique_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -174,13 +174,12 @@ impl MigrationTrait for Migration {
                             .and(Expr::col(Orders::DiscountCents).gte(0))
                             .and(Expr::col(Orders::TotalCents).gte(0)),
                     ))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("orders_user_id_fkey")
-                            .from(Orders::Table, Orders::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Restrict),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "orders_user_id_fkey",
+                        (Orders::Table, Orders::UserId),
+                        (Users::Table, Users::Id),
+                        ForeignKeyAction::Restrict,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -223,20 +222,18 @@ impl MigrationTrait for Migration {
                         "order_items_quantity_check",
                         Expr::col(OrderItems::Quantity).gt(0),
                     ))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("order_items_order_id_fkey")
-                            .from(OrderItems::Table, OrderItems::OrderId)
-                            .to(Orders::Table, Orders::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("order_items_product_id_fkey")
-                            .from(OrderItems::Table, OrderItems::ProductId)
-                            .to(Products::Table, Products::Id)
-                            .on_delete(ForeignKeyAction::Restrict),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "order_items_order_id_fkey",
+                        (OrderItems::Table, OrderItems::OrderId),
+                        (Orders::Table, Orders::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
+                    .foreign_key(&mut foreign_key(
+                        "order_items_product_id_fkey",
+                        (OrderItems::Table, OrderItems::ProductId),
+                        (Products::Table, Products::Id),
+                        ForeignKeyAction::Restrict,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -282,13 +279,12 @@ impl MigrationTrait for Migration {
                         "payments_status_check",
                         Expr::col(Payments::Status).is_in(["succeeded", "refunded"]),
                     ))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("payments_order_id_fkey")
-                            .from(Payments::Table, Payments::OrderId)
-                            .to(Orders::Table, Orders::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "payments_order_id_fkey",
+                        (Payments::Table, Payments::OrderId),
+                        (Orders::Table, Orders::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -339,13 +335,12 @@ impl MigrationTrait for Migration {
                         "idempotency_keys_state_check",
                         Expr::col(IdempotencyKeys::State).is_in(["in_flight", "done"]),
                     ))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("idempotency_keys_user_id_fkey")
-                            .from(IdempotencyKeys::Table, IdempotencyKeys::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "idempotency_keys_user_id_fkey",
+                        (IdempotencyKeys::Table, IdempotencyKeys::UserId),
+                        (Users::Table, Users::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;

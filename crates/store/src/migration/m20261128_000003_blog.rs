@@ -1,7 +1,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
-use super::{index, unique_index};
+use super::{foreign_key, index, unique_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -123,13 +123,12 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("posts_author_id_fkey")
-                            .from(Posts::Table, Posts::AuthorId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "posts_author_id_fkey",
+                        (Posts::Table, Posts::AuthorId),
+                        (Users::Table, Users::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -190,20 +189,18 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     .primary_key(Index::create().col(PostTags::PostId).col(PostTags::TagId))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("post_tags_post_id_fkey")
-                            .from(PostTags::Table, PostTags::PostId)
-                            .to(Posts::Table, Posts::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("post_tags_tag_id_fkey")
-                            .from(PostTags::Table, PostTags::TagId)
-                            .to(Tags::Table, Tags::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "post_tags_post_id_fkey",
+                        (PostTags::Table, PostTags::PostId),
+                        (Posts::Table, Posts::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
+                    .foreign_key(&mut foreign_key(
+                        "post_tags_tag_id_fkey",
+                        (PostTags::Table, PostTags::TagId),
+                        (Tags::Table, Tags::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -233,20 +230,18 @@ impl MigrationTrait for Migration {
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("comments_post_id_fkey")
-                            .from(Comments::Table, Comments::PostId)
-                            .to(Posts::Table, Posts::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("comments_author_id_fkey")
-                            .from(Comments::Table, Comments::AuthorId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "comments_post_id_fkey",
+                        (Comments::Table, Comments::PostId),
+                        (Posts::Table, Posts::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
+                    .foreign_key(&mut foreign_key(
+                        "comments_author_id_fkey",
+                        (Comments::Table, Comments::AuthorId),
+                        (Users::Table, Users::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;

@@ -1,6 +1,6 @@
 use sea_orm_migration::prelude::*;
 
-use super::{index, unique_index};
+use super::{foreign_key, index, unique_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -259,13 +259,12 @@ impl MigrationTrait for Migration {
                         "email_tokens_purpose_check",
                         Expr::col(EmailTokens::Purpose).is_in(["verify_email", "reset_password"]),
                     ))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("email_tokens_user_id_fkey")
-                            .from(EmailTokens::Table, EmailTokens::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "email_tokens_user_id_fkey",
+                        (EmailTokens::Table, EmailTokens::UserId),
+                        (Users::Table, Users::Id),
+                        ForeignKeyAction::Cascade,
+                    ))
                     .to_owned(),
             )
             .await?;

@@ -26,6 +26,25 @@ where
     statement
 }
 
+/// A named foreign key `<from_table>.<from_col> → <to_table>.id`.
+fn foreign_key<F, T>(
+    name: &str,
+    from: (F, F),
+    to: (T, T),
+    on_delete: ForeignKeyAction,
+) -> ForeignKeyCreateStatement
+where
+    F: IntoIden,
+    T: IntoIden,
+{
+    ForeignKey::create()
+        .name(name)
+        .from(from.0, from.1)
+        .to(to.0, to.1)
+        .on_delete(on_delete)
+        .to_owned()
+}
+
 /// `CREATE UNIQUE INDEX <name> ON <table> (<cols>)`; the name is the constraint name that
 /// conflicts are recognised by.
 fn unique_index<T, C>(

@@ -79,17 +79,8 @@ impl Outbox for SqlStore {
     }
 
     async fn undispatched(&self, limit: u64) -> AppResult<Vec<OutboxEvent>> {
-        outbox_events::Entity::find()
-            .filter(outbox_events::Column::DispatchedAt.is_null())
-            .order_by_asc(outbox_events::Column::CreatedAt)
-            .order_by_asc(outbox_events::Column::Id)
-            .limit(limit)
-            .all(&self.db.reader)
+        self.oldest_events(outbox_events::Column::DispatchedAt, limit)
             .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(event_from_model)
-            .collect()
     }
 
     async fn mark_dispatched(
@@ -109,17 +100,8 @@ impl Outbox for SqlStore {
     }
 
     async fn unpublished(&self, limit: u64) -> AppResult<Vec<OutboxEvent>> {
-        outbox_events::Entity::find()
-            .filter(outbox_events::Column::PublishedAt.is_null())
-            .order_by_asc(outbox_events::Column::CreatedAt)
-            .order_by_asc(outbox_events::Column::Id)
-            .limit(limit)
-            .all(&self.db.reader)
+        self.oldest_events(outbox_events::Column::PublishedAt, limit)
             .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(event_from_model)
-            .collect()
     }
 
     async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> AppResult<()> {
@@ -144,6 +126,25 @@ impl Outbox for SqlStore {
 }
 
 impl SqlStore {
+    /// The oldest events whose `pending` timestamp (dispatched, published) is still unset.
+    async fn oldest_events(
+        &self,
+        pending: outbox_events::Column,
+        limit: u64,
+    ) -> AppResult<Vec<OutboxEvent>> {
+        outbox_events::Entity::find()
+            .filter(pending.is_null())
+            .order_by_asc(outbox_events::Column::CreatedAt)
+            .order_by_asc(outbox_events::Column::Id)
+            .limit(limit)
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(event_from_model)
+            .collect()
+    }
+
     /// Jobs held by `worker` in state `running`, as a filter.
     fn held_by(id: Uuid, worker: &str) -> sea_orm::sea_query::SimpleExpr {
         jobs::Column::Id
