@@ -84,6 +84,17 @@ pub struct Config {
     pub job_lease: Duration,
     pub job_max_attempts: i32,
     pub job_backoff: Duration,
+    pub job_queue: JobQueueConfig,
+    pub redis_url: Option<String>,
+}
+
+/// Where jobs wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobQueueConfig {
+    /// The `jobs` table of the active database (enqueued in the transaction of the event).
+    Database,
+    /// Redis (`REDIS_URL`).
+    Redis,
 }
 
 /// Where uploaded files go.
@@ -140,6 +151,8 @@ impl Default for Config {
             job_lease: Duration::from_secs(60),
             job_max_attempts: 5,
             job_backoff: Duration::from_secs(2),
+            job_queue: JobQueueConfig::Database,
+            redis_url: None,
         }
     }
 }
@@ -196,6 +209,8 @@ struct Raw {
     job_lease_secs: Option<String>,
     job_max_attempts: Option<String>,
     job_backoff_ms: Option<String>,
+    job_queue: Option<String>,
+    redis_url: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -246,6 +261,8 @@ const KEYS: &[&str] = &[
     "job_lease_secs",
     "job_max_attempts",
     "job_backoff_ms",
+    "job_queue",
+    "redis_url",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -418,6 +435,21 @@ impl Config {
                 })
             }
         };
+        let job_queue = match raw.job_queue.as_deref().map(str::trim) {
+            None | Some("database") => JobQueueConfig::Database,
+            Some("redis") => JobQueueConfig::Redis,
+            Some(other) => {
+                p.bad("job_queue", "INKCART_JOB_QUEUE", other, "database or redis");
+                JobQueueConfig::Database
+            }
+        };
+        let redis_url = raw.redis_url.clone().filter(|u| !u.trim().is_empty());
+        if job_queue == JobQueueConfig::Redis && redis_url.is_none() {
+            p.errors.push(
+                "REDIS_URL: required when INKCART_JOB_QUEUE=redis (e.g. redis://127.0.0.1:6379)"
+                    .to_owned(),
+            );
+        }
         let mail_from = raw.mail_from.clone().unwrap_or_else(|| d.mail_from.clone());
         if mail_from.parse::<lettre::message::Mailbox>().is_err() {
             p.bad(
@@ -512,6 +544,8 @@ impl Config {
             storage,
             smtp,
             mail_from,
+            job_queue,
+            redis_url,
             nats_url: raw.nats_url.clone().filter(|u| !u.trim().is_empty()),
             worker_concurrency: p.num(
                 "worker_concurrency",
@@ -668,7 +702,11 @@ fn read_raw(env: &HashMap<String, String>, file: &Path, required: bool) -> Resul
         }
     }
     // The conventional names win over the prefixed ones.
-    for (var, key) in [("DATABASE_URL", "database_url"), ("PORT", "port")] {
+    for (var, key) in [
+        ("DATABASE_URL", "database_url"),
+        ("PORT", "port"),
+        ("REDIS_URL", "redis_url"),
+    ] {
         if let Some(value) = env.get(var) {
             prefixed.insert(key.to_owned(), value.clone());
         }

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use inkcart_app::ports::{Clock, EventPublisher, Mailer, ObjectStorage, SystemClock};
+use inkcart_app::ports::{Clock, EventPublisher, JobQueue, Mailer, ObjectStorage, SystemClock};
 use inkcart_app::throttle::InMemoryLoginThrottle;
 use inkcart_app::{App, Deps, Settings};
 use inkcart_http::{AppState, HttpConfig};
-use inkcart_store::{Db, DbOptions, SqlStore};
+use inkcart_store::{Db, DbOptions, RedisJobQueue, SqlStore};
 use tokio::net::TcpListener;
 
 use crate::adapters::hasher::Argon2Hasher;
@@ -23,7 +23,7 @@ use crate::adapters::nats::NatsPublisher;
 use crate::adapters::payments::SandboxGateway;
 use crate::adapters::storage::{S3Settings, Storage};
 use crate::adapters::tokens::JwtIssuer;
-use crate::config::{Config, StorageConfig};
+use crate::config::{Config, JobQueueConfig, StorageConfig};
 
 /// How to open the database that `config` describes.
 pub fn db_options(config: &Config) -> DbOptions {
@@ -42,14 +42,47 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The use cases over `db`, with the configured adapters (no event broker).
+/// The use cases over `db`, with the configured adapters (no event broker; the job queue in
+/// the database).
 pub fn build_app(config: &Config, db: Db) -> anyhow::Result<App> {
-    build_app_with(config, db, Arc::new(SystemClock), None)
+    build_app_with(config, db, Arc::new(SystemClock), Connected::default())
 }
 
 /// [`build_app`] with another clock (tests move time forward with it).
 pub fn build_app_with_clock(config: &Config, db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-    build_app_with(config, db, clock, None)
+    build_app_with(config, db, clock, Connected::default())
+}
+
+/// The adapters that need a connection made first (see [`connect`]).
+#[derive(Default)]
+#[allow(
+    missing_debug_implementations,
+    reason = "holds trait objects without Debug"
+)]
+pub struct Connected {
+    pub publisher: Option<Arc<dyn EventPublisher>>,
+    /// `None`: the job queue in the database.
+    pub queue: Option<Arc<dyn JobQueue>>,
+}
+
+/// Connects the configured event broker and Redis job queue, if any.
+pub async fn connect(config: &Config, db: &Db) -> anyhow::Result<Connected> {
+    let queue: Option<Arc<dyn JobQueue>> = match (&config.job_queue, &config.redis_url) {
+        (JobQueueConfig::Database, _) => None,
+        (JobQueueConfig::Redis, Some(url)) => {
+            let queue =
+                RedisJobQueue::connect(url, "inkcart:jobs:", Arc::new(SqlStore::new(db.clone())))
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {url}"))?;
+            tracing::info!("job queue on Redis");
+            Some(Arc::new(queue))
+        }
+        (JobQueueConfig::Redis, None) => anyhow::bail!("INKCART_JOB_QUEUE=redis needs REDIS_URL"),
+    };
+    Ok(Connected {
+        publisher: connect_publisher(config).await?,
+        queue,
+    })
 }
 
 /// Connects to the configured event broker, if any.
@@ -83,7 +116,7 @@ pub fn build_app_with(
     config: &Config,
     db: Db,
     clock: Arc<dyn Clock>,
-    publisher: Option<Arc<dyn EventPublisher>>,
+    connected: Connected,
 ) -> anyhow::Result<App> {
     let secret = config
         .jwt_secret
@@ -101,10 +134,10 @@ pub fn build_app_with(
         posts: store.clone(),
         storage: storage(config)?,
         outbox: store.clone(),
-        jobs: store.clone(),
+        jobs: connected.queue.unwrap_or_else(|| store.clone()),
         email_tokens: store.clone(),
         mailer: mailer(config)?,
-        publisher,
+        publisher: connected.publisher,
         hasher: Arc::new(Argon2Hasher),
         tokens: Arc::new(JwtIssuer::new(secret.expose())),
         clock,

@@ -138,8 +138,8 @@ async fn app(config: &mut Config) -> anyhow::Result<Arc<inkcart_app::App>> {
     config.ensure_jwt_secret()?;
     let db = inkcart::open_database(config).await?;
     tracing::info!(backend = ?db.backend(), "database ready");
-    let publisher = inkcart::connect_publisher(config).await?;
-    let app = inkcart::build_app_with(config, db, Arc::new(SystemClock), publisher)?;
+    let connected = inkcart::connect(config, &db).await?;
+    let app = inkcart::build_app_with(config, db, Arc::new(SystemClock), connected)?;
     Ok(Arc::new(app))
 }
 

@@ -7,9 +7,11 @@ mod connect;
 mod entity;
 mod error;
 pub mod migration;
+pub mod redis_queue;
 mod repo;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use connect::{Backend, Db, DbOptions};
+pub use redis_queue::RedisJobQueue;
 pub use repo::SqlStore;

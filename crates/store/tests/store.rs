@@ -608,3 +608,187 @@ db_test!(
         assert!(matches!(err, AppError::Conflict(ref m) if m == "User has orders and cannot be deleted"), "{err:?}");
     }
 );
+
+// ---- job queues: the same contract on the database and on Redis ----
+
+fn new_job(key: &str, run_at: chrono::DateTime<Utc>) -> inkcart_app::ports::NewJob {
+    inkcart_app::ports::NewJob {
+        kind: "welcome_email".to_owned(),
+        payload: serde_json::json!({"userId": Uuid::nil()}),
+        effect_key: key.to_owned(),
+        run_at,
+        max_attempts: 3,
+    }
+}
+
+async fn enqueue(
+    q: &dyn inkcart_app::ports::JobQueue,
+    store: &SqlStore,
+    key: &str,
+    run_at: chrono::DateTime<Utc>,
+) -> bool {
+    let mut tx = store.begin().await.unwrap();
+    let added = q
+        .enqueue(tx.as_mut(), &new_job(key, run_at), run_at)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    added
+}
+
+async fn queue_contract(q: &dyn inkcart_app::ports::JobQueue, store: &SqlStore) {
+    use inkcart_app::ports::JobState;
+    let lease = std::time::Duration::from_secs(30);
+    let t0 = SystemClock.now();
+    let secs = |n: i64| t0 + Duration::seconds(n);
+
+    // One job per effect key.
+    assert!(enqueue(q, store, "k1", t0).await);
+    assert!(!enqueue(q, store, "k1", t0).await);
+    assert!(enqueue(q, store, "k2", secs(60)).await);
+
+    // Only due jobs are claimed, by one worker at a time.
+    let claimed = q.claim("w1", 10, lease, t0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let job = &claimed[0];
+    assert_eq!(
+        (job.state, job.attempts, job.effect_key.as_str()),
+        (JobState::Running, 1, "k1")
+    );
+    assert_eq!(job.locked_by.as_deref(), Some("w1"));
+    assert!(q.claim("w2", 10, lease, secs(1)).await.unwrap().is_empty());
+
+    // A failed attempt waits for its retry time; the last attempt makes the job dead.
+    q.fail(job.id, "w1", "boom", Some(secs(10)), secs(1))
+        .await
+        .unwrap();
+    let failed = q.find(job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.state, failed.last_error.as_deref()),
+        (JobState::Failed, Some("boom"))
+    );
+    assert!(q.claim("w1", 10, lease, secs(5)).await.unwrap().is_empty());
+    let again = q.claim("w1", 10, lease, secs(10)).await.unwrap();
+    assert_eq!(again[0].attempts, 2);
+    // Only the holder settles a job.
+    q.finish(job.id, "someone-else", secs(11)).await.unwrap();
+    assert_eq!(
+        q.find(job.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    q.fail(job.id, "w1", "boom again", None, secs(11))
+        .await
+        .unwrap();
+    assert_eq!(q.find(job.id).await.unwrap().unwrap().state, JobState::Dead);
+    let dead = q
+        .list(Some(JobState::Dead), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((dead.total, dead.items[0].id), (1, job.id));
+
+    // An admin's retry queues it again with fresh attempts.
+    assert!(q.retry(job.id, secs(12)).await.unwrap());
+    assert!(!q.retry(job.id, secs(12)).await.unwrap());
+    let retried = q.claim("w1", 10, lease, secs(12)).await.unwrap();
+    assert_eq!((retried[0].id, retried[0].attempts), (job.id, 1));
+    q.finish(job.id, "w1", secs(13)).await.unwrap();
+    let done = q.find(job.id).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Done);
+    assert!(done.finished_at.is_some());
+
+    // A worker that dies loses its job to another once the lease ends; a lease is renewed.
+    let k2 = q.claim("w1", 10, lease, secs(60)).await.unwrap();
+    assert_eq!(k2[0].effect_key, "k2");
+    q.extend(&[k2[0].id], "w1", secs(120)).await.unwrap();
+    assert!(
+        q.claim("w2", 10, lease, secs(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = q.claim("w2", 10, lease, secs(121)).await.unwrap();
+    assert_eq!((taken[0].id, taken[0].attempts), (k2[0].id, 2));
+    // A job handed back on shutdown is queued, its attempt not counted.
+    q.release(k2[0].id, "w2", secs(122)).await.unwrap();
+    let released = q.find(k2[0].id).await.unwrap().unwrap();
+    assert_eq!((released.state, released.attempts), (JobState::Queued, 1));
+
+    let all = q.list(None, PageRequest::default()).await.unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(
+        q.list(Some(JobState::Queued), PageRequest::default())
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+
+    // Effects and schedule slots happen once.
+    assert!(!q.effect_done("welcome:1").await.unwrap());
+    assert!(
+        q.record_effect("welcome:1", Some(job.id), t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !q.record_effect("welcome:1", Some(job.id), t0)
+            .await
+            .unwrap()
+    );
+    assert!(q.effect_done("welcome:1").await.unwrap());
+    assert!(q.claim_schedule("purge", t0, t0).await.unwrap());
+    assert!(!q.claim_schedule("purge", t0, t0).await.unwrap());
+    assert!(q.claim_schedule("purge", secs(3600), t0).await.unwrap());
+
+    // A purge a week later removes the finished job.
+    let purged = q.purge(t0 + Duration::days(8)).await.unwrap();
+    assert!(purged.jobs >= 1, "{purged:?}");
+    assert!(q.find(job.id).await.unwrap().is_none());
+}
+
+db_test!(
+    async fn the_database_job_queue_keeps_its_contract(db) {
+        let store = SqlStore::new(db.db.clone());
+        queue_contract(&store, &store).await;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_job_queue_keeps_the_same_contract() {
+    let url = std::env::var("INKCART_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let db = inkcart_store::testing::sqlite().await;
+    let store = std::sync::Arc::new(SqlStore::new(db.db.clone()));
+    let prefix = format!("inkcart-test-{}:", Uuid::now_v7().simple());
+    let queue = match inkcart_store::RedisJobQueue::connect(&url, &prefix, store.clone()).await {
+        Ok(q) => q,
+        Err(e) => {
+            assert!(
+                !std::env::var("INKCART_REQUIRE_REDIS").is_ok_and(|v| v == "1"),
+                "INKCART_REQUIRE_REDIS=1 but Redis at {url} is unreachable: {e}"
+            );
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "\n*** Redis not reachable at {url}: skipping the Redis queue test ***\n"
+            );
+            return;
+        }
+    };
+    queue_contract(&queue, &store).await;
+    // Leave nothing behind.
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}

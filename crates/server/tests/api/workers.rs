@@ -283,7 +283,10 @@ async fn events_reach_a_nats_subscriber(db: TestDb) {
         &config,
         db.db.clone(),
         std::sync::Arc::new(SystemClock),
-        publisher,
+        inkcart::Connected {
+            publisher,
+            queue: None,
+        },
     )
     .unwrap();
     let email = format!("nats-{}@example.com", uuid::Uuid::now_v7().simple());
@@ -378,4 +381,131 @@ async fn a_terminated_worker_finishes_or_hands_back_what_it_holds() {
         .await,
         done
     );
+}
+
+async fn jobs_wait_in_redis_when_configured(db: TestDb) {
+    let url = std::env::var("INKCART_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let data = tempfile::tempdir().unwrap();
+    let config = inkcart::config::Config {
+        data_dir: data.path().to_path_buf(),
+        job_queue: inkcart::config::JobQueueConfig::Redis,
+        redis_url: Some(url.clone()),
+        ..crate::support::test_config()
+    };
+    let prefix = format!("inkcart-test-{}:", uuid::Uuid::now_v7().simple());
+    let queue = match inkcart_store::RedisJobQueue::connect(
+        &url,
+        &prefix,
+        std::sync::Arc::new(SqlStore::new(db.db.clone())),
+    )
+    .await
+    {
+        Ok(queue) => std::sync::Arc::new(queue),
+        Err(e) => {
+            assert!(
+                !std::env::var("INKCART_REQUIRE_REDIS").is_ok_and(|v| v == "1"),
+                "INKCART_REQUIRE_REDIS=1 but Redis at {url} is unreachable: {e}"
+            );
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "\n*** Redis not reachable at {url}: skipping the Redis queue test ***\n"
+            );
+            return;
+        }
+    };
+    let app = std::sync::Arc::new(
+        inkcart::build_app_with(
+            &config,
+            db.db.clone(),
+            std::sync::Arc::new(SystemClock),
+            inkcart::Connected {
+                publisher: None,
+                queue: Some(queue),
+            },
+        )
+        .unwrap(),
+    );
+    app.sign_up(inkcart_app::identity::SignUp {
+        email: "redis@example.com".to_owned(),
+        password: crate::support::PASSWORD.to_owned(),
+        name: None,
+    })
+    .await
+    .unwrap();
+    // The real worker runtime, stopped once both mails are out.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(inkcart_jobs::run(
+        app.clone(),
+        inkcart_jobs::WorkerConfig {
+            poll_interval: Duration::from_millis(20),
+            ..inkcart_jobs::WorkerConfig::default()
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let started = Instant::now();
+    while read_mail(&data.path().join("mail")).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the mails did not go out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap();
+    let mut subjects: Vec<String> = read_mail(&data.path().join("mail"))
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["Confirm your email address", "Welcome to inkcart"]
+    );
+    // The jobs are in Redis, not in the database.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 0);
+    let operator = inkcart_domain::Actor {
+        id: inkcart_domain::UserId::from_uuid(uuid::Uuid::now_v7()),
+        role: inkcart_domain::Role::Admin,
+    };
+    let done = app
+        .list_jobs(
+            operator,
+            Some(inkcart_app::ports::JobState::Done),
+            inkcart_app::page::PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = done.items.iter().map(|j| j.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"welcome_email") && kinds.contains(&"verification_email"),
+        "{kinds:?}"
+    );
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_wait_in_redis_when_configured_on_sqlite() {
+    jobs_wait_in_redis_when_configured(inkcart_store::testing::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_wait_in_redis_when_configured_on_postgres() {
+    if let Some(db) = inkcart_store::testing::postgres().await {
+        jobs_wait_in_redis_when_configured(db).await;
+    }
 }
