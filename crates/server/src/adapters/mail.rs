@@ -132,9 +132,14 @@ impl Mailer for FileMailer {
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
             uuid::Uuid::now_v7().simple()
         ));
-        tokio::fs::write(&path, bytes)
+        // Written aside and renamed, so that a crash never leaves half a message behind.
+        let partial = path.with_extension("eml.part");
+        tokio::fs::write(&partial, bytes)
             .await
-            .map_err(|e| AppError::internal(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| AppError::internal(format!("writing {}: {e}", partial.display())))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(|e| AppError::internal(format!("renaming {}: {e}", partial.display())))?;
         tracing::info!(to = %mail.to, subject = %mail.subject, file = %path.display(), "email written (no SMTP configured)");
         Ok(())
     }
