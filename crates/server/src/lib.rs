@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod seed;
 pub mod telemetry;
 
 use std::future::Future;

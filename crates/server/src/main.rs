@@ -48,6 +48,24 @@ enum Command {
     },
     /// Print the OpenAPI document of the REST API.
     Openapi,
+    /// Fill the database with realistic demo data (every demo account's password: Demo12345).
+    SeedDemo {
+        #[arg(long, default_value_t = 1_000)]
+        users: u64,
+        #[arg(long, default_value_t = 5_000)]
+        posts: u64,
+        #[arg(long, default_value_t = 500)]
+        products: u64,
+        #[arg(long, default_value_t = 2_000)]
+        orders: u64,
+        /// The same seed makes the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write, into this directory, files for load tests: published slugs, product ids
+        /// and access tokens of demo buyers (valid for two hours).
+        #[arg(long)]
+        bench_files: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +136,24 @@ async fn run(command: Command, config: &mut Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { no_worker } => serve(config, !no_worker).await,
+        Command::SeedDemo {
+            users,
+            posts,
+            products,
+            orders,
+            seed,
+            bench_files,
+        } => {
+            let plan = inkcart_store::demo::DemoPlan {
+                users,
+                posts,
+                products,
+                orders,
+                seed,
+                until: chrono::Utc::now(),
+            };
+            inkcart::seed::seed_demo(config, &plan, bench_files.as_deref()).await
+        }
         Command::Worker => worker(config).await,
     }
 }

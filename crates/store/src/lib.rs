@@ -4,6 +4,7 @@
 //! schema on both, and [`SqlStore`] implements the repository ports of `inkcart-app`.
 
 mod connect;
+pub mod demo;
 mod entity;
 mod error;
 pub mod migration;

@@ -792,3 +792,91 @@ async fn the_redis_job_queue_keeps_the_same_contract() {
             .unwrap();
     }
 }
+
+async fn seed_demo(
+    db: &inkcart_store::Db,
+    until: chrono::DateTime<Utc>,
+) -> inkcart_store::demo::DemoSummary {
+    let plan = inkcart_store::demo::DemoPlan {
+        users: 120,
+        posts: 450,
+        products: 30,
+        orders: 420,
+        seed: 7,
+        until,
+    };
+    inkcart_store::demo::seed(db, &plan, "shared-hash", &|_, _, _| {})
+        .await
+        .unwrap()
+}
+
+async fn rows(db: &inkcart_store::Db, sql: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    let conn = db.writer_for_tests();
+    let statement = sea_orm::Statement::from_string(conn.get_database_backend(), sql.to_owned());
+    let result = conn.query_all_raw(statement).await.unwrap();
+    result
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| {
+                    row.try_get::<Uuid>("", c)
+                        .map(|id| id.to_string())
+                        .or_else(|_| row.try_get::<String>("", c))
+                        .or_else(|_| row.try_get::<i64>("", c).map(|n| n.to_string()))
+                        .or_else(|_| row.try_get::<i32>("", c).map(|n| n.to_string()))
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+db_test!(
+    async fn demo_data_is_the_same_for_the_same_seed_and_keeps_the_shops_arithmetic(db) {
+        let until = Utc::now();
+        let summary = seed_demo(&db.db, until).await;
+        assert_eq!((summary.users, summary.posts, summary.products, summary.orders), (120, 450, 30, 420));
+        assert!(summary.comments > 0 && summary.tags > 0);
+        assert!(!summary.sample_slugs.is_empty() && summary.buyers.len() > 100);
+
+        // Every order's total is its line totals less its discount, and its lines are there.
+        let broken = rows(
+            &db.db,
+            "SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id \
+             GROUP BY o.id, o.subtotal_cents, o.discount_cents, o.total_cents \
+             HAVING SUM(i.line_total_cents) <> o.subtotal_cents \
+                 OR o.subtotal_cents - o.discount_cents <> o.total_cents",
+            &["id"],
+        )
+        .await;
+        assert!(broken.is_empty(), "orders whose totals do not add up: {broken:?}");
+        let with_lines = rows(&db.db, "SELECT COUNT(DISTINCT order_id) AS n FROM order_items", &["n"]).await;
+        assert_eq!(with_lines, vec![vec!["420".to_owned()]]);
+
+        // Seeding a second, fresh database with the same plan makes the very same rows.
+        let other = match db.backend() {
+            inkcart_store::Backend::Sqlite => inkcart_store::testing::sqlite().await,
+            inkcart_store::Backend::Postgres => inkcart_store::testing::postgres().await.unwrap(),
+        };
+        seed_demo(&other.db, until).await;
+        let posts = "SELECT slug, title, content_html FROM posts ORDER BY slug";
+        let columns = ["slug", "title", "content_html"];
+        assert_eq!(rows(&db.db, posts, &columns).await, rows(&other.db, posts, &columns).await);
+        let orders = "SELECT id, total_cents FROM orders ORDER BY id";
+        assert_eq!(
+            rows(&db.db, orders, &["id", "total_cents"]).await,
+            rows(&other.db, orders, &["id", "total_cents"]).await
+        );
+
+        // A database that already has the demo data is refused, not doubled.
+        let again = inkcart_store::demo::seed(
+            &db.db,
+            &inkcart_store::demo::DemoPlan { users: 1, posts: 0, products: 0, orders: 0, seed: 7, until },
+            "shared-hash",
+            &|_, _, _| {},
+        )
+        .await;
+        assert!(again.is_err());
+    }
+);
