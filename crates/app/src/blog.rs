@@ -294,6 +294,36 @@ fn post_not_found() -> AppError {
     AppError::not_found("Post")
 }
 
+/// The weight of a cached post (KiB).
+pub(crate) fn post_cache_weight(detail: &PostDetail) -> u32 {
+    let post = &detail.post;
+    crate::cache::kib(
+        post.content.len()
+            + post.content_html.len()
+            + post.excerpt.len()
+            + post.title.len()
+            + detail.tags.iter().map(String::len).sum::<usize>()
+            + 512,
+    )
+}
+
+/// The weight of a cached page of the post list (KiB).
+pub(crate) fn post_page_cache_weight(page: &PostPage) -> u32 {
+    crate::cache::kib(
+        page.items
+            .iter()
+            .map(|p| {
+                p.title.len()
+                    + p.slug.len()
+                    + p.excerpt.len()
+                    + p.tags.iter().map(String::len).sum::<usize>()
+                    + 256
+            })
+            .sum::<usize>()
+            + 128,
+    )
+}
+
 impl App {
     /// Writes a post (editors and admins). Without an explicit slug one is made from the title,
     /// with `-2`, `-3`… when taken; an explicit slug that is taken is a conflict.
@@ -366,10 +396,25 @@ impl App {
         self.post_detail(&PostKey::Id(post.id)).await
     }
 
+    /// After a write that can change a post as shown or the lists it is in: forgets every
+    /// cached post and page.
+    pub(crate) fn posts_changed(&self) {
+        self.post_cache.clear();
+        self.post_list_cache.clear();
+    }
+
+    /// After a write that can change only the lists (comment counts): forgets every cached page.
+    fn post_lists_changed(&self) {
+        self.post_list_cache.clear();
+    }
+
     async fn insert_post(&self, post: &Post, tags: &[TagName]) -> AppResult<()> {
         let mut tx = self.deps.store.begin().await?;
         self.deps.posts.insert(tx.as_mut(), post, tags).await?;
-        tx.commit().await
+        let committed = tx.commit().await;
+        // A published post joins the lists, and its slug may have been another post's.
+        self.posts_changed();
+        committed
     }
 
     /// Picks the first free `slug`, `slug-2`, `slug-3`… and inserts; a concurrent writer that
@@ -400,14 +445,38 @@ impl App {
         Ok(base.with_suffix(highest.max(1) + 1))
     }
 
+    /// A post from the database (never the cache).
     async fn post_detail(&self, key: &PostKey) -> AppResult<PostDetail> {
         self.deps.posts.find(key).await?.ok_or_else(post_not_found)
     }
 
-    /// A post by id or slug; drafts only for their author, editors and admins.
+    /// A post by id or slug; drafts only for their author, editors and admins. Published posts
+    /// are served from the in-process cache; drafts are always read from the database.
     pub async fn get_post(&self, viewer: Option<Actor>, key: &PostKey) -> AppResult<PostDetail> {
-        let detail = self.post_detail(key).await?;
+        let detail = match self.post_cache.get(key).await {
+            Some(detail) => detail,
+            None => {
+                let read_in = self.post_cache.generation();
+                let detail = self.post_detail(key).await?;
+                if detail.post.published {
+                    self.post_cache
+                        .insert(read_in, key.clone(), detail.clone())
+                        .await;
+                }
+                detail
+            }
+        };
         if !can_view_post(&detail.post, viewer) {
+            return Err(post_not_found());
+        }
+        Ok(detail)
+    }
+
+    /// A post the actor may see, from the database: writes start from the stored state, never
+    /// from a cached copy.
+    async fn stored_post(&self, actor: Actor, key: &PostKey) -> AppResult<PostDetail> {
+        let detail = self.post_detail(key).await?;
+        if !can_view_post(&detail.post, Some(actor)) {
             return Err(post_not_found());
         }
         Ok(detail)
@@ -421,7 +490,7 @@ impl App {
         key: &PostKey,
         input: PostInput,
     ) -> AppResult<PostDetail> {
-        let detail = self.get_post(Some(actor), key).await?;
+        let detail = self.stored_post(actor, key).await?;
         let mut post = detail.post;
         if !can_edit_post(&post, actor) {
             return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
@@ -478,23 +547,32 @@ impl App {
             .update(tx.as_mut(), &post, tags.as_deref())
             .await?
         {
+            // Deleted meanwhile (perhaps through another instance).
+            self.posts_changed();
             return Err(post_not_found());
         }
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        // Title, content, slug (the old one must stop resolving), tags, cover, publication.
+        self.posts_changed();
+        committed?;
         self.post_detail(&PostKey::Id(post.id)).await
     }
 
     /// Deletes a post with its comments and tag links (the author or an admin).
     pub async fn delete_post(&self, actor: Actor, key: &PostKey) -> AppResult<()> {
-        let detail = self.get_post(Some(actor), key).await?;
+        let detail = self.stored_post(actor, key).await?;
         if !can_edit_post(&detail.post, actor) {
             return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
         }
         let mut tx = self.deps.store.begin().await?;
         if !self.deps.posts.delete(tx.as_mut(), detail.post.id).await? {
+            // Deleted meanwhile (perhaps through another instance).
+            self.posts_changed();
             return Err(post_not_found());
         }
-        tx.commit().await
+        let committed = tx.commit().await;
+        self.posts_changed();
+        committed
     }
 
     /// Published posts: offset or keyset pages, filters, and ranked full-text search.
@@ -507,7 +585,15 @@ impl App {
                 has_more: false,
             });
         }
-        self.deps.posts.list(query).await
+        if let Some(page) = self.post_list_cache.get(query).await {
+            return Ok(page);
+        }
+        let read_in = self.post_list_cache.generation();
+        let page = self.deps.posts.list(query).await?;
+        self.post_list_cache
+            .insert(read_in, query.clone(), page.clone())
+            .await;
+        Ok(page)
     }
 
     /// The author's latest published posts (v2 of a user).
@@ -556,7 +642,7 @@ impl App {
         key: &PostKey,
         content: &str,
     ) -> AppResult<CommentView> {
-        let detail = self.get_post(Some(actor), key).await?;
+        let detail = self.stored_post(actor, key).await?;
         if !detail.post.published {
             return Err(AppError::Conflict(
                 "Comments open when the post is published".to_owned(),
@@ -587,7 +673,10 @@ impl App {
             },
         )
         .await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        // Lists carry comment counts; a post as shown does not.
+        self.post_lists_changed();
+        committed?;
         let author = self.get_user(actor.id).await?;
         Ok(CommentView {
             comment,
@@ -614,7 +703,9 @@ impl App {
         if !self.deps.posts.delete_comment(tx.as_mut(), id).await? {
             return Err(AppError::not_found("Comment"));
         }
-        tx.commit().await
+        let committed = tx.commit().await;
+        self.post_lists_changed();
+        committed
     }
 }
 

@@ -380,6 +380,7 @@ impl App {
             return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
         }
         let mut user = self.get_user(id).await?;
+        let name_before = user.name.clone();
         let mut errors = Vec::new();
         if let Some(email) = changes
             .email
@@ -430,7 +431,12 @@ impl App {
                 .revoke_all_for_user(tx.as_mut(), user.id, now)
                 .await?;
         }
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        if user.name != name_before {
+            // Posts and lists show their author's name.
+            self.posts_changed();
+        }
+        committed?;
         Ok(user)
     }
 
@@ -443,7 +449,10 @@ impl App {
         if !self.deps.users.delete(tx.as_mut(), id).await? {
             return Err(AppError::not_found("User"));
         }
-        tx.commit().await
+        let committed = tx.commit().await;
+        // Their posts and comments went with them.
+        self.posts_changed();
+        committed
     }
 }
 

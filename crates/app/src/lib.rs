@@ -5,6 +5,7 @@
 //! adapters implement. The HTTP and GraphQL faces call these use cases and nothing below them.
 
 pub mod blog;
+mod cache;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -30,8 +31,13 @@ pub struct Settings {
     /// Lifetime of a refresh token.
     pub refresh_token_ttl: Duration,
     /// How long a product stays in the in-process cache (writes through this process
-    /// invalidate it at once; the lifetime bounds staleness from other instances).
+    /// invalidate it at once; the lifetime bounds staleness from other instances). Zero: no
+    /// product cache.
     pub product_cache_ttl: Duration,
+    /// How long a published post and a page of the post list stay in the in-process caches
+    /// (every blog write through this process clears them at once; the lifetime bounds
+    /// staleness from other instances). Zero: no post caches.
+    pub post_cache_ttl: Duration,
     /// How long a stored idempotent response is replayed.
     pub idempotency_ttl: Duration,
     /// After how long an in-flight idempotent request is presumed dead and its key reusable.
@@ -52,6 +58,7 @@ impl Default for Settings {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             product_cache_ttl: Duration::from_secs(30),
+            post_cache_ttl: Duration::from_secs(5),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_abandon_after: Duration::from_secs(60),
             public_url: "http://127.0.0.1:3000".to_owned(),
@@ -92,12 +99,20 @@ impl std::fmt::Debug for Deps {
     }
 }
 
+/// The most each post cache holds, in KiB (posts are weighed by their size).
+const POST_CACHE_KIB: u64 = 32 * 1024;
+
 /// The application: every use case, as methods grouped by feature module.
 #[derive(Clone)]
 pub struct App {
     deps: Deps,
     settings: Settings,
-    product_cache: moka::future::Cache<uuid::Uuid, inkcart_domain::shop::Product>,
+    /// `None` when the product cache is off.
+    product_cache: Option<moka::future::Cache<uuid::Uuid, inkcart_domain::shop::Product>>,
+    /// Published posts by the id or slug they were asked for.
+    post_cache: cache::ReadCache<ports::PostKey, ports::PostDetail>,
+    /// Pages of the post list by query.
+    post_list_cache: cache::ReadCache<ports::PostQuery, ports::PostPage>,
 }
 
 impl std::fmt::Debug for App {
@@ -110,14 +125,28 @@ impl std::fmt::Debug for App {
 
 impl App {
     pub fn new(deps: Deps, settings: Settings) -> Self {
-        let product_cache = moka::future::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(settings.product_cache_ttl)
-            .build();
+        let product_cache = (!settings.product_cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(settings.product_cache_ttl)
+                .build()
+        });
+        let post_cache = cache::ReadCache::new(
+            settings.post_cache_ttl,
+            POST_CACHE_KIB,
+            blog::post_cache_weight,
+        );
+        let post_list_cache = cache::ReadCache::new(
+            settings.post_cache_ttl,
+            POST_CACHE_KIB,
+            blog::post_page_cache_weight,
+        );
         Self {
             deps,
             settings,
             product_cache,
+            post_cache,
+            post_list_cache,
         }
     }
 

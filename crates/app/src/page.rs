@@ -8,7 +8,7 @@ pub const MAX_LIMIT: u64 = 100;
 pub const MAX_PAGE: u64 = 10_000_000;
 
 /// A validated offset page request (`page` from 1, `limit` 1..=100).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub page: u64,
     pub limit: u64,
@@ -76,14 +76,14 @@ impl<T> Page<T> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     Asc,
     Desc,
 }
 
 /// A sort request `field` / `-field`, parsed against the fields a list allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sort<F> {
     pub field: F,
     pub direction: Direction,

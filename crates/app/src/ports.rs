@@ -395,26 +395,26 @@ pub struct PostSummary {
     pub comment_count: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PostSortField {
     CreatedAt,
     Title,
 }
 
 /// Where a keyset page starts: after the post with this sort value and id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PostCursorValue {
     CreatedAt(DateTime<Utc>),
     Title(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PostCursor {
     pub value: PostCursorValue,
     pub id: Uuid,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PostPaging {
     Offset(PageRequest),
     /// Keyset paging: `after` is `None` for the first page.
@@ -424,8 +424,8 @@ pub enum PostPaging {
     },
 }
 
-/// Which published posts to list.
-#[derive(Debug, Clone)]
+/// Which published posts to list (also the key of the cached pages).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PostQuery {
     pub paging: PostPaging,
     pub tag: Option<String>,
@@ -459,7 +459,7 @@ pub struct CommentView {
     pub author: AuthorRef,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PostKey {
     Id(Uuid),
     Slug(String),

@@ -148,9 +148,11 @@ impl App {
         Ok(product)
     }
 
-    /// A product by id, through the in-process cache.
+    /// A product by id, through the in-process cache (when it is on).
     pub async fn get_product(&self, id: Uuid) -> AppResult<Product> {
-        if let Some(product) = self.product_cache.get(&id).await {
+        if let Some(cache) = &self.product_cache
+            && let Some(product) = cache.get(&id).await
+        {
             return Ok(product);
         }
         let product = self
@@ -159,8 +161,17 @@ impl App {
             .find(id)
             .await?
             .ok_or_else(|| AppError::not_found("Product"))?;
-        self.product_cache.insert(id, product.clone()).await;
+        if let Some(cache) = &self.product_cache {
+            cache.insert(id, product.clone()).await;
+        }
         Ok(product)
+    }
+
+    /// Drops a product from the in-process cache after a write.
+    async fn forget_product(&self, id: Uuid) {
+        if let Some(cache) = &self.product_cache {
+            cache.invalidate(&id).await;
+        }
     }
 
     pub async fn list_products(&self, query: &ProductQuery) -> AppResult<Page<Product>> {
@@ -223,7 +234,7 @@ impl App {
         let mut tx = self.deps.store.begin().await?;
         let updated = self.deps.products.update(tx.as_mut(), &product).await?;
         tx.commit().await?;
-        self.product_cache.invalidate(&id).await;
+        self.forget_product(id).await;
         if !updated {
             return Err(AppError::not_found("Product"));
         }
@@ -240,7 +251,7 @@ impl App {
             .remove(tx.as_mut(), id, self.deps.clock.now())
             .await?;
         tx.commit().await?;
-        self.product_cache.invalidate(&id).await;
+        self.forget_product(id).await;
         removal.ok_or_else(|| AppError::not_found("Product"))
     }
 
@@ -381,7 +392,7 @@ impl App {
         }
         tx.commit().await?;
         for (product, _) in &items {
-            self.product_cache.invalidate(&product.id).await;
+            self.forget_product(product.id).await;
         }
         Ok(order)
     }
@@ -620,7 +631,7 @@ impl App {
         .await?;
         tx.commit().await?;
         for item in &order.items {
-            self.product_cache.invalidate(&item.product_id).await;
+            self.forget_product(item.product_id).await;
         }
         order.cancel().map_err(|e| transition_conflict(&e))?;
         order.updated_at = now;

@@ -64,7 +64,10 @@ pub struct Config {
     pub login_max_failures: u32,
     pub login_window: Duration,
     pub trust_proxy: bool,
+    /// Zero: no product cache.
     pub product_cache_ttl: Duration,
+    /// Lifetime of cached posts and post-list pages; zero: no post caches.
+    pub post_cache_ttl: Duration,
     /// The URL clients reach this server at (links in emails, local file URLs).
     pub public_url: String,
     pub upload_limit_bytes: usize,
@@ -136,6 +139,7 @@ impl Default for Config {
             login_window: Duration::from_secs(15 * 60),
             trust_proxy: false,
             product_cache_ttl: Duration::from_secs(30),
+            post_cache_ttl: Duration::from_secs(5),
             public_url: "http://127.0.0.1:3000".to_owned(),
             upload_limit_bytes: 10 * 1024 * 1024,
             storage: StorageConfig::Local { dir: None },
@@ -182,6 +186,7 @@ struct Raw {
     login_window_secs: Option<String>,
     trust_proxy: Option<String>,
     product_cache_ttl_secs: Option<String>,
+    post_cache_ttl_secs: Option<String>,
     public_url: Option<String>,
     upload_limit_bytes: Option<String>,
     storage: Option<String>,
@@ -234,6 +239,7 @@ const KEYS: &[&str] = &[
     "login_window_secs",
     "trust_proxy",
     "product_cache_ttl_secs",
+    "post_cache_ttl_secs",
     "public_url",
     "upload_limit_bytes",
     "storage",
@@ -615,11 +621,17 @@ impl Config {
                 d.upload_limit_bytes,
                 1,
             ),
-            product_cache_ttl: p.secs(
+            product_cache_ttl: p.cache_ttl(
                 "product_cache_ttl_secs",
                 "INKCART_PRODUCT_CACHE_TTL_SECS",
                 raw.product_cache_ttl_secs.as_deref(),
                 d.product_cache_ttl,
+            ),
+            post_cache_ttl: p.cache_ttl(
+                "post_cache_ttl_secs",
+                "INKCART_POST_CACHE_TTL_SECS",
+                raw.post_cache_ttl_secs.as_deref(),
+                d.post_cache_ttl,
             ),
             trust_proxy: p.bool(
                 "trust_proxy",
@@ -769,6 +781,24 @@ impl Parser<'_> {
         Duration::from_secs(self.num(key, var, raw, default.as_secs(), 1))
     }
 
+    /// A cache lifetime in whole seconds: `0` (no cache) up to a year.
+    fn cache_ttl(
+        &mut self,
+        key: &str,
+        var: &str,
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        const MAX_SECS: u64 = 365 * 24 * 3600;
+        let expected = format!("a whole number of seconds from 0 (off) to {MAX_SECS}");
+        let secs = self.parse(key, var, raw, default.as_secs(), &expected);
+        if secs > MAX_SECS {
+            self.bad(key, var, raw.unwrap_or_default(), &expected);
+            return default;
+        }
+        Duration::from_secs(secs)
+    }
+
     fn bool(&mut self, key: &str, var: &str, raw: Option<&str>, default: bool) -> bool {
         match raw.map(|v| v.trim().to_ascii_lowercase()) {
             None => default,
@@ -859,6 +889,39 @@ mod tests {
         );
         assert!(errors.iter().any(|e| e.starts_with("INKCART_HSTS")));
         assert!(errors.iter().any(|e| e.starts_with("DATABASE_URL")));
+    }
+
+    #[test]
+    fn a_cache_lifetime_of_zero_turns_the_cache_off_and_a_bad_one_is_reported() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.post_cache_ttl, Duration::from_secs(5));
+        assert_eq!(config.product_cache_ttl, Duration::from_secs(30));
+        let config = load(&[
+            ("INKCART_POST_CACHE_TTL_SECS", "0"),
+            ("INKCART_PRODUCT_CACHE_TTL_SECS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.post_cache_ttl, Duration::ZERO);
+        assert_eq!(config.product_cache_ttl, Duration::ZERO);
+        assert_eq!(
+            load(&[("INKCART_POST_CACHE_TTL_SECS", "60")])
+                .unwrap()
+                .post_cache_ttl,
+            Duration::from_secs(60)
+        );
+        let errors = load(&[
+            ("INKCART_POST_CACHE_TTL_SECS", "-1"),
+            ("INKCART_PRODUCT_CACHE_TTL_SECS", "99999999999"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        for var in [
+            "INKCART_POST_CACHE_TTL_SECS",
+            "INKCART_PRODUCT_CACHE_TTL_SECS",
+        ] {
+            assert!(errors.iter().any(|e| e.starts_with(var)), "{errors:#?}");
+        }
     }
 
     #[test]

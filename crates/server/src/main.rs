@@ -61,8 +61,8 @@ enum Command {
         /// The same seed makes the same data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Also write, into this directory, files for load tests: published slugs, product ids
-        /// and access tokens of demo buyers (valid for two hours).
+        /// Also write, into this directory, files for load tests: published slugs, product ids,
+        /// words to search for and access tokens of demo buyers (valid for two hours).
         #[arg(long)]
         bench_files: Option<std::path::PathBuf>,
     },

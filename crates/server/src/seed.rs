@@ -79,6 +79,10 @@ fn write_bench_files(config: &Config, summary: &DemoSummary, dir: &Path) -> anyh
     std::fs::create_dir_all(dir)?;
     write_lines(&dir.join("slugs.txt"), summary.sample_slugs.iter().cloned())?;
     write_lines(
+        &dir.join("search.txt"),
+        summary.search_terms.iter().cloned(),
+    )?;
+    write_lines(
         &dir.join("products.txt"),
         summary.sample_products.iter().map(ToString::to_string),
     )?;

@@ -40,6 +40,8 @@ pub struct DemoSummary {
     /// A few published slugs and product ids, to aim requests at.
     pub sample_slugs: Vec<String>,
     pub sample_products: Vec<Uuid>,
+    /// Words that occur in some posts but not most, to search for.
+    pub search_terms: Vec<String>,
     /// Viewer accounts (`user<i>@demo.inkcart.dev`), to sign requests as: (id, email).
     pub buyers: Vec<(Uuid, String)>,
 }
@@ -221,16 +223,78 @@ const TAGS: &[&str] = &[
     "pricing",
 ];
 
+/// The long tail of a post's words: made-up words whose frequencies fall off as in real text
+/// (Zipf: the word of rank r is drawn in proportion to 1/r), so that a search for one of them
+/// matches a realistic share of the posts, from most of them to a handful.
+struct Lexicon {
+    words: Vec<String>,
+    /// Cumulative weights, for drawing by rank.
+    cumulative: Vec<u64>,
+}
+
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ren", "to", "va", "shi", "dor", "bel", "nu", "fa", "ri", "gan", "pe", "sol",
+    "ti", "mar", "ve", "lu", "zen",
+];
+const LEXICON_SIZE: usize = 3_000;
+
+impl Lexicon {
+    /// The same lexicon for every seed.
+    fn new() -> Self {
+        let mut rng = Rng(0x001E_61C0);
+        let mut seen = std::collections::HashSet::new();
+        let mut words = Vec::with_capacity(LEXICON_SIZE);
+        while words.len() < LEXICON_SIZE {
+            let syllables = 2 + rng.below(2);
+            let word: String = (0..syllables).map(|_| rng.word(SYLLABLES)).collect();
+            if seen.insert(word.clone()) {
+                words.push(word);
+            }
+        }
+        let mut total = 0;
+        let cumulative = (1..=LEXICON_SIZE as u64)
+            .map(|rank| {
+                total += 1_000_000 / rank;
+                total
+            })
+            .collect();
+        Self { words, cumulative }
+    }
+
+    fn draw(&self, rng: &mut Rng) -> &str {
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        let at = rng.below(total);
+        let rank = self.cumulative.partition_point(|&c| c <= at);
+        self.words.get(rank).map_or("ink", String::as_str)
+    }
+
+    /// Words of middling frequency (ranks 100 to 2,000), to search for.
+    fn search_terms(&self) -> Vec<String> {
+        self.words
+            .iter()
+            .skip(99)
+            .step_by(100)
+            .take(20)
+            .cloned()
+            .collect()
+    }
+}
+
 /// How many rows go into one statement.
 const BATCH: usize = 400;
 
-fn sentence(rng: &mut Rng, words: u64) -> String {
+fn sentence(rng: &mut Rng, lexicon: &Lexicon, words: u64) -> String {
     let mut out = String::new();
     for i in 0..words {
         if i > 0 {
             out.push(' ');
         }
-        out.push_str(rng.word(WORDS));
+        // Seven words in ten are the common ones, the rest come from the long tail.
+        if rng.chance(70) {
+            out.push_str(rng.word(WORDS));
+        } else {
+            out.push_str(lexicon.draw(rng));
+        }
     }
     let mut chars = out.chars();
     chars.next().map_or_else(String::new, |c| {
@@ -238,12 +302,12 @@ fn sentence(rng: &mut Rng, words: u64) -> String {
     })
 }
 
-fn markdown(rng: &mut Rng, title: &str) -> String {
+fn markdown(rng: &mut Rng, lexicon: &Lexicon, title: &str) -> String {
     let mut md = format!("# {title}\n\n");
     for _ in 0..(2 + rng.below(3)) {
         for _ in 0..(3 + rng.below(4)) {
             let words = 6 + rng.below(10);
-            md.push_str(&sentence(rng, words));
+            md.push_str(&sentence(rng, lexicon, words));
             md.push(' ');
         }
         md.push_str("\n\n");
@@ -279,7 +343,11 @@ pub async fn seed(
     progress: Progress<'_>,
 ) -> anyhow::Result<DemoSummary> {
     let mut rng = Rng(plan.seed);
-    let mut summary = DemoSummary::default();
+    let lexicon = Lexicon::new();
+    let mut summary = DemoSummary {
+        search_terms: lexicon.search_terms(),
+        ..DemoSummary::default()
+    };
     let writer = &db.writer;
     let already = users::Entity::find()
         .filter(users::Column::Email.eq("admin@demo.inkcart.dev"))
@@ -377,7 +445,7 @@ pub async fn seed(
                 rng.word(NOUNS)
             );
             let slug = format!("{}-{i}", Slug::from_title(&title));
-            let content = markdown(&mut rng, &title);
+            let content = markdown(&mut rng, &lexicon, &title);
             let published = rng.chance(92);
             if published && summary.sample_slugs.len() < 1000 {
                 summary.sample_slugs.push(slug.clone());
@@ -416,7 +484,7 @@ pub async fn seed(
                         id: Set(rng.id(when)),
                         post_id: Set(id),
                         author_id: Set(*rng.pick(&user_ids)),
-                        content: Set(sentence(&mut rng, words)),
+                        content: Set(sentence(&mut rng, &lexicon, words)),
                         created_at: Set(when),
                         updated_at: Set(when),
                     });
@@ -451,7 +519,7 @@ pub async fn seed(
             rows.push(products::ActiveModel {
                 id: Set(id),
                 name: Set(name),
-                description: Set(Some(sentence(&mut rng, 12))),
+                description: Set(Some(sentence(&mut rng, &lexicon, 12))),
                 price_cents: Set(price.cents()),
                 stock: Set(i32::try_from(1_000_000 + rng.below(1_000_000)).unwrap_or(1_000_000)),
                 active: Set(true),

@@ -514,3 +514,230 @@ api_test!(
         assert_eq!(r.body["posts"][0]["slug"], "three");
     }
 );
+
+// ---- the in-process caches of posts and post lists ----
+
+/// Reads `uri` twice, so that the second answer comes from the cache when there is one.
+async fn read_twice(app: &TestApp, uri: &str, token: Option<&str>) -> crate::support::TestResponse {
+    let first = app.get(uri, token).await;
+    let second = app.get(uri, token).await;
+    assert_eq!(first.status, second.status, "{uri}: {}", second.text);
+    assert_eq!(first.body, second.body, "{uri}");
+    second
+}
+
+async fn patch_post(app: &TestApp, token: &str, post: &str, body: Value) -> Value {
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/posts/{post}"),
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+api_test!(
+    async fn an_edited_post_is_served_fresh_right_after_the_edit(app) {
+        let editor = app.editor().await;
+        let post = publish(&app, &editor, "Before", "old *words*", &["old"]).await;
+        let id = post["id"].as_str().unwrap();
+        for uri in ["/api/v1/posts/before".to_owned(), format!("/api/v1/posts/{id}")] {
+            assert_eq!(read_twice(&app, &uri, None).await.body["title"], "Before");
+        }
+
+        patch_post(&app, &editor.token, "before", json!({"title": "After", "content": "new *words*", "tags": ["new"]})).await;
+        for uri in ["/api/v1/posts/before".to_owned(), format!("/api/v1/posts/{id}")] {
+            let r = app.get(&uri, None).await;
+            assert_eq!(r.body["title"], "After", "{uri}");
+            assert_eq!(r.body["content"], "new *words*", "{uri}");
+            assert_eq!(r.body["contentHtml"], "<p>new <em>words</em></p>\n", "{uri}");
+            assert_eq!(r.body["tags"], json!(["new"]), "{uri}");
+        }
+
+        // A new slug: the old one stops resolving at once, the new one resolves.
+        read_twice(&app, "/api/v1/posts/before", None).await;
+        patch_post(&app, &editor.token, id, json!({"slug": "moved"})).await;
+        app.get("/api/v1/posts/before", None).await.assert_error(404, "NotFound", "Post not found");
+        assert_eq!(read_twice(&app, "/api/v1/posts/moved", None).await.body["id"], id);
+        assert_eq!(app.get(&format!("/api/v1/posts/{id}"), None).await.body["slug"], "moved");
+
+        // Deleted: gone by slug and by id.
+        let r = app.call(Method::DELETE, &format!("/api/v1/posts/{id}"), Some(&editor.token), None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        app.get("/api/v1/posts/moved", None).await.assert_error(404, "NotFound", "Post not found");
+        app.get(&format!("/api/v1/posts/{id}"), None).await.assert_error(404, "NotFound", "Post not found");
+        assert_eq!(app.get("/api/v1/posts", None).await.body["meta"]["total"], 0);
+    }
+);
+
+api_test!(
+    async fn a_new_post_appears_in_the_cached_list_at_once(app) {
+        let editor = app.editor().await;
+        publish(&app, &editor, "One", "x", &["t"]).await;
+        let lists = ["/api/v1/posts", "/api/v1/posts?tag=t", "/api/v1/posts?limit=5&sort=title", "/api/v1/posts?search=x"];
+        for uri in lists {
+            assert_eq!(titles(&read_twice(&app, uri, None).await), ["One"], "{uri}");
+        }
+        // A draft stays out of every list.
+        write(&app, &editor, json!({"title": "Draft", "content": "x", "tags": ["t"]})).await;
+        for uri in lists {
+            assert_eq!(titles(&app.get(uri, None).await), ["One"], "{uri}");
+        }
+        publish(&app, &editor, "Two", "x", &["t"]).await;
+        assert_eq!(titles(&app.get("/api/v1/posts", None).await), ["Two", "One"]);
+        assert_eq!(app.get("/api/v1/posts", None).await.body["meta"]["total"], 2);
+        assert_eq!(titles(&app.get("/api/v1/posts?tag=t", None).await), ["Two", "One"]);
+        assert_eq!(titles(&app.get("/api/v1/posts?limit=5&sort=title", None).await), ["One", "Two"]);
+        assert_eq!(titles(&app.get("/api/v1/posts?search=x", None).await).len(), 2);
+        // The same through GraphQL, which shares the cache.
+        let r = app.post("/graphql", None, json!({"query": "{ posts { title } }"})).await;
+        assert_eq!(r.body["data"]["posts"], json!([{"title": "Two"}, {"title": "One"}]), "{}", r.text);
+    }
+);
+
+api_test!(
+    async fn unpublishing_a_post_removes_it_from_the_cached_list_and_page(app) {
+        let editor = app.editor().await;
+        let reader = app.viewer("reader@example.com").await;
+        publish(&app, &editor, "Stays", "x", &[]).await;
+        let post = publish(&app, &editor, "Goes", "x", &[]).await;
+        let id = post["id"].as_str().unwrap();
+        assert_eq!(titles(&read_twice(&app, "/api/v1/posts", None).await), ["Goes", "Stays"]);
+        for token in [None, Some(reader.token.as_str())] {
+            assert_eq!(read_twice(&app, "/api/v1/posts/goes", token).await.body["published"], true);
+            read_twice(&app, &format!("/api/v1/posts/{id}"), token).await;
+        }
+
+        patch_post(&app, &editor.token, "goes", json!({"published": false})).await;
+        assert_eq!(titles(&app.get("/api/v1/posts", None).await), ["Stays"]);
+        assert_eq!(app.get("/api/v1/posts", None).await.body["meta"]["total"], 1);
+        for token in [None, Some(reader.token.as_str())] {
+            app.get("/api/v1/posts/goes", token).await.assert_error(404, "NotFound", "Post not found");
+            app.get(&format!("/api/v1/posts/{id}"), token).await.assert_error(404, "NotFound", "Post not found");
+        }
+        // Its author still sees the draft.
+        assert_eq!(app.get("/api/v1/posts/goes", Some(&editor.token)).await.body["published"], false);
+
+        patch_post(&app, &editor.token, id, json!({"published": true})).await;
+        assert_eq!(titles(&app.get("/api/v1/posts", None).await), ["Goes", "Stays"]);
+        assert_eq!(app.get("/api/v1/posts/goes", None).await.body["published"], true);
+    }
+);
+
+api_test!(
+    async fn a_draft_is_never_served_from_the_cache_to_a_reader(app) {
+        let editor = app.editor().await;
+        let reader = app.viewer("reader@example.com").await;
+        let draft = write(&app, &editor, json!({"title": "Secret", "content": "x"})).await;
+        let id = draft["id"].as_str().unwrap();
+        // Its author reads it, more than once, by slug and by id.
+        for uri in ["/api/v1/posts/secret".to_owned(), format!("/api/v1/posts/{id}")] {
+            assert_eq!(read_twice(&app, &uri, Some(&editor.token)).await.body["title"], "Secret");
+        }
+        for uri in ["/api/v1/posts/secret".to_owned(), format!("/api/v1/posts/{id}")] {
+            for token in [None, Some(reader.token.as_str())] {
+                app.get(&uri, token).await.assert_error(404, "NotFound", "Post not found");
+            }
+            let r = app.post("/graphql", Some(&reader.token), json!({"query": format!("{{ post(idOrSlug: \"{uri}\") {{ title }} }}", uri = uri.trim_start_matches("/api/v1/posts/"))})).await;
+            assert_eq!(r.body["data"]["post"], Value::Null, "{}", r.text);
+        }
+        assert_eq!(titles(&app.get("/api/v1/posts", None).await), Vec::<String>::new());
+    }
+);
+
+api_test!(
+    async fn comments_and_author_changes_show_in_the_cached_list_and_page_at_once(app) {
+        let author = app.user_with_role("author@example.com", "editor").await;
+        let commenter = app.viewer("commenter@example.com").await;
+        let admin = app.admin().await;
+        let post = publish(&app, &author, "Talked About", "x", &[]).await;
+        let id = post["id"].as_str().unwrap();
+        let count = |r: &crate::support::TestResponse| r.body["data"][0]["commentCount"].clone();
+        assert_eq!(count(&read_twice(&app, "/api/v1/posts", None).await), 0);
+
+        let comment = app.post(&format!("/api/v1/posts/{id}/comments"), Some(&commenter.token), json!({"content": "first"})).await;
+        assert_eq!(comment.status, 201, "{}", comment.text);
+        assert_eq!(count(&read_twice(&app, "/api/v1/posts", None).await), 1);
+        let r = app.call(Method::DELETE, &format!("/api/v1/comments/{}", comment.body["id"].as_str().unwrap()), Some(&commenter.token), None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert_eq!(count(&read_twice(&app, "/api/v1/posts", None).await), 0);
+
+        // The author's name is part of the post and of the list.
+        read_twice(&app, "/api/v1/posts/talked-about", None).await;
+        let r = app.call(Method::PATCH, &format!("/api/v1/users/{}", author.id), Some(&author.token), Some(json!({"name": "Ada"}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(app.get("/api/v1/posts/talked-about", None).await.body["author"]["name"], "Ada");
+        assert_eq!(read_twice(&app, "/api/v1/posts", None).await.body["data"][0]["author"]["name"], "Ada");
+
+        // Deleting the account deletes its posts.
+        let r = app.call(Method::DELETE, &format!("/api/v1/users/{}", author.id), Some(&admin.token), None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        app.get("/api/v1/posts/talked-about", None).await.assert_error(404, "NotFound", "Post not found");
+        assert_eq!(app.get("/api/v1/posts", None).await.body["meta"]["total"], 0);
+    }
+);
+
+/// The SQL statements one read of `uri` runs.
+async fn statements_of(app: &TestApp, uri: &str) -> u64 {
+    let before = app.db.statements();
+    let r = app.get(uri, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.db.statements() - before
+}
+
+api_test!(
+    async fn a_repeated_read_of_a_post_or_a_list_does_not_reach_the_database(app) {
+        let editor = app.editor().await;
+        publish(&app, &editor, "Hot", "x", &["t"]).await;
+        for uri in ["/api/v1/posts/hot", "/api/v1/posts", "/api/v1/posts?tag=t&limit=3"] {
+            assert!(statements_of(&app, uri).await > 0, "{uri}: the first read goes to the database");
+            assert_eq!(statements_of(&app, uri).await, 0, "{uri}: the second read is cached");
+        }
+    }
+);
+
+api_test!(
+    async fn with_a_post_cache_ttl_of_zero_every_read_reaches_the_database(app, |c| c.post_cache_ttl = std::time::Duration::ZERO) {
+        let editor = app.editor().await;
+        publish(&app, &editor, "Hot", "x", &["t"]).await;
+        for uri in ["/api/v1/posts/hot", "/api/v1/posts", "/api/v1/posts?tag=t&limit=3"] {
+            for _ in 0..3 {
+                assert!(statements_of(&app, uri).await > 0, "{uri}");
+            }
+        }
+    }
+);
+
+api_test!(
+    async fn a_write_through_another_instance_is_seen_once_the_ttl_runs_out(app, |c| c.post_cache_ttl = std::time::Duration::from_secs(1)) {
+        let editor = app.editor().await;
+        publish(&app, &editor, "Shared", "x", &[]).await;
+        // A second instance over the same database, with caches of its own.
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = inkcart::config::Config { data_dir: data_dir.path().to_path_buf(), ..crate::support::test_config() };
+        let other = inkcart::build_app_with_clock(&config, app.db.db.clone(), app.clock.clone()).unwrap();
+        let actor = inkcart_domain::Actor {
+            id: inkcart_domain::UserId::from_uuid(editor.id.parse().unwrap()),
+            role: inkcart_domain::Role::Editor,
+        };
+
+        let warmed = std::time::Instant::now();
+        read_twice(&app, "/api/v1/posts/shared", None).await;
+        read_twice(&app, "/api/v1/posts", None).await;
+        let input = inkcart_app::blog::PostInput { title: Some("Changed Elsewhere".to_owned()), ..Default::default() };
+        other.update_post(actor, &inkcart_app::blog::post_key("shared"), input).await.unwrap();
+        let post = app.get("/api/v1/posts/shared", None).await;
+        let list = app.get("/api/v1/posts", None).await;
+        if warmed.elapsed() < std::time::Duration::from_millis(900) {
+            // This instance did not see the write: its copies are still alive.
+            assert_eq!(post.body["title"], "Shared");
+            assert_eq!(titles(&list), ["Shared"]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        assert_eq!(app.get("/api/v1/posts/shared", None).await.body["title"], "Changed Elsewhere");
+        assert_eq!(titles(&app.get("/api/v1/posts", None).await), ["Changed Elsewhere"]);
+    }
+);
