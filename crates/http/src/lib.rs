@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use inkcart_app::App;
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -244,7 +244,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     openapi.merge(upload_doc);
     let api = api.merge(uploads).merge(extra);
 
-    let mut router = api
+    let router = api
         .route("/graphql", axum::routing::get(graphql::graphiql))
         .route(
             "/graphql/assets/{file}",
@@ -253,35 +253,32 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(docs_ui(openapi))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(config.body_limit))
+        .with_state(state);
+    // One stack, added with one `layer` call: axum boxes each route once per `layer` call and
+    // clones the boxes on every request, so a layer per header would cost an allocation each.
+    // Outermost first.
+    let security_headers: Arc<[(HeaderName, HeaderValue)]> =
+        middleware::security_headers(config.hsts).into();
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(
+            middleware::X_REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
+        .layer(axum::middleware::from_fn(middleware::access_log))
+        .layer(PropagateRequestIdLayer::new(
+            middleware::X_REQUEST_ID.clone(),
+        ))
+        .layer(MapResponseLayer::new(move |mut response: Response<_>| {
+            middleware::add_headers(response.headers_mut(), &security_headers);
+            response
+        }))
+        .option_layer(middleware::cors(&config.cors_origins))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(MapResponseLayer::new(middleware::envelope_errors))
         .layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             middleware::timeout,
         ))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(middleware::envelope_errors));
-    if let Some(cors) = middleware::cors(&config.cors_origins) {
-        router = router.layer(cors);
-    }
-    for (name, value) in middleware::security_headers(config.hsts) {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
-    }
-    router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(
-                middleware::X_REQUEST_ID.clone(),
-                MakeRequestUuid,
-            ))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(middleware::RequestSpan)
-                    .on_request(())
-                    .on_response(middleware::LogResponse)
-                    .on_failure(()),
-            )
-            .layer(PropagateRequestIdLayer::new(
-                middleware::X_REQUEST_ID.clone(),
-            )),
-    )
+        .layer(DefaultBodyLimit::max(config.body_limit));
+    router.layer(stack)
 }

@@ -2,17 +2,15 @@
 //! timeouts, panics, and the error envelope for errors produced outside our handlers.
 
 use std::any::Any;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::RequestId;
-use tower_http::trace::{MakeSpan, OnResponse};
-use tracing::Span;
+use tracing::Instrument as _;
 
 use crate::error::{ApiError, ErrorCause, INTERNAL_MESSAGE};
 
@@ -68,6 +66,14 @@ pub fn security_headers(hsts: bool) -> Vec<(HeaderName, HeaderValue)> {
     headers
 }
 
+/// Adds each header the response does not set itself.
+pub fn add_headers(headers: &mut HeaderMap, defaults: &[(HeaderName, HeaderValue)]) {
+    headers.reserve(defaults.len());
+    for (name, value) in defaults {
+        headers.entry(name.clone()).or_insert_with(|| value.clone());
+    }
+}
+
 /// CORS for the configured origins; `*` allows any origin (without credentials). No origins →
 /// no CORS headers at all (same-origin only).
 pub fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -107,44 +113,54 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// A span per request carrying its id, so that every log line inside names the request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestSpan;
-
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
-        let request_id = request
+/// One log line per response, carrying the request id, method, path, status and latency; 5xx
+/// lines carry the hidden cause. What handlers log runs in a `request` span with the same
+/// fields, at debug level: a span per request costs more than the rest of a cached read, so it
+/// is there when asked for (`INKCART_LOG=debug`) and free otherwise.
+pub async fn access_log(request: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let request_id = request.headers().get(&X_REQUEST_ID).cloned();
+    let request_id = request_id
+        .as_ref()
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or("-");
+    let span = tracing::debug_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        path = %uri.path(),
+    );
+    let response = next.run(request).instrument(span).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (method, path) = (method.as_str(), uri.path());
+    if response.status().is_server_error() {
+        let cause = response
             .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            method = %request.method(),
-            path = %request.uri().path(),
-        )
+            .get::<ErrorCause>()
+            .map_or("-", |c| &c.0);
+        tracing::error!(
+            request_id,
+            method,
+            path,
+            status,
+            latency_ms,
+            cause,
+            "request failed"
+        );
+    } else {
+        tracing::info!(
+            request_id,
+            method,
+            path,
+            status,
+            latency_ms,
+            "request finished"
+        );
     }
-}
-
-/// One line per response; 5xx lines carry the hidden cause.
-#[derive(Debug, Clone, Copy)]
-pub struct LogResponse;
-
-impl<B> OnResponse<B> for LogResponse {
-    fn on_response(self, response: &Response<B>, latency: Duration, _span: &Span) {
-        let status = response.status().as_u16();
-        let latency_ms = latency.as_secs_f64() * 1000.0;
-        if response.status().is_server_error() {
-            let cause = response
-                .extensions()
-                .get::<ErrorCause>()
-                .map_or("-", |c| &c.0);
-            tracing::error!(status, latency_ms, cause, "request failed");
-        } else {
-            tracing::info!(status, latency_ms, "request finished");
-        }
-    }
+    response
 }
 
 /// Answers a panic in a handler with a 500 envelope; the panic message goes to the log.
@@ -173,8 +189,7 @@ pub async fn timeout(
 
 /// Error responses made outside our handlers (by axum's routing or a tower layer) come without
 /// a JSON body; give them the envelope, keeping their status and headers.
-pub async fn envelope_errors(request: Request, next: Next) -> Response<Body> {
-    let response = next.run(request).await;
+pub fn envelope_errors(response: Response<Body>) -> Response<Body> {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -78,10 +78,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = inkcart::telemetry::init(config.log_format, &config.log_filter) {
-        eprintln!("{err:#}");
-        return ExitCode::from(2);
-    }
+    let _log_writer = match inkcart::telemetry::init(config.log_format, &config.log_filter) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("{err:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
