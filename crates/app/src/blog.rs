@@ -585,15 +585,9 @@ impl App {
                 has_more: false,
             });
         }
-        if let Some(page) = self.post_list_cache.get(query).await {
-            return Ok(page);
-        }
-        let read_in = self.post_list_cache.generation();
-        let page = self.deps.posts.list(query).await?;
         self.post_list_cache
-            .insert(read_in, query.clone(), page.clone())
-            .await;
-        Ok(page)
+            .get_or_load(query.clone(), || self.deps.posts.list(query))
+            .await
     }
 
     /// The author's latest published posts (v2 of a user).

@@ -76,6 +76,45 @@ where
         (generation == inner.generation.load(Ordering::SeqCst)).then_some(value)
     }
 
+    /// The cached answer for `key`, or the one `load` reads from the source and keeps.
+    /// Concurrent misses of one key share one load: when a popular entry expires under load,
+    /// its query runs once, not once per waiting request.
+    pub(crate) async fn get_or_load<F, Fut, E>(&self, key: K, load: F) -> Result<V, E>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<V, E>> + Send,
+        E: Send + Sync + 'static,
+    {
+        let Some(inner) = &self.inner else {
+            return load().await;
+        };
+        if let Some((generation, value)) = inner.entries.get(&key).await {
+            if generation == inner.generation.load(Ordering::SeqCst) {
+                return Ok(value);
+            }
+            // Read before a write that cleared the cache: load again.
+            inner.entries.invalidate(&key).await;
+        }
+        let generations = Arc::clone(&inner.generation);
+        let loading = load();
+        let shared = inner
+            .entries
+            .try_get_with(key, async move {
+                let read_in = generations.load(Ordering::SeqCst);
+                loading.await.map(|value| (read_in, value))
+            })
+            .await;
+        match shared {
+            Ok((_, value)) => Ok(value),
+            // The load failed: the caller that ran it gets its error; one that waited on it
+            // asks the source itself (errors are not cached).
+            Err(error) => match Arc::try_unwrap(error) {
+                Ok(error) => Err(error),
+                Err(_) => load().await,
+            },
+        }
+    }
+
     /// Call before reading the source; pass the result to [`ReadCache::insert`].
     pub(crate) fn generation(&self) -> Generation {
         Generation(
@@ -116,6 +155,25 @@ mod tests {
 
     fn cache(ttl_secs: u64) -> ReadCache<u32, String> {
         ReadCache::new(Duration::from_secs(ttl_secs), 1024, |v| kib(v.len()))
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_key_share_one_load() {
+        let cache = cache(60);
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            // Still loading when the other callers arrive.
+            tokio::task::yield_now().await;
+            Ok::<_, std::convert::Infallible>("one".to_owned())
+        };
+        let answers = futures::future::join_all((0..10).map(|_| cache.get_or_load(1, load))).await;
+        assert!(answers.iter().all(|a| a.as_deref() == Ok("one")));
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // A write clears the cache: the next read loads again.
+        cache.clear();
+        assert_eq!(cache.get_or_load(1, load).await.as_deref(), Ok("one"));
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -132,8 +132,15 @@ impl SqlStore {
         self.db.reader.get_database_backend()
     }
 
-    /// The published posts a query selects (joined with their authors), without ordering.
-    fn posts_select(&self, query: &PostQuery, backend: DbBackend) -> SelectStatement {
+    /// The published posts a query selects, without ordering; joined with their authors for
+    /// `with_authors` (a count needs no names, and the join made counting 100k posts on SQLite
+    /// cost hundreds of milliseconds).
+    fn posts_select(
+        &self,
+        query: &PostQuery,
+        backend: DbBackend,
+        with_authors: bool,
+    ) -> SelectStatement {
         let mut q = Query::select();
         match (&query.search, backend) {
             (Some(terms), DbBackend::Sqlite) => {
@@ -162,12 +169,14 @@ impl SqlStore {
                 q.from(posts::Entity);
             }
         }
-        q.inner_join(
-            users::Entity,
-            Expr::col((users::Entity, users::Column::Id))
-                .equals((posts::Entity, posts::Column::AuthorId)),
-        )
-        .and_where(col(posts::Column::Published).eq(true));
+        if with_authors {
+            q.inner_join(
+                users::Entity,
+                Expr::col((users::Entity, users::Column::Id))
+                    .equals((posts::Entity, posts::Column::AuthorId)),
+            );
+        }
+        q.and_where(col(posts::Column::Published).eq(true));
         if let Some(author) = query.author {
             q.and_where(col(posts::Column::AuthorId).eq(author.as_uuid()));
         }
@@ -548,11 +557,11 @@ impl PostRepo for SqlStore {
 
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage> {
         let backend = self.blog_backend();
-        let mut q = self.posts_select(query, backend);
+        let mut q = self.posts_select(query, backend, true);
         summary_columns(&mut q);
         let (total, limit) = match &query.paging {
             PostPaging::Offset(page) => {
-                let mut count = self.posts_select(query, backend);
+                let mut count = self.posts_select(query, backend, false);
                 count.expr_as(Expr::cust("COUNT(*)"), "n");
                 let row = self
                     .db
@@ -632,7 +641,7 @@ impl PostRepo for SqlStore {
             search: None,
         };
         let backend = self.blog_backend();
-        let mut q = self.posts_select(&query, backend);
+        let mut q = self.posts_select(&query, backend, true);
         summary_columns(&mut q);
         q.and_where(col(posts::Column::AuthorId).is_in(authors.iter().map(UserId::as_uuid)));
         Self::order_posts(&mut q, &query, backend);
