@@ -1,5 +1,7 @@
 //! Posts, comments, tags and search: the guide's Blog API over the ports.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use inkcart_domain::blog::post::{BlogError, check_content, parse_comment};
@@ -453,18 +455,31 @@ impl App {
     /// A post by id or slug; drafts only for their author, editors and admins. Published posts
     /// are served from the in-process cache; drafts are always read from the database.
     pub async fn get_post(&self, viewer: Option<Actor>, key: &PostKey) -> AppResult<PostDetail> {
-        let detail = match self.post_cache.get(key).await {
-            Some(detail) => detail,
-            None => {
-                let read_in = self.post_cache.generation();
-                let detail = self.post_detail(key).await?;
-                if detail.post.published {
-                    self.post_cache
-                        .insert(read_in, key.clone(), detail.clone())
-                        .await;
+        /// Why a read was not kept: a draft (never cached) or a failure.
+        enum NotKept {
+            Draft(Box<PostDetail>),
+            Failed(AppError),
+        }
+        let posts = Arc::clone(&self.deps.posts);
+        let owned = key.clone();
+        let read = self
+            .post_cache
+            .get_or_load(key.clone(), move || {
+                let (posts, key) = (Arc::clone(&posts), owned.clone());
+                async move {
+                    match posts.find(&key).await {
+                        Ok(Some(detail)) if detail.post.published => Ok(detail),
+                        Ok(Some(draft)) => Err(NotKept::Draft(Box::new(draft))),
+                        Ok(None) => Err(NotKept::Failed(post_not_found())),
+                        Err(error) => Err(NotKept::Failed(error)),
+                    }
                 }
-                detail
-            }
+            })
+            .await;
+        let detail = match read {
+            Ok(detail) => detail,
+            Err(NotKept::Draft(draft)) => *draft,
+            Err(NotKept::Failed(error)) => return Err(error),
         };
         if !can_view_post(&detail.post, viewer) {
             return Err(post_not_found());
@@ -585,8 +600,13 @@ impl App {
                 has_more: false,
             });
         }
+        let posts = Arc::clone(&self.deps.posts);
+        let owned = query.clone();
         self.post_list_cache
-            .get_or_load(query.clone(), || self.deps.posts.list(query))
+            .get_or_load(query.clone(), move || {
+                let (posts, query) = (Arc::clone(&posts), owned.clone());
+                async move { posts.list(&query).await }
+            })
             .await
     }
 

@@ -4,13 +4,18 @@
 //! [`ReadCache::clear`], which starts a new generation. Entries remember the generation they were
 //! read in and are served only while it is current, so an answer read from the database before
 //! a write, and stored after the write cleared the cache, is never served. Writes made through
-//! other processes are not seen: the time to live bounds that staleness. A zero time to live
+//! other processes are not seen: the time to live bounds that staleness. Concurrent misses of a
+//! key share one load, and an entry read in the second half of its life is reloaded in the
+//! background while it is served, so a busy key never expires under its readers. A zero time to live
 //! turns the cache off: nothing is kept and every read goes to the source.
 
+use std::collections::HashSet;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// A cache of `K → V`, cleared as a whole on writes; see the module documentation.
 pub(crate) struct ReadCache<K, V> {
@@ -18,8 +23,21 @@ pub(crate) struct ReadCache<K, V> {
 }
 
 struct Inner<K, V> {
-    entries: moka::future::Cache<K, (u64, V)>,
+    entries: moka::future::Cache<K, Stamped<V>>,
     generation: Arc<AtomicU64>,
+    /// After this age an entry that is read is reloaded in the background (half the time to
+    /// live), so that a key in steady demand never expires under its readers.
+    refresh_after: Duration,
+    /// Keys being reloaded in the background.
+    refreshing: Arc<Mutex<HashSet<K>>>,
+}
+
+/// A kept answer: the generation it was read in and when.
+#[derive(Clone)]
+struct Stamped<V> {
+    generation: u64,
+    loaded: Instant,
+    value: V,
 }
 
 impl<K, V> Clone for ReadCache<K, V> {
@@ -28,6 +46,8 @@ impl<K, V> Clone for ReadCache<K, V> {
             inner: self.inner.as_ref().map(|inner| Inner {
                 entries: inner.entries.clone(),
                 generation: Arc::clone(&inner.generation),
+                refresh_after: inner.refresh_after,
+                refreshing: Arc::clone(&inner.refreshing),
             }),
         }
     }
@@ -41,13 +61,9 @@ impl<K, V> std::fmt::Debug for ReadCache<K, V> {
     }
 }
 
-/// The generation a read started in, taken before asking the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Generation(u64);
-
 impl<K, V> ReadCache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     /// A cache whose entries live `ttl` (zero: no cache at all), holding at most `capacity`
@@ -58,39 +74,47 @@ where
         }
         let entries = moka::future::Cache::builder()
             .max_capacity(capacity)
-            .weigher(move |_: &K, (_, value): &(u64, V)| weigh(value))
+            .weigher(move |_: &K, entry: &Stamped<V>| weigh(&entry.value))
             .time_to_live(ttl)
             .build();
         Self {
             inner: Some(Inner {
                 entries,
                 generation: Arc::new(AtomicU64::new(0)),
+                refresh_after: ttl / 2,
+                refreshing: Arc::new(Mutex::new(HashSet::new())),
             }),
         }
     }
 
     /// The cached answer for `key`, if one of the current generation is kept.
+    #[cfg(test)]
     pub(crate) async fn get(&self, key: &K) -> Option<V> {
         let inner = self.inner.as_ref()?;
-        let (generation, value) = inner.entries.get(key).await?;
-        (generation == inner.generation.load(Ordering::SeqCst)).then_some(value)
+        let entry = inner.entries.get(key).await?;
+        (entry.generation == inner.generation.load(Ordering::SeqCst)).then_some(entry.value)
     }
 
     /// The cached answer for `key`, or the one `load` reads from the source and keeps.
     /// Concurrent misses of one key share one load: when a popular entry expires under load,
-    /// its query runs once, not once per waiting request.
+    /// its query runs once, not once per waiting request. An entry read in the second half of
+    /// its life is reloaded in the background while it goes on being served, so a key in
+    /// steady demand is never missing; nothing older than the time to live is ever served.
     pub(crate) async fn get_or_load<F, Fut, E>(&self, key: K, load: F) -> Result<V, E>
     where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<V, E>> + Send,
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
         let Some(inner) = &self.inner else {
             return load().await;
         };
-        if let Some((generation, value)) = inner.entries.get(&key).await {
-            if generation == inner.generation.load(Ordering::SeqCst) {
-                return Ok(value);
+        if let Some(entry) = inner.entries.get(&key).await {
+            if entry.generation == inner.generation.load(Ordering::SeqCst) {
+                if entry.loaded.elapsed() >= inner.refresh_after {
+                    inner.refresh_in_background(key, load);
+                }
+                return Ok(entry.value);
             }
             // Read before a write that cleared the cache: load again.
             inner.entries.invalidate(&key).await;
@@ -101,37 +125,21 @@ where
             .entries
             .try_get_with(key, async move {
                 let read_in = generations.load(Ordering::SeqCst);
-                loading.await.map(|value| (read_in, value))
+                loading.await.map(|value| Stamped {
+                    generation: read_in,
+                    loaded: Instant::now(),
+                    value,
+                })
             })
             .await;
         match shared {
-            Ok((_, value)) => Ok(value),
+            Ok(entry) => Ok(entry.value),
             // The load failed: the caller that ran it gets its error; one that waited on it
             // asks the source itself (errors are not cached).
             Err(error) => match Arc::try_unwrap(error) {
                 Ok(error) => Err(error),
                 Err(_) => load().await,
             },
-        }
-    }
-
-    /// Call before reading the source; pass the result to [`ReadCache::insert`].
-    pub(crate) fn generation(&self) -> Generation {
-        Generation(
-            self.inner
-                .as_ref()
-                .map_or(0, |inner| inner.generation.load(Ordering::SeqCst)),
-        )
-    }
-
-    /// Keeps an answer read from the source in generation `read_in`; dropped when a write has
-    /// cleared the cache since (the answer may predate that write).
-    pub(crate) async fn insert(&self, read_in: Generation, key: K, value: V) {
-        let Some(inner) = &self.inner else {
-            return;
-        };
-        if inner.generation.load(Ordering::SeqCst) == read_in.0 {
-            inner.entries.insert(key, (read_in.0, value)).await;
         }
     }
 
@@ -142,6 +150,48 @@ where
             inner.entries.invalidate_all();
         }
     }
+}
+
+impl<K, V> Inner<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Reloads `key` on a task of its own, once at a time per key; the answer is kept only if
+    /// no write cleared the cache meanwhile.
+    fn refresh_in_background<F, Fut, E>(&self, key: K, load: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        if !lock(&self.refreshing).insert(key.clone()) {
+            return;
+        }
+        let entries = self.entries.clone();
+        let generation = Arc::clone(&self.generation);
+        let refreshing = Arc::clone(&self.refreshing);
+        tokio::spawn(async move {
+            let read_in = generation.load(Ordering::SeqCst);
+            if let Ok(value) = load().await
+                && generation.load(Ordering::SeqCst) == read_in
+            {
+                let entry = Stamped {
+                    generation: read_in,
+                    loaded: Instant::now(),
+                    value,
+                };
+                entries.insert(key.clone(), entry).await;
+            }
+            lock(&refreshing).remove(&key);
+        });
+    }
+}
+
+/// The set of keys being reloaded (a panic while it was held leaves it usable).
+fn lock<K>(set: &Mutex<HashSet<K>>) -> std::sync::MutexGuard<'_, HashSet<K>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A weight in KiB (at least 1) for an entry of about `bytes` bytes.
@@ -157,17 +207,36 @@ mod tests {
         ReadCache::new(Duration::from_secs(ttl_secs), 1024, |v| kib(v.len()))
     }
 
+    type Loading =
+        std::pin::Pin<Box<dyn Future<Output = Result<String, std::convert::Infallible>> + Send>>;
+
+    /// A loader that counts its calls and answers `answer`.
+    fn counting(
+        answer: &'static str,
+    ) -> (
+        Arc<std::sync::atomic::AtomicUsize>,
+        impl Fn() -> Loading + Clone + Send + 'static,
+    ) {
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&loads);
+        let load = move || {
+            let counter = Arc::clone(&counter);
+            Box::pin(async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Still loading when the other callers arrive.
+                tokio::task::yield_now().await;
+                Ok(answer.to_owned())
+            }) as Loading
+        };
+        (loads, load)
+    }
+
     #[tokio::test]
     async fn concurrent_misses_of_one_key_share_one_load() {
         let cache = cache(60);
-        let loads = std::sync::atomic::AtomicUsize::new(0);
-        let load = || async {
-            loads.fetch_add(1, Ordering::SeqCst);
-            // Still loading when the other callers arrive.
-            tokio::task::yield_now().await;
-            Ok::<_, std::convert::Infallible>("one".to_owned())
-        };
-        let answers = futures::future::join_all((0..10).map(|_| cache.get_or_load(1, load))).await;
+        let (loads, load) = counting("one");
+        let answers =
+            futures::future::join_all((0..10).map(|_| cache.get_or_load(1, load.clone()))).await;
         assert!(answers.iter().all(|a| a.as_deref() == Ok("one")));
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         // A write clears the cache: the next read loads again.
@@ -176,34 +245,79 @@ mod tests {
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_read_late_in_its_life_is_reloaded_while_it_is_served() {
+        let cache = cache(10);
+        let (_, old) = counting("old");
+        assert_eq!(cache.get_or_load(1, old).await.as_deref(), Ok("old"));
+        let (loads, new) = counting("new");
+        // Early in its life: served, not reloaded.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            cache.get_or_load(1, new.clone()).await.as_deref(),
+            Ok("old")
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+        // Past half its life: still served at once, and reloaded behind the reader.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            cache.get_or_load(1, new.clone()).await.as_deref(),
+            Ok("old")
+        );
+        while cache.get(&1).await.as_deref() != Some("new") {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn a_kept_answer_is_served_until_the_cache_is_cleared() {
         let cache = cache(60);
-        let read_in = cache.generation();
-        cache.insert(read_in, 1, "one".to_owned()).await;
-        assert_eq!(cache.get(&1).await.as_deref(), Some("one"));
+        let (loads, load) = counting("one");
+        assert_eq!(
+            cache.get_or_load(1, load.clone()).await.as_deref(),
+            Ok("one")
+        );
+        assert_eq!(
+            cache.get_or_load(1, load.clone()).await.as_deref(),
+            Ok("one")
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
         cache.clear();
         assert_eq!(cache.get(&1).await, None);
-        let read_in = cache.generation();
-        cache.insert(read_in, 1, "uno".to_owned()).await;
+        let (_, uno) = counting("uno");
+        assert_eq!(cache.get_or_load(1, uno).await.as_deref(), Ok("uno"));
         assert_eq!(cache.get(&1).await.as_deref(), Some("uno"));
     }
 
     #[tokio::test]
     async fn an_answer_read_before_a_write_is_not_kept_after_it() {
         let cache = cache(60);
-        let read_in = cache.generation();
+        let writer = cache.clone();
         // A write lands (and clears the cache) while the read is in flight.
-        cache.clear();
-        cache.insert(read_in, 1, "stale".to_owned()).await;
+        let read = cache
+            .get_or_load(1, move || {
+                let writer = writer.clone();
+                async move {
+                    writer.clear();
+                    Ok::<_, std::convert::Infallible>("stale".to_owned())
+                }
+            })
+            .await;
+        assert_eq!(read.as_deref(), Ok("stale"));
         assert_eq!(cache.get(&1).await, None);
     }
 
     #[tokio::test]
     async fn a_zero_time_to_live_keeps_nothing() {
         let cache = cache(0);
-        let read_in = cache.generation();
-        cache.insert(read_in, 1, "one".to_owned()).await;
+        let (loads, load) = counting("one");
+        assert_eq!(
+            cache.get_or_load(1, load.clone()).await.as_deref(),
+            Ok("one")
+        );
+        assert_eq!(cache.get_or_load(1, load).await.as_deref(), Ok("one"));
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
         assert_eq!(cache.get(&1).await, None);
         cache.clear();
     }
