@@ -30,6 +30,9 @@ struct Inner<K, V> {
     refresh_after: Duration,
     /// Keys being reloaded in the background.
     refreshing: Arc<Mutex<HashSet<K>>>,
+    /// One background reload at a time: entries loaded together (a warm-up, a burst after a
+    /// write) come due together, and hundreds of reloads at once starve the requests.
+    refresh_turn: Arc<tokio::sync::Semaphore>,
 }
 
 /// A kept answer: the generation it was read in and when.
@@ -48,6 +51,7 @@ impl<K, V> Clone for ReadCache<K, V> {
                 generation: Arc::clone(&inner.generation),
                 refresh_after: inner.refresh_after,
                 refreshing: Arc::clone(&inner.refreshing),
+                refresh_turn: Arc::clone(&inner.refresh_turn),
             }),
         }
     }
@@ -83,6 +87,7 @@ where
                 generation: Arc::new(AtomicU64::new(0)),
                 refresh_after: ttl / 2,
                 refreshing: Arc::new(Mutex::new(HashSet::new())),
+                refresh_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             }),
         }
     }
@@ -157,8 +162,8 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Reloads `key` on a task of its own, once at a time per key; the answer is kept only if
-    /// no write cleared the cache meanwhile.
+    /// Reloads `key` on a task of its own, once at a time per key and one key at a time; the
+    /// answer is kept only if no write cleared the cache meanwhile.
     fn refresh_in_background<F, Fut, E>(&self, key: K, load: F)
     where
         F: Fn() -> Fut + Send + 'static,
@@ -171,7 +176,10 @@ where
         let entries = self.entries.clone();
         let generation = Arc::clone(&self.generation);
         let refreshing = Arc::clone(&self.refreshing);
+        let turn = Arc::clone(&self.refresh_turn);
         tokio::spawn(async move {
+            // Waiting for the turn: the entry goes on being served meanwhile.
+            let _turn = turn.acquire_owned().await;
             let read_in = generation.load(Ordering::SeqCst);
             if let Ok(value) = load().await
                 && generation.load(Ordering::SeqCst) == read_in
