@@ -506,23 +506,27 @@ pub fn hash_refresh_token(token: &str) -> String {
 pub const EMAIL_REQUEST_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
 
 impl App {
+    /// Whether `user` caused an `event` within [`EMAIL_REQUEST_INTERVAL`].
+    async fn asked_within_interval(&self, event: &str, user: UserId) -> AppResult<bool> {
+        let since = self.deps.clock.now() - EMAIL_REQUEST_INTERVAL;
+        let recent = self
+            .deps
+            .outbox
+            .count_since(event, user.as_uuid(), since)
+            .await?;
+        Ok(recent > 0)
+    }
+
     /// Sends (through the outbox) a new verification link to the caller, at most once a minute.
     pub async fn request_email_verification(&self, actor: Actor) -> AppResult<()> {
         let user = self.get_user(actor.id).await?;
         if user.email_verified {
             return Err(AppError::Conflict("Email is already verified".to_owned()));
         }
-        let now = self.deps.clock.now();
-        let recent = self
-            .deps
-            .outbox
-            .count_since(
-                "EmailVerificationRequested",
-                user.id.as_uuid(),
-                now - EMAIL_REQUEST_INTERVAL,
-            )
-            .await?;
-        if recent > 0 {
+        if self
+            .asked_within_interval("EmailVerificationRequested", user.id)
+            .await?
+        {
             return Err(AppError::RateLimited {
                 message: "A verification email was sent less than a minute ago".to_owned(),
                 retry_after_secs: 60,
@@ -571,17 +575,10 @@ impl App {
         let Some((user, _)) = self.deps.users.find_credentials(&email).await? else {
             return Ok(());
         };
-        let now = self.deps.clock.now();
-        let recent = self
-            .deps
-            .outbox
-            .count_since(
-                "PasswordResetRequested",
-                user.id.as_uuid(),
-                now - EMAIL_REQUEST_INTERVAL,
-            )
-            .await?;
-        if recent > 0 {
+        if self
+            .asked_within_interval("PasswordResetRequested", user.id)
+            .await?
+        {
             return Ok(());
         }
         let mut tx = self.deps.store.begin().await?;

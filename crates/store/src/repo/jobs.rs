@@ -152,6 +152,18 @@ impl SqlStore {
             .and(jobs::Column::LockedBy.eq(worker))
             .and(jobs::Column::State.eq("running"))
     }
+
+    /// An update of job `id` that `worker` holds, giving it up: no lock, updated `now`.
+    fn let_go(id: Uuid, worker: &str, now: DateTime<Utc>) -> sea_orm::UpdateMany<jobs::Entity> {
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(Self::held_by(id, worker))
+    }
 }
 
 #[async_trait]
@@ -246,16 +258,9 @@ impl JobQueue for SqlStore {
     }
 
     async fn finish(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
-        jobs::Entity::update_many()
+        Self::let_go(id, worker, now)
             .col_expr(jobs::Column::State, Expr::value("done"))
-            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
-            .col_expr(
-                jobs::Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
             .col_expr(jobs::Column::FinishedAt, Expr::value(now))
-            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
-            .filter(Self::held_by(id, worker))
             .exec(&self.db.writer)
             .await
             .map_err(db_err)?;
@@ -270,17 +275,10 @@ impl JobQueue for SqlStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
-        let mut update = jobs::Entity::update_many()
-            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
-            .col_expr(
-                jobs::Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                jobs::Column::LastError,
-                Expr::value(error.chars().take(2000).collect::<String>()),
-            )
-            .col_expr(jobs::Column::UpdatedAt, Expr::value(now));
+        let mut update = Self::let_go(id, worker, now).col_expr(
+            jobs::Column::LastError,
+            Expr::value(error.chars().take(2000).collect::<String>()),
+        );
         update = match retry_at {
             Some(at) => update
                 .col_expr(jobs::Column::State, Expr::value("failed"))
@@ -289,28 +287,17 @@ impl JobQueue for SqlStore {
                 .col_expr(jobs::Column::State, Expr::value("dead"))
                 .col_expr(jobs::Column::FinishedAt, Expr::value(now)),
         };
-        update
-            .filter(Self::held_by(id, worker))
-            .exec(&self.db.writer)
-            .await
-            .map_err(db_err)?;
+        update.exec(&self.db.writer).await.map_err(db_err)?;
         Ok(())
     }
 
     async fn release(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
-        jobs::Entity::update_many()
+        Self::let_go(id, worker, now)
             .col_expr(jobs::Column::State, Expr::value("queued"))
-            .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
-            .col_expr(
-                jobs::Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
             .col_expr(
                 jobs::Column::Attempts,
                 Expr::col(jobs::Column::Attempts).sub(1),
             )
-            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
-            .filter(Self::held_by(id, worker))
             .exec(&self.db.writer)
             .await
             .map_err(db_err)?;
