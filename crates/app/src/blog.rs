@@ -402,12 +402,13 @@ impl App {
     /// cached post and page.
     pub(crate) fn posts_changed(&self) {
         self.post_cache.clear();
-        self.post_list_cache.clear();
+        self.post_lists_changed();
     }
 
     /// After a write that can change only the lists (comment counts): forgets every cached page.
     fn post_lists_changed(&self) {
         self.post_list_cache.clear();
+        self.post_search_cache.clear();
     }
 
     async fn insert_post(&self, post: &Post, tags: &[TagName]) -> AppResult<()> {
@@ -602,7 +603,12 @@ impl App {
         }
         let posts = Arc::clone(&self.deps.posts);
         let owned = query.clone();
-        self.post_list_cache
+        let cache = if query.search.is_some() {
+            &self.post_search_cache
+        } else {
+            &self.post_list_cache
+        };
+        cache
             .get_or_load(query.clone(), move || {
                 let (posts, query) = (Arc::clone(&posts), owned.clone());
                 async move { posts.list(&query).await }

@@ -38,6 +38,11 @@ pub struct Settings {
     /// (every blog write through this process clears them at once; the lifetime bounds
     /// staleness from other instances). Zero: no post caches.
     pub post_cache_ttl: Duration,
+    /// How long a page of search results stays in the in-process cache (cleared with the post
+    /// caches). Longer than a post's by default: a search page costs tens of milliseconds to
+    /// rank, and a result a minute old from another instance's write is acceptable where a post
+    /// page that old is not. Zero: search pages are not cached.
+    pub search_cache_ttl: Duration,
     /// How long a stored idempotent response is replayed.
     pub idempotency_ttl: Duration,
     /// After how long an in-flight idempotent request is presumed dead and its key reusable.
@@ -59,6 +64,7 @@ impl Default for Settings {
             refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             product_cache_ttl: Duration::from_secs(30),
             post_cache_ttl: Duration::from_secs(5),
+            search_cache_ttl: Duration::from_secs(60),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_abandon_after: Duration::from_secs(60),
             public_url: "http://127.0.0.1:3000".to_owned(),
@@ -113,6 +119,8 @@ pub struct App {
     post_cache: cache::ReadCache<ports::PostKey, ports::PostDetail>,
     /// Pages of the post list by query.
     post_list_cache: cache::ReadCache<ports::PostQuery, ports::PostPage>,
+    /// Pages of search results by query.
+    post_search_cache: cache::ReadCache<ports::PostQuery, ports::PostPage>,
 }
 
 impl std::fmt::Debug for App {
@@ -141,12 +149,18 @@ impl App {
             POST_CACHE_KIB,
             blog::post_page_cache_weight,
         );
+        let post_search_cache = cache::ReadCache::new(
+            settings.search_cache_ttl,
+            POST_CACHE_KIB,
+            blog::post_page_cache_weight,
+        );
         Self {
             deps,
             settings,
             product_cache,
             post_cache,
             post_list_cache,
+            post_search_cache,
         }
     }
 

@@ -212,15 +212,16 @@ pub trait ProductRepo: Send + Sync {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> AppResult<Option<Removal>>;
-    /// Takes `quantity` from stock only if that much is there and the product is active, in
-    /// one conditional update; `false` otherwise.
+    /// Takes each line's quantity from its product's stock, in one conditional update, where the
+    /// product is active and has that much. `None`: every line was taken. `Some(id)`: the first
+    /// line (in the order given) whose product is short, inactive or missing; other lines may have
+    /// been taken, so the caller rolls the transaction back. Products appear once in `lines`.
     async fn reserve_stock(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
-        quantity: i32,
+        lines: &[(Uuid, i32)],
         now: DateTime<Utc>,
-    ) -> AppResult<bool>;
+    ) -> AppResult<Option<Uuid>>;
     async fn release_stock(
         &self,
         tx: &mut dyn Tx,

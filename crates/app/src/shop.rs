@@ -361,18 +361,18 @@ impl App {
         };
 
         let mut tx = self.deps.store.begin().await?;
-        for (product, quantity) in &items {
-            if !self
-                .deps
-                .products
-                .reserve_stock(tx.as_mut(), product.id, *quantity, now)
-                .await?
-            {
-                return Err(AppError::Conflict(format!(
-                    "Insufficient stock for {}",
-                    product.name
-                )));
-            }
+        let wanted: Vec<(Uuid, i32)> = items.iter().map(|(p, q)| (p.id, *q)).collect();
+        if let Some(short) = self
+            .deps
+            .products
+            .reserve_stock(tx.as_mut(), &wanted, now)
+            .await?
+        {
+            // Dropping the transaction rolls back whatever lines were taken.
+            let name = products
+                .get(&short)
+                .map_or("a product", |p| p.name.as_str());
+            return Err(AppError::Conflict(format!("Insufficient stock for {name}")));
         }
         self.deps.orders.insert(tx.as_mut(), &order).await?;
         self.record_event(

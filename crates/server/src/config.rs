@@ -68,6 +68,8 @@ pub struct Config {
     pub product_cache_ttl: Duration,
     /// Lifetime of cached posts and post-list pages; zero: no post caches.
     pub post_cache_ttl: Duration,
+    /// Life of a cached page of search results; zero turns that cache off.
+    pub search_cache_ttl: Duration,
     /// The URL clients reach this server at (links in emails, local file URLs).
     pub public_url: String,
     pub upload_limit_bytes: usize,
@@ -140,6 +142,7 @@ impl Default for Config {
             trust_proxy: false,
             product_cache_ttl: Duration::from_secs(30),
             post_cache_ttl: Duration::from_secs(5),
+            search_cache_ttl: Duration::from_secs(60),
             public_url: "http://127.0.0.1:3000".to_owned(),
             upload_limit_bytes: 10 * 1024 * 1024,
             storage: StorageConfig::Local { dir: None },
@@ -187,6 +190,7 @@ struct Raw {
     trust_proxy: Option<String>,
     product_cache_ttl_secs: Option<String>,
     post_cache_ttl_secs: Option<String>,
+    search_cache_ttl_secs: Option<String>,
     public_url: Option<String>,
     upload_limit_bytes: Option<String>,
     storage: Option<String>,
@@ -240,6 +244,7 @@ const KEYS: &[&str] = &[
     "trust_proxy",
     "product_cache_ttl_secs",
     "post_cache_ttl_secs",
+    "search_cache_ttl_secs",
     "public_url",
     "upload_limit_bytes",
     "storage",
@@ -633,6 +638,12 @@ impl Config {
                 raw.post_cache_ttl_secs.as_deref(),
                 d.post_cache_ttl,
             ),
+            search_cache_ttl: p.cache_ttl(
+                "search_cache_ttl_secs",
+                "INKCART_SEARCH_CACHE_TTL_SECS",
+                raw.search_cache_ttl_secs.as_deref(),
+                d.search_cache_ttl,
+            ),
             trust_proxy: p.bool(
                 "trust_proxy",
                 "INKCART_TRUST_PROXY",
@@ -895,13 +906,16 @@ mod tests {
     fn a_cache_lifetime_of_zero_turns_the_cache_off_and_a_bad_one_is_reported() {
         let config = load(&[]).unwrap();
         assert_eq!(config.post_cache_ttl, Duration::from_secs(5));
+        assert_eq!(config.search_cache_ttl, Duration::from_secs(60));
         assert_eq!(config.product_cache_ttl, Duration::from_secs(30));
         let config = load(&[
             ("INKCART_POST_CACHE_TTL_SECS", "0"),
+            ("INKCART_SEARCH_CACHE_TTL_SECS", "0"),
             ("INKCART_PRODUCT_CACHE_TTL_SECS", "0"),
         ])
         .unwrap();
         assert_eq!(config.post_cache_ttl, Duration::ZERO);
+        assert_eq!(config.search_cache_ttl, Duration::ZERO);
         assert_eq!(config.product_cache_ttl, Duration::ZERO);
         assert_eq!(
             load(&[("INKCART_POST_CACHE_TTL_SECS", "60")])
@@ -911,13 +925,15 @@ mod tests {
         );
         let errors = load(&[
             ("INKCART_POST_CACHE_TTL_SECS", "-1"),
+            ("INKCART_SEARCH_CACHE_TTL_SECS", "1m"),
             ("INKCART_PRODUCT_CACHE_TTL_SECS", "99999999999"),
         ])
         .unwrap_err()
         .0;
-        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
         for var in [
             "INKCART_POST_CACHE_TTL_SECS",
+            "INKCART_SEARCH_CACHE_TTL_SECS",
             "INKCART_PRODUCT_CACHE_TTL_SECS",
         ] {
             assert!(errors.iter().any(|e| e.starts_with(var)), "{errors:#?}");

@@ -154,6 +154,7 @@ pub fn build_app_with(
             refresh_token_ttl: config.refresh_token_ttl,
             product_cache_ttl: config.product_cache_ttl,
             post_cache_ttl: config.post_cache_ttl,
+            search_cache_ttl: config.search_cache_ttl,
             public_url: config.public_url.clone(),
             job_max_attempts: config.job_max_attempts,
             job_lease: config.job_lease,

@@ -356,12 +356,61 @@ db_test!(
         add_product(&store, &mug).await;
         let now = Utc::now();
         let mut tx = store.begin().await.unwrap();
-        assert!(store.reserve_stock(tx.as_mut(), mug.id, 2, now).await.unwrap());
-        assert!(!store.reserve_stock(tx.as_mut(), mug.id, 2, now).await.unwrap());
-        assert!(store.reserve_stock(tx.as_mut(), mug.id, 1, now).await.unwrap());
-        assert!(!store.reserve_stock(tx.as_mut(), mug.id, 1, now).await.unwrap());
+        let reserve = [(mug.id, 2)];
+        assert_eq!(store.reserve_stock(tx.as_mut(), &reserve, now).await.unwrap(), None);
+        assert_eq!(
+            store.reserve_stock(tx.as_mut(), &reserve, now).await.unwrap(),
+            Some(mug.id)
+        );
+        let reserve = [(mug.id, 1)];
+        assert_eq!(store.reserve_stock(tx.as_mut(), &reserve, now).await.unwrap(), None);
+        assert_eq!(
+            store.reserve_stock(tx.as_mut(), &reserve, now).await.unwrap(),
+            Some(mug.id)
+        );
         tx.commit().await.unwrap();
         assert_eq!(ProductRepo::find(&store, mug.id).await.unwrap().unwrap().stock, 0);
+    }
+);
+
+db_test!(
+    async fn several_lines_are_reserved_at_once_and_the_short_one_is_named(db) {
+        let store = SqlStore::new(db.db.clone());
+        let (mug, cap, pen) = (
+            product("Mug", 1000, 5),
+            product("Cap", 1500, 1),
+            product("Pen", 200, 9),
+        );
+        for p in [&mug, &cap, &pen] {
+            add_product(&store, p).await;
+        }
+        let stock = |id| {
+            let store = store.clone();
+            async move { ProductRepo::find(&store, id).await.unwrap().unwrap().stock }
+        };
+        let now = Utc::now();
+
+        let mut tx = store.begin().await.unwrap();
+        let lines = [(mug.id, 2), (cap.id, 1), (pen.id, 4)];
+        assert_eq!(store.reserve_stock(tx.as_mut(), &lines, now).await.unwrap(), None);
+        tx.commit().await.unwrap();
+        assert_eq!((stock(mug.id).await, stock(cap.id).await, stock(pen.id).await), (3, 0, 5));
+
+        let missing = Uuid::now_v7();
+        let mut tx = store.begin().await.unwrap();
+        // The mug's line is taken (3 → 1, below the 2 asked): the cap is the short one.
+        let lines = [(mug.id, 2), (cap.id, 1), (pen.id, 1)];
+        assert_eq!(
+            store.reserve_stock(tx.as_mut(), &lines, now).await.unwrap(),
+            Some(cap.id)
+        );
+        let lines = [(pen.id, 1), (missing, 1)];
+        assert_eq!(
+            store.reserve_stock(tx.as_mut(), &lines, now).await.unwrap(),
+            Some(missing)
+        );
+        drop(tx);
+        assert_eq!((stock(mug.id).await, stock(cap.id).await, stock(pen.id).await), (3, 0, 5));
     }
 );
 
@@ -387,7 +436,13 @@ db_test!(
         mug.active = false;
         add_product(&store, &mug).await;
         let mut tx = store.begin().await.unwrap();
-        assert!(!store.reserve_stock(tx.as_mut(), mug.id, 1, Utc::now()).await.unwrap());
+        assert_eq!(
+            store
+                .reserve_stock(tx.as_mut(), &[(mug.id, 1)], Utc::now())
+                .await
+                .unwrap(),
+            Some(mug.id)
+        );
     }
 );
 

@@ -611,8 +611,11 @@ api_test!(
             read_twice(&app, &format!("/api/v1/posts/{id}"), token).await;
         }
 
+        assert_eq!(titles(&read_twice(&app, "/api/v1/posts?search=goes", None).await), ["Goes"]);
+
         patch_post(&app, &editor.token, "goes", json!({"published": false})).await;
         assert_eq!(titles(&app.get("/api/v1/posts", None).await), ["Stays"]);
+        assert_eq!(titles(&app.get("/api/v1/posts?search=goes", None).await), Vec::<String>::new());
         assert_eq!(app.get("/api/v1/posts", None).await.body["meta"]["total"], 1);
         for token in [None, Some(reader.token.as_str())] {
             app.get("/api/v1/posts/goes", token).await.assert_error(404, "NotFound", "Post not found");
@@ -692,7 +695,7 @@ api_test!(
     async fn a_repeated_read_of_a_post_or_a_list_does_not_reach_the_database(app) {
         let editor = app.editor().await;
         publish(&app, &editor, "Hot", "x", &["t"]).await;
-        for uri in ["/api/v1/posts/hot", "/api/v1/posts", "/api/v1/posts?tag=t&limit=3"] {
+        for uri in ["/api/v1/posts/hot", "/api/v1/posts", "/api/v1/posts?tag=t&limit=3", "/api/v1/posts?search=hot"] {
             assert!(statements_of(&app, uri).await > 0, "{uri}: the first read goes to the database");
             assert_eq!(statements_of(&app, uri).await, 0, "{uri}: the second read is cached");
         }
@@ -700,10 +703,10 @@ api_test!(
 );
 
 api_test!(
-    async fn with_a_post_cache_ttl_of_zero_every_read_reaches_the_database(app, |c| c.post_cache_ttl = std::time::Duration::ZERO) {
+    async fn with_cache_lifetimes_of_zero_every_read_reaches_the_database(app, |c| { c.post_cache_ttl = std::time::Duration::ZERO; c.search_cache_ttl = std::time::Duration::ZERO; }) {
         let editor = app.editor().await;
         publish(&app, &editor, "Hot", "x", &["t"]).await;
-        for uri in ["/api/v1/posts/hot", "/api/v1/posts", "/api/v1/posts?tag=t&limit=3"] {
+        for uri in ["/api/v1/posts/hot", "/api/v1/posts", "/api/v1/posts?tag=t&limit=3", "/api/v1/posts?search=hot"] {
             for _ in 0..3 {
                 assert!(statements_of(&app, uri).await > 0, "{uri}");
             }

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, conn};
+use super::{SqlStore, Unique as _, conn};
 use crate::entity::{comments, post_tags, posts, tags, users};
 use crate::error::db_err;
 
@@ -127,20 +127,25 @@ fn fts5_query(terms: &[String]) -> String {
         .join(" ")
 }
 
+/// What a select of posts is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Rows of a page: with authors and, for a search, ranks.
+    Page,
+    /// Only their number.
+    Count,
+}
+
 impl SqlStore {
     fn blog_backend(&self) -> DbBackend {
         self.db.reader.get_database_backend()
     }
 
-    /// The published posts a query selects, without ordering; joined with their authors for
-    /// `with_authors` (a count needs no names, and the join made counting 100k posts on SQLite
-    /// cost hundreds of milliseconds).
-    fn posts_select(
-        &self,
-        query: &PostQuery,
-        backend: DbBackend,
-        with_authors: bool,
-    ) -> SelectStatement {
+    /// The published posts a query selects, without ordering. A page is joined with the authors
+    /// and, for a search on SQLite, carries each match's rank; a count needs neither (the join
+    /// made counting 100k posts on SQLite cost hundreds of milliseconds, and a rank is not needed
+    /// to count).
+    fn posts_select(&self, query: &PostQuery, backend: DbBackend, shape: Shape) -> SelectStatement {
         let mut q = Query::select();
         match (&query.search, backend) {
             (Some(terms), DbBackend::Sqlite) => {
@@ -148,9 +153,11 @@ impl SqlStore {
                 // loop. Left to itself, the planner walked every published post and ran the
                 // full-text match once per post (seconds on 100k posts, not milliseconds).
                 let mut matches = Query::select();
+                matches.expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid");
+                if shape == Shape::Page {
+                    matches.expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "rank");
+                }
                 matches
-                    .expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid")
-                    .expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "rank")
                     .from(Alias::new("posts_fts"))
                     .inner_join(
                         Alias::new("posts_search"),
@@ -169,7 +176,7 @@ impl SqlStore {
                 q.from(posts::Entity);
             }
         }
-        if with_authors {
+        if shape == Shape::Page {
             q.inner_join(
                 users::Entity,
                 Expr::col((users::Entity, users::Column::Id))
@@ -514,14 +521,14 @@ impl PostRepo for SqlStore {
         };
         let Some(model) = posts::Entity::find()
             .filter(filter)
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
         else {
             return Ok(None);
         };
         let author = users::Entity::find_by_id(model.author_id)
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?;
         let tags = self
@@ -557,11 +564,11 @@ impl PostRepo for SqlStore {
 
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage> {
         let backend = self.blog_backend();
-        let mut q = self.posts_select(query, backend, true);
+        let mut q = self.posts_select(query, backend, Shape::Page);
         summary_columns(&mut q);
         let (total, limit) = match &query.paging {
             PostPaging::Offset(page) => {
-                let mut count = self.posts_select(query, backend, false);
+                let mut count = self.posts_select(query, backend, Shape::Count);
                 count.expr_as(Expr::cust("COUNT(*)"), "n");
                 let row = self
                     .db
@@ -641,7 +648,7 @@ impl PostRepo for SqlStore {
             search: None,
         };
         let backend = self.blog_backend();
-        let mut q = self.posts_select(&query, backend, true);
+        let mut q = self.posts_select(&query, backend, Shape::Page);
         summary_columns(&mut q);
         q.and_where(col(posts::Column::AuthorId).is_in(authors.iter().map(UserId::as_uuid)));
         Self::order_posts(&mut q, &query, backend);
@@ -728,7 +735,7 @@ impl PostRepo for SqlStore {
 
     async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>> {
         Ok(comments::Entity::find_by_id(id)
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(|m| Comment {

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, conn, escape_like, order};
+use super::{SqlStore, Unique as _, conn, escape_like, order};
 use crate::entity::{refresh_tokens, users};
 use crate::error::{db_err, is_foreign_key_violation};
 
@@ -68,7 +68,7 @@ impl UserRepo for SqlStore {
 
     async fn find(&self, id: UserId) -> AppResult<Option<User>> {
         users::Entity::find_by_id(id.as_uuid())
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(user_from_model)
@@ -92,7 +92,7 @@ impl UserRepo for SqlStore {
     async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>> {
         let Some(model) = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
         else {
@@ -233,7 +233,7 @@ impl SessionRepo for SqlStore {
     async fn find_by_hash(&self, token_hash: &str) -> AppResult<Option<RefreshSession>> {
         Ok(refresh_tokens::Entity::find()
             .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(session_from_model))

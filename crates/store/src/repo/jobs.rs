@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, conn};
+use super::{SqlStore, Unique as _, conn};
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
     users,
@@ -335,7 +335,7 @@ impl JobQueue for SqlStore {
 
     async fn find(&self, id: Uuid) -> AppResult<Option<Job>> {
         jobs::Entity::find_by_id(id)
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(job_from_model)
@@ -493,7 +493,7 @@ impl EmailTokenRepo for SqlStore {
     async fn find_by_hash(&self, hash: &str) -> AppResult<Option<EmailToken>> {
         email_tokens::Entity::find()
             .filter(email_tokens::Column::TokenHash.eq(hash))
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(token_from_model)

@@ -11,15 +11,17 @@ use inkcart_app::ports::{
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::UserId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
-use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, Query, SelectStatement};
+use sea_orm::sea_query::{
+    CaseStatement, Expr, ExprTrait as _, Func, LikeExpr, LockType, Query, SelectStatement,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbBackend, EntityTrait as _,
     PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QueryResult, QuerySelect as _,
-    Statement, TryInsertResult,
+    QueryTrait as _, Statement, TryInsertResult,
 };
 use uuid::Uuid;
 
-use super::{SqlStore, conn, escape_like, order};
+use super::{SqlStore, Unique as _, conn, escape_like, order};
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 
@@ -61,7 +63,7 @@ impl ProductRepo for SqlStore {
 
     async fn find(&self, id: Uuid) -> AppResult<Option<Product>> {
         Ok(products::Entity::find_by_id(id)
-            .one(&self.db.reader)
+            .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(product_from_model))
@@ -195,23 +197,57 @@ impl ProductRepo for SqlStore {
     async fn reserve_stock(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
-        quantity: i32,
+        lines: &[(Uuid, i32)],
         now: DateTime<Utc>,
-    ) -> AppResult<bool> {
-        let result = products::Entity::update_many()
+    ) -> AppResult<Option<Uuid>> {
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let conn = conn(tx)?;
+        // One statement for every line: each is a round trip less inside the transaction that
+        // holds the rows (on SQLite, the one writer). On PostgreSQL the subquery locks the rows
+        // in id order, so that two orders sharing products cannot deadlock whatever plan the
+        // update gets; SQLite has one writer and no row locks, and sea-query leaves the
+        // `FOR UPDATE` out there.
+        let ids = || lines.iter().map(|(id, _)| *id);
+        let locked = Query::select()
+            .column(products::Column::Id)
+            .from(products::Entity)
+            .and_where(products::Column::Id.is_in(ids()))
+            .order_by(products::Column::Id, sea_orm::Order::Asc)
+            .lock(LockType::Update)
+            .to_owned();
+        let wanted = lines
+            .iter()
+            .fold(CaseStatement::new(), |case, (id, quantity)| {
+                case.case(products::Column::Id.eq(*id), *quantity)
+            })
+            .finally(0);
+        let mut update = products::Entity::update_many()
             .col_expr(
                 products::Column::Stock,
-                Expr::col(products::Column::Stock).sub(quantity),
+                Expr::col(products::Column::Stock).sub(wanted.clone()),
             )
             .col_expr(products::Column::UpdatedAt, Expr::value(now))
-            .filter(products::Column::Id.eq(id))
+            .filter(products::Column::Id.in_subquery(locked))
             .filter(products::Column::Active.eq(true))
-            .filter(products::Column::Stock.gte(quantity))
-            .exec(conn(tx)?)
+            .filter(Expr::col(products::Column::Stock).gte(wanted))
+            .into_query();
+        // `RETURNING` (SQLite ≥ 3.35, PostgreSQL) says which rows were taken, in the same
+        // round trip; built here because sea-orm offers it on SQLite only behind a feature.
+        update.returning_col(products::Column::Id);
+        let taken = conn
+            .query_all_raw(conn.get_database_backend().build(&update))
             .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+            .map_err(db_err)?
+            .iter()
+            .map(|row| get::<Uuid>(row, "id"))
+            .collect::<AppResult<Vec<_>>>()?;
+        // A line whose row the update did not return was short, inactive or missing.
+        Ok(lines
+            .iter()
+            .map(|(id, _)| *id)
+            .find(|id| !taken.contains(id)))
     }
 
     async fn release_stock(
@@ -653,7 +689,7 @@ impl IdempotencyRepo for SqlStore {
             let Some(existing) = idempotency_keys::Entity::find()
                 .filter(K::UserId.eq(user.as_uuid()))
                 .filter(K::Key.eq(key))
-                .one(&self.db.writer)
+                .unique(&self.db.writer)
                 .await
                 .map_err(db_err)?
             else {
