@@ -462,11 +462,10 @@ impl App {
             Failed(AppError),
         }
         let posts = Arc::clone(&self.deps.posts);
-        let owned = key.clone();
         let read = self
             .post_cache
-            .get_or_load(key.clone(), move || {
-                let (posts, key) = (Arc::clone(&posts), owned.clone());
+            .get_or_load(key.clone(), move |key| {
+                let posts = Arc::clone(&posts);
                 async move {
                     match posts.find(&key).await {
                         Ok(Some(detail)) if detail.post.published => Ok(detail),
@@ -602,15 +601,14 @@ impl App {
             });
         }
         let posts = Arc::clone(&self.deps.posts);
-        let owned = query.clone();
         let cache = if query.search.is_some() {
             &self.post_search_cache
         } else {
             &self.post_list_cache
         };
         cache
-            .get_or_load(query.clone(), move || {
-                let (posts, query) = (Arc::clone(&posts), owned.clone());
+            .get_or_load(query.clone(), move |query| {
+                let posts = Arc::clone(&posts);
                 async move { posts.list(&query).await }
             })
             .await

@@ -100,19 +100,19 @@ where
         (entry.generation == inner.generation.load(Ordering::SeqCst)).then_some(entry.value)
     }
 
-    /// The cached answer for `key`, or the one `load` reads from the source and keeps.
+    /// The cached answer for `key`, or the one `load(key)` reads from the source and keeps.
     /// Concurrent misses of one key share one load: when a popular entry expires under load,
     /// its query runs once, not once per waiting request. An entry read in the second half of
     /// its life is reloaded in the background while it goes on being served, so a key in
     /// steady demand is never missing; nothing older than the time to live is ever served.
     pub(crate) async fn get_or_load<F, Fut, E>(&self, key: K, load: F) -> Result<V, E>
     where
-        F: Fn() -> Fut + Send + 'static,
+        F: Fn(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
         let Some(inner) = &self.inner else {
-            return load().await;
+            return load(key).await;
         };
         if let Some(entry) = inner.entries.get(&key).await {
             if entry.generation == inner.generation.load(Ordering::SeqCst) {
@@ -125,10 +125,10 @@ where
             inner.entries.invalidate(&key).await;
         }
         let generations = Arc::clone(&inner.generation);
-        let loading = load();
+        let loading = load(key.clone());
         let shared = inner
             .entries
-            .try_get_with(key, async move {
+            .try_get_with(key.clone(), async move {
                 let read_in = generations.load(Ordering::SeqCst);
                 loading.await.map(|value| Stamped {
                     generation: read_in,
@@ -143,7 +143,7 @@ where
             // asks the source itself (errors are not cached).
             Err(error) => match Arc::try_unwrap(error) {
                 Ok(error) => Err(error),
-                Err(_) => load().await,
+                Err(_) => load(key).await,
             },
         }
     }
@@ -166,7 +166,7 @@ where
     /// answer is kept only if no write cleared the cache meanwhile.
     fn refresh_in_background<F, Fut, E>(&self, key: K, load: F)
     where
-        F: Fn() -> Fut + Send + 'static,
+        F: Fn(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Send + Sync + 'static,
     {
@@ -181,7 +181,7 @@ where
             // Waiting for the turn: the entry goes on being served meanwhile.
             let _turn = turn.acquire_owned().await;
             let read_in = generation.load(Ordering::SeqCst);
-            if let Ok(value) = load().await
+            if let Ok(value) = load(key.clone()).await
                 && generation.load(Ordering::SeqCst) == read_in
             {
                 let entry = Stamped {
@@ -223,11 +223,11 @@ mod tests {
         answer: &'static str,
     ) -> (
         Arc<std::sync::atomic::AtomicUsize>,
-        impl Fn() -> Loading + Clone + Send + 'static,
+        impl Fn(u32) -> Loading + Clone + Send + 'static,
     ) {
         let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = Arc::clone(&loads);
-        let load = move || {
+        let load = move |_| {
             let counter = Arc::clone(&counter);
             Box::pin(async move {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -304,7 +304,7 @@ mod tests {
         let writer = cache.clone();
         // A write lands (and clears the cache) while the read is in flight.
         let read = cache
-            .get_or_load(1, move || {
+            .get_or_load(1, move |_| {
                 let writer = writer.clone();
                 async move {
                     writer.clear();

@@ -209,11 +209,10 @@ impl ProductRepo for SqlStore {
         // in id order, so that two orders sharing products cannot deadlock whatever plan the
         // update gets; SQLite has one writer and no row locks, and sea-query leaves the
         // `FOR UPDATE` out there.
-        let ids = || lines.iter().map(|(id, _)| *id);
         let locked = Query::select()
             .column(products::Column::Id)
             .from(products::Entity)
-            .and_where(products::Column::Id.is_in(ids()))
+            .and_where(products::Column::Id.is_in(lines.iter().map(|(id, _)| *id)))
             .order_by(products::Column::Id, sea_orm::Order::Asc)
             .lock(LockType::Update)
             .to_owned();
