@@ -3,6 +3,7 @@
 //! and rows go in by the hundred). Deterministic for a given seed.
 
 use chrono::{DateTime, Duration, Utc};
+use inkcart_app::ports::truncate_to_micros;
 use inkcart_domain::Tier;
 use inkcart_domain::blog::Slug;
 use inkcart_domain::shop::{Money, price_order};
@@ -356,8 +357,10 @@ pub async fn seed(
     if already > 0 {
         anyhow::bail!("this database already holds demo data; seed a fresh one");
     }
-    // Everything happened over the two years before `until`, in order.
-    let start = plan.until - Duration::days(730);
+    // Everything happened over the two years before `until`, in order. Timestamps are whole
+    // microseconds, as the application's clock makes them and a post cursor carries them: with
+    // the nanoseconds of `Utc::now()`, SQLite's text would sort a cursor's own post after it.
+    let start = truncate_to_micros(plan.until) - Duration::days(730);
     let span_ms = 730 * 24 * 3600 * 1000;
     let at = |i: u64, n: u64| {
         start + Duration::milliseconds(i64::try_from(span_ms * i / n.max(1)).unwrap_or(0))

@@ -9,15 +9,17 @@ use chrono::{Duration, Utc};
 use inkcart_app::AppError;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, ProductQuery,
-    ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock,
-    UserQuery, UserRepo, UserSortField,
+    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostCursor,
+    PostCursorValue, PostPaging, PostQuery, PostRepo, PostSortField, ProductQuery, ProductRepo,
+    ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock, UserQuery,
+    UserRepo, UserSortField, truncate_to_micros,
 };
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{Email, Role, Tier, User, UserId, UserName};
 use inkcart_store::{SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query};
 use uuid::Uuid;
 
 fn user(email: &str, name: Option<&str>) -> User {
@@ -933,5 +935,75 @@ db_test!(
         )
         .await;
         assert!(again.is_err());
+    }
+);
+
+/// Every published post, walked page by page with cursors made as the application makes them
+/// (the last post's sort value, its time cut to microseconds, and its id).
+async fn walk_by_cursor(store: &SqlStore, field: PostSortField, direction: Direction) -> Vec<Uuid> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let query = PostQuery {
+            paging: PostPaging::Keyset {
+                after: after.take(),
+                limit: 37,
+            },
+            tag: None,
+            author: None,
+            sort: Sort { field, direction },
+            search: None,
+        };
+        let page = PostRepo::list(store, &query).await.unwrap();
+        seen.extend(page.items.iter().map(|p| p.id));
+        let Some(last) = page.items.last().filter(|_| page.has_more) else {
+            return seen;
+        };
+        let value = match field {
+            PostSortField::CreatedAt => {
+                PostCursorValue::CreatedAt(truncate_to_micros(last.created_at))
+            }
+            PostSortField::Title => PostCursorValue::Title(last.title.clone()),
+        };
+        after = Some(PostCursor { value, id: last.id });
+    }
+}
+
+db_test!(
+    async fn cursor_pages_walk_every_published_post_once_in_the_lists_order_even_where_values_tie(db) {
+        seed_demo(&db.db, Utc::now()).await;
+        let store = SqlStore::new(db.db.clone());
+        let everything = |field, direction| PostQuery {
+            paging: PostPaging::Offset(PageRequest { page: 1, limit: 10_000 }),
+            tag: None,
+            author: None,
+            sort: Sort { field, direction },
+            search: None,
+        };
+        // Thirty posts in the middle of the list share one timestamp: the id orders them.
+        let newest = PostRepo::list(&store, &everything(PostSortField::CreatedAt, Direction::Desc)).await.unwrap();
+        assert!(newest.items.len() > 300, "the demo publishes most of its 450 posts");
+        let tied: Vec<Uuid> = newest.items[90..120].iter().map(|p| p.id).collect();
+        let conn = db.db.writer_for_tests();
+        let update = Query::update()
+            .table(Alias::new("posts"))
+            .value(Alias::new("created_at"), newest.items[100].created_at)
+            .and_where(Expr::col(Alias::new("id")).is_in(tied))
+            .to_owned();
+        conn.execute_raw(conn.get_database_backend().build(&update)).await.unwrap();
+
+        for field in [PostSortField::CreatedAt, PostSortField::Title] {
+            for direction in [Direction::Desc, Direction::Asc] {
+                let listed: Vec<Uuid> = PostRepo::list(&store, &everything(field, direction))
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .map(|p| p.id)
+                    .collect();
+                let walked = walk_by_cursor(&store, field, direction).await;
+                assert_eq!(walked, listed, "{field:?} {direction:?}");
+            }
+        }
     }
 );

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn};
+use super::{SqlStore, Unique as _, conn, paged};
 use crate::entity::{comments, post_tags, posts, tags, users};
 use crate::error::db_err;
 
@@ -258,22 +258,36 @@ impl SqlStore {
         } else {
             id.lt(cursor.id)
         };
-        let condition = match &cursor.value {
+        // `field ≤ value AND (field < value OR id < cursor id)` (mirrored going forward). The
+        // first half says nothing the second does not, but it is what lets the planner seek the
+        // `(published, field, id)` index to the cursor. With only the OR, both databases walked
+        // the index from the first post and filtered out every post before the cursor: a page
+        // 300,000 posts deep took 50 ms instead of 0.5 ms.
+        let (reach, beyond) = match &cursor.value {
             PostCursorValue::CreatedAt(t) => {
                 let at = || col(posts::Column::CreatedAt);
-                let beyond = if forward { at().gt(*t) } else { at().lt(*t) };
-                beyond.or(at().eq(*t).and(id_after))
+                if forward {
+                    (at().gte(*t), at().gt(*t))
+                } else {
+                    (at().lte(*t), at().lt(*t))
+                }
             }
             PostCursorValue::Title(title) => {
-                let beyond = if forward {
-                    title_expr(backend).gt(title.clone())
+                let title = || title.clone();
+                if forward {
+                    (
+                        title_expr(backend).gte(title()),
+                        title_expr(backend).gt(title()),
+                    )
                 } else {
-                    title_expr(backend).lt(title.clone())
-                };
-                beyond.or(title_expr(backend).eq(title.clone()).and(id_after))
+                    (
+                        title_expr(backend).lte(title()),
+                        title_expr(backend).lt(title()),
+                    )
+                }
             }
         };
-        q.and_where(condition);
+        q.and_where(reach).and_where(beyond.or(id_after));
     }
 
     /// Comments with their authors' names, oldest first: of the given posts, after a cursor,
@@ -310,21 +324,21 @@ impl SqlStore {
             q.and_where(c(C::PostId).is_in(ids.iter().copied()));
         }
         if let Some((at, id)) = after {
-            q.and_where(
-                c(C::CreatedAt)
-                    .gt(at)
-                    .or(c(C::CreatedAt).eq(at).and(c(C::Id).gt(id))),
-            );
+            // The first bound lets the index seek to the cursor (see `after_cursor`).
+            q.and_where(c(C::CreatedAt).gte(at))
+                .and_where(c(C::CreatedAt).gt(at).or(c(C::Id).gt(id)));
         }
         q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
             .order_by((comments::Entity, C::Id), Order::Asc);
-        if let Some(limit) = limit {
-            q.limit(limit);
-        }
+        let statement = self.blog_backend().build(&q);
+        let statement = match limit {
+            Some(limit) => paged(statement, limit, 0),
+            None => statement,
+        };
         let rows = self
             .db
             .reader
-            .query_all_raw(self.blog_backend().build(&q))
+            .query_all_raw(statement)
             .await
             .map_err(db_err)?;
         rows.iter()
@@ -577,23 +591,25 @@ impl PostRepo for SqlStore {
                     .await
                     .map_err(db_err)?;
                 let total: i64 = row.map(|r| get(&r, "n")).transpose()?.unwrap_or(0);
-                q.offset(page.offset()).limit(page.limit);
                 (Some(u64::try_from(total).unwrap_or(0)), page.limit)
             }
             PostPaging::Keyset { after, limit } => {
                 if let Some(cursor) = after {
                     Self::after_cursor(&mut q, query, cursor, backend);
                 }
-                // One more than asked, to know whether another page follows.
-                q.limit(limit + 1);
                 (None, *limit)
             }
         };
         Self::order_posts(&mut q, query, backend);
+        let statement = match &query.paging {
+            PostPaging::Offset(page) => paged(backend.build(&q), page.limit, page.offset()),
+            // One more than asked, to know whether another page follows.
+            PostPaging::Keyset { .. } => paged(backend.build(&q), limit + 1, 0),
+        };
         let rows = self
             .db
             .reader
-            .query_all_raw(backend.build(&q))
+            .query_all_raw(statement)
             .await
             .map_err(db_err)?;
         let mut items = rows

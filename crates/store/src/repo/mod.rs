@@ -5,7 +5,8 @@ use inkcart_app::page::Direction;
 use inkcart_app::ports::{Store, Tx};
 use inkcart_app::{AppError, AppResult};
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, Select, TransactionTrait as _,
+    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, Select, Statement,
+    TransactionTrait as _,
 };
 
 use crate::Db;
@@ -46,6 +47,22 @@ impl<E: EntityTrait> Unique<E> for Select<E> {
     async fn unique<C: ConnectionTrait>(self, conn: &C) -> Result<Option<E::Model>, DbErr> {
         Ok(self.all(conn).await?.into_iter().next())
     }
+}
+
+/// A built select with its LIMIT and OFFSET written into the SQL as integer literals.
+///
+/// For the same reason as [`Unique`]: a bound LIMIT makes SQLite prepare the statement again on
+/// every run. Integers cannot change the statement's shape, and the SQL of a page differs only
+/// by its size and offset, so the prepared statement cache keeps one per page size (and one per
+/// offset actually asked for). The statement must not carry a LIMIT of its own.
+pub(crate) fn paged(mut statement: Statement, limit: u64, offset: u64) -> Statement {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(statement.sql, " LIMIT {limit}");
+    if offset > 0 {
+        let _ = write!(statement.sql, " OFFSET {offset}");
+    }
+    statement
 }
 
 /// A transaction on the writer connection.
