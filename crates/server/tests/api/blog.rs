@@ -431,6 +431,41 @@ api_test!(
 );
 
 api_test!(
+    async fn a_draft_is_found_by_search_only_once_published_and_pages_of_equal_ranks_hold_every_match_once(app, |c| c.search_cache_ttl = std::time::Duration::ZERO) {
+        let editor = app.editor().await;
+        let total = |q: &'static str| {
+            let app = &app;
+            async move { app.get(&format!("/api/v1/posts?search={q}"), None).await.body["meta"]["total"].clone() }
+        };
+        let draft = write(&app, &editor, json!({"title": "Quiet", "content": "About okapis", "published": false})).await;
+        assert_eq!(total("okapis").await, 0);
+        let path = format!("/api/v1/posts/{}", draft["id"].as_str().unwrap());
+        app.call(Method::PATCH, &path, Some(&editor.token), Some(json!({"published": true}))).await;
+        assert_eq!(total("okapis").await, 1);
+
+        // Seven posts with the very same text rank equally: paging by three walks each once.
+        let mut written = Vec::new();
+        for i in 0..7 {
+            let tags: &[&str] = if i % 2 == 0 { &["even"] } else { &[] };
+            written.push(publish(&app, &editor, &format!("Same {i}"), "Tapirs everywhere", tags).await["title"].as_str().unwrap().to_owned());
+        }
+        let mut seen = Vec::new();
+        for page in 1..=3 {
+            let r = app.get(&format!("/api/v1/posts?search=tapirs&limit=3&page={page}"), None).await;
+            assert_eq!(r.body["meta"]["total"], 7);
+            seen.extend(titles(&r));
+        }
+        seen.sort();
+        written.sort();
+        assert_eq!(seen, written);
+        // With another filter too, only the matching posts are counted and listed.
+        let even = app.get("/api/v1/posts?search=tapirs&tag=even&limit=3&page=2", None).await;
+        assert_eq!(even.body["meta"]["total"], 4);
+        assert_eq!(titles(&even).len(), 1);
+    }
+);
+
+api_test!(
     async fn comments_are_added_listed_oldest_first_and_deleted_by_the_right_people(app) {
         let author = app.user_with_role("author@example.com", "editor").await;
         let post = publish(&app, &author, "Talk", "x", &[]).await;

@@ -8,6 +8,7 @@ mod m20261128_000001_identity;
 mod m20261128_000002_shop;
 mod m20261128_000003_blog;
 mod m20261128_000004_jobs;
+mod m20261128_000005_search_published;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_shop::Migration),
             Box::new(m20261128_000003_blog::Migration),
             Box::new(m20261128_000004_jobs::Migration),
+            Box::new(m20261128_000005_search_published::Migration),
         ]
     }
 }

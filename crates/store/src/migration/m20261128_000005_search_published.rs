@@ -1,0 +1,73 @@
+//! SQLite's full-text index holds published posts only.
+//!
+//! A search on SQLite used to match drafts too and then read every match's row of `posts` to
+//! leave them out: for a word in 48,000 of a million posts, 48,000 random reads of the largest
+//! table, which made a search take hundreds of milliseconds. With only published posts in the
+//! index, a search counts its matches and picks its page of ranks inside the index, and reads
+//! the posts of that page only. PostgreSQL is not concerned (its `tsvector` is a column of
+//! `posts`).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const UP: &[&str] = &[
+    "DROP TRIGGER posts_search_insert",
+    "DROP TRIGGER posts_search_update",
+    "CREATE TRIGGER posts_search_insert AFTER INSERT ON posts BEGIN \
+       INSERT INTO posts_search (post_id) VALUES (new.id); \
+       INSERT INTO posts_fts (rowid, title, content) \
+         SELECT rowid, new.title, new.content FROM posts_search \
+         WHERE post_id = new.id AND new.published; \
+     END",
+    "CREATE TRIGGER posts_search_update AFTER UPDATE OF title, content, published ON posts BEGIN \
+       DELETE FROM posts_fts WHERE rowid = (SELECT rowid FROM posts_search WHERE post_id = new.id); \
+       INSERT INTO posts_fts (rowid, title, content) \
+         SELECT rowid, new.title, new.content FROM posts_search \
+         WHERE post_id = new.id AND new.published; \
+     END",
+    "DELETE FROM posts_fts WHERE rowid IN ( \
+       SELECT posts_search.rowid FROM posts_search \
+       JOIN posts ON posts.id = posts_search.post_id WHERE NOT posts.published)",
+];
+
+const DOWN: &[&str] = &[
+    "DROP TRIGGER posts_search_insert",
+    "DROP TRIGGER posts_search_update",
+    "CREATE TRIGGER posts_search_insert AFTER INSERT ON posts BEGIN \
+       INSERT INTO posts_search (post_id) VALUES (new.id); \
+       INSERT INTO posts_fts (rowid, title, content) \
+         VALUES ((SELECT rowid FROM posts_search WHERE post_id = new.id), new.title, new.content); \
+     END",
+    "CREATE TRIGGER posts_search_update AFTER UPDATE OF title, content ON posts BEGIN \
+       UPDATE posts_fts SET title = new.title, content = new.content \
+         WHERE rowid = (SELECT rowid FROM posts_search WHERE post_id = new.id); \
+     END",
+    "INSERT INTO posts_fts (rowid, title, content) \
+       SELECT posts_search.rowid, posts.title, posts.content FROM posts_search \
+       JOIN posts ON posts.id = posts_search.post_id WHERE NOT posts.published",
+];
+
+async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    let conn = manager.get_connection();
+    for sql in statements {
+        conn.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, UP).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, DOWN).await
+    }
+}
