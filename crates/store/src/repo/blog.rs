@@ -186,6 +186,8 @@ impl SqlStore {
                             .and_where(fts_match(terms))
                             .order_by(Alias::new("score"), Order::Asc)
                             .order_by(Alias::new("rid"), Order::Desc)
+                            // Bound, unlike `paged`'s literals (this is a subquery): the
+                            // re-prepare it costs SQLite is small next to the ranking.
                             .limit(limit)
                             .offset(offset);
                         matches
