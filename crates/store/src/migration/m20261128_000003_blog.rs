@@ -57,21 +57,26 @@ enum Comments {
     UpdatedAt,
 }
 
+/// The triggers that index every post, drafts included. `m20261128_000005` replaces them with
+/// ones that index published posts only; its `down` puts these back.
+pub(super) const SQLITE_FTS_INSERT_TRIGGER: &str = "CREATE TRIGGER posts_search_insert AFTER INSERT ON posts BEGIN \
+       INSERT INTO posts_search (post_id) VALUES (new.id); \
+       INSERT INTO posts_fts (rowid, title, content) \
+         VALUES ((SELECT rowid FROM posts_search WHERE post_id = new.id), new.title, new.content); \
+     END";
+pub(super) const SQLITE_FTS_UPDATE_TRIGGER: &str = "CREATE TRIGGER posts_search_update AFTER UPDATE OF title, content ON posts BEGIN \
+       UPDATE posts_fts SET title = new.title, content = new.content \
+         WHERE rowid = (SELECT rowid FROM posts_search WHERE post_id = new.id); \
+     END";
+
 /// Full-text search on SQLite: an FTS5 table (Porter stemming, like PostgreSQL's `english`
 /// configuration) kept in sync by triggers. FTS5 rows are keyed by an integer, so
 /// `posts_search` maps each post id to one (a post's own rowid is not stable across VACUUM).
 const SQLITE_FTS: &[&str] = &[
     "CREATE TABLE posts_search (rowid INTEGER PRIMARY KEY, post_id BLOB NOT NULL UNIQUE)",
     "CREATE VIRTUAL TABLE posts_fts USING fts5(title, content, tokenize = 'porter unicode61 remove_diacritics 2')",
-    "CREATE TRIGGER posts_search_insert AFTER INSERT ON posts BEGIN \
-       INSERT INTO posts_search (post_id) VALUES (new.id); \
-       INSERT INTO posts_fts (rowid, title, content) \
-         VALUES ((SELECT rowid FROM posts_search WHERE post_id = new.id), new.title, new.content); \
-     END",
-    "CREATE TRIGGER posts_search_update AFTER UPDATE OF title, content ON posts BEGIN \
-       UPDATE posts_fts SET title = new.title, content = new.content \
-         WHERE rowid = (SELECT rowid FROM posts_search WHERE post_id = new.id); \
-     END",
+    SQLITE_FTS_INSERT_TRIGGER,
+    SQLITE_FTS_UPDATE_TRIGGER,
     "CREATE TRIGGER posts_search_delete AFTER DELETE ON posts BEGIN \
        DELETE FROM posts_fts WHERE rowid = (SELECT rowid FROM posts_search WHERE post_id = old.id); \
        DELETE FROM posts_search WHERE post_id = old.id; \

@@ -10,6 +10,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use super::m20261128_000003_blog::{SQLITE_FTS_INSERT_TRIGGER, SQLITE_FTS_UPDATE_TRIGGER};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -36,15 +38,8 @@ const UP: &[&str] = &[
 const DOWN: &[&str] = &[
     "DROP TRIGGER posts_search_insert",
     "DROP TRIGGER posts_search_update",
-    "CREATE TRIGGER posts_search_insert AFTER INSERT ON posts BEGIN \
-       INSERT INTO posts_search (post_id) VALUES (new.id); \
-       INSERT INTO posts_fts (rowid, title, content) \
-         VALUES ((SELECT rowid FROM posts_search WHERE post_id = new.id), new.title, new.content); \
-     END",
-    "CREATE TRIGGER posts_search_update AFTER UPDATE OF title, content ON posts BEGIN \
-       UPDATE posts_fts SET title = new.title, content = new.content \
-         WHERE rowid = (SELECT rowid FROM posts_search WHERE post_id = new.id); \
-     END",
+    SQLITE_FTS_INSERT_TRIGGER,
+    SQLITE_FTS_UPDATE_TRIGGER,
     "INSERT INTO posts_fts (rowid, title, content) \
        SELECT posts_search.rowid, posts.title, posts.content FROM posts_search \
        JOIN posts ON posts.id = posts_search.post_id WHERE NOT posts.published",
