@@ -16,7 +16,7 @@ use crate::ports::{
     Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage, PostQuery,
     PostSummary,
 };
-use crate::{App, AppError, AppResult};
+use crate::{App, AppError, AppResult, Shared};
 
 /// A new post, as received.
 #[derive(Debug, Clone, Default)]
@@ -455,7 +455,11 @@ impl App {
 
     /// A post by id or slug; drafts only for their author, editors and admins. Published posts
     /// are served from the in-process cache; drafts are always read from the database.
-    pub async fn get_post(&self, viewer: Option<Actor>, key: &PostKey) -> AppResult<PostDetail> {
+    pub async fn get_post(
+        &self,
+        viewer: Option<Actor>,
+        key: &PostKey,
+    ) -> AppResult<Shared<PostDetail>> {
         /// Why a read was not kept: a draft (never cached) or a failure.
         enum NotKept {
             Draft(Box<PostDetail>),
@@ -468,7 +472,7 @@ impl App {
                 let posts = Arc::clone(&posts);
                 async move {
                     match posts.find(&key).await {
-                        Ok(Some(detail)) if detail.post.published => Ok(detail),
+                        Ok(Some(detail)) if detail.post.published => Ok(Shared::new(detail)),
                         Ok(Some(draft)) => Err(NotKept::Draft(Box::new(draft))),
                         Ok(None) => Err(NotKept::Failed(post_not_found())),
                         Err(error) => Err(NotKept::Failed(error)),
@@ -478,7 +482,7 @@ impl App {
             .await;
         let detail = match read {
             Ok(detail) => detail,
-            Err(NotKept::Draft(draft)) => *draft,
+            Err(NotKept::Draft(draft)) => Shared::new(*draft),
             Err(NotKept::Failed(error)) => return Err(error),
         };
         if !can_view_post(&detail.post, viewer) {
@@ -591,14 +595,14 @@ impl App {
     }
 
     /// Published posts: offset or keyset pages, filters, and ranked full-text search.
-    pub async fn list_posts(&self, query: &PostQuery) -> AppResult<PostPage> {
+    pub async fn list_posts(&self, query: &PostQuery) -> AppResult<Shared<PostPage>> {
         if query.search.as_ref().is_some_and(Vec::is_empty) {
             // Nothing searchable (only stop words or punctuation): nothing matches.
-            return Ok(PostPage {
+            return Ok(Shared::new(PostPage {
                 items: Vec::new(),
                 total: Some(0),
                 has_more: false,
-            });
+            }));
         }
         let posts = Arc::clone(&self.deps.posts);
         let cache = if query.search.is_some() {
@@ -609,7 +613,7 @@ impl App {
         cache
             .get_or_load(query.clone(), move |query| {
                 let posts = Arc::clone(&posts);
-                async move { posts.list(&query).await }
+                async move { posts.list(&query).await.map(Shared::new) }
             })
             .await
     }

@@ -8,14 +8,105 @@
 //! key share one load, and an entry read in the second half of its life is reloaded in the
 //! background while it is served, so a busy key never expires under its readers. A zero time to live
 //! turns the cache off: nothing is kept and every read goes to the source.
+//!
+//! What a cache keeps is a [`Shared`] value: every reader of an entry gets the same one, and the
+//! adapter that serves it keeps its encoding there, so a cached answer is encoded once in its
+//! life instead of once per read.
 
+use std::any::TypeId;
 use std::collections::HashSet;
 use std::hash::Hash;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
+
+/// A value as the use cases answer it, shared (cheaply cloned) by everyone who reads the same
+/// cache entry, with room for its encoding.
+///
+/// The HTTP layer asks [`Shared::encoded`] for the bytes of its answer; the first reader of an
+/// entry encodes it and every later reader of that entry gets the same bytes. The encoding lives
+/// and dies with the value: a write that clears a cache drops both, so the bytes can never be
+/// older than the value they encode.
+pub struct Shared<T> {
+    inner: Arc<SharedInner<T>>,
+}
+
+struct SharedInner<T> {
+    value: T,
+    /// The encoding and the representation it was made for.
+    encoded: OnceLock<(TypeId, Bytes)>,
+}
+
+impl<T> Shared<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            inner: Arc::new(SharedInner {
+                value,
+                encoded: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The value encoded as the representation `R` (a type naming it, such as the body type an
+    /// endpoint answers with) by `encode`, kept for the next readers. A value keeps one encoding:
+    /// asked for another representation, it encodes that one afresh every time.
+    pub fn encoded<R: 'static, E>(
+        &self,
+        encode: impl FnOnce(&T) -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let representation = TypeId::of::<R>();
+        if let Some((kept_for, bytes)) = self.inner.encoded.get() {
+            if *kept_for == representation {
+                return Ok(bytes.clone());
+            }
+            return encode(&self.inner.value);
+        }
+        let bytes = encode(&self.inner.value)?;
+        // Two first readers may race: each answers with the bytes it made, and one is kept.
+        let _ = self.inner.encoded.set((representation, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// The value itself: taken when this was its only holder, else copied.
+    pub fn into_value(self) -> T
+    where
+        T: Clone,
+    {
+        Arc::try_unwrap(self.inner).map_or_else(|shared| shared.value.clone(), |inner| inner.value)
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.inner.value
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.value.fmt(f)
+    }
+}
+
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
 
 /// A cache of `K → V`, cleared as a whole on writes; see the module documentation.
 pub(crate) struct ReadCache<K, V> {
@@ -335,5 +426,97 @@ mod tests {
         assert_eq!(kib(0), 1);
         assert_eq!(kib(1023), 1);
         assert_eq!(kib(4096), 5);
+    }
+
+    /// Encodes `value` as its bytes, counting the calls.
+    fn encoder(
+        calls: &std::sync::atomic::AtomicUsize,
+    ) -> impl FnOnce(&String) -> Result<Bytes, std::convert::Infallible> + '_ {
+        move |value| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Bytes::from(format!("<{value}>")))
+        }
+    }
+
+    struct Body;
+    struct OtherBody;
+
+    #[test]
+    fn a_shared_value_is_encoded_by_its_first_reader_and_every_later_reader_gets_those_bytes() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let value = Shared::new("post".to_owned());
+        let reader = value.clone();
+        assert_eq!(
+            value.encoded::<Body, _>(encoder(&calls)),
+            Ok(Bytes::from("<post>"))
+        );
+        assert_eq!(
+            reader.encoded::<Body, _>(encoder(&calls)),
+            Ok(Bytes::from("<post>"))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_shared_value_asked_for_another_representation_encodes_it_afresh_each_time() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let value = Shared::new("post".to_owned());
+        let _ =
+            value.encoded::<Body, _>(|_| Ok::<_, std::convert::Infallible>(Bytes::from("body")));
+        assert_eq!(
+            value.encoded::<OtherBody, _>(encoder(&calls)),
+            Ok(Bytes::from("<post>"))
+        );
+        assert_eq!(
+            value.encoded::<OtherBody, _>(encoder(&calls)),
+            Ok(Bytes::from("<post>"))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            value.encoded::<Body, _>(encoder(&calls)),
+            Ok(Bytes::from("body"))
+        );
+    }
+
+    #[test]
+    fn a_failed_encoding_is_not_kept() {
+        let value = Shared::new("post".to_owned());
+        assert_eq!(
+            value.encoded::<Body, _>(|_| Err("full disk")),
+            Err("full disk")
+        );
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        assert_eq!(
+            value.encoded::<Body, _>(encoder(&calls)),
+            Ok(Bytes::from("<post>"))
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_write_clears_the_cache_readers_get_the_encoding_of_the_new_value() {
+        let cache: ReadCache<u32, Shared<String>> =
+            ReadCache::new(Duration::from_secs(60), 1024, |v| kib(v.len()));
+        let load = |answer: &'static str| {
+            move |_| async move { Ok::<_, std::convert::Infallible>(Shared::new(answer.to_owned())) }
+        };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let old = cache.get_or_load(1, load("old")).await;
+        assert_eq!(
+            old.map(|v| v.encoded::<Body, _>(encoder(&calls))),
+            Ok(Ok(Bytes::from("<old>")))
+        );
+        let kept = cache.get_or_load(1, load("unused")).await;
+        assert_eq!(
+            kept.map(|v| v.encoded::<Body, _>(encoder(&calls))),
+            Ok(Ok(Bytes::from("<old>")))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        cache.clear();
+        let new = cache.get_or_load(1, load("new")).await;
+        assert_eq!(
+            new.map(|v| v.encoded::<Body, _>(encoder(&calls))),
+            Ok(Ok(Bytes::from("<new>")))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -21,6 +21,7 @@ pub mod uploads;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cache::Shared;
 pub use error::{AppError, AppResult};
 
 /// Tunable values of the use cases, taken from configuration.
@@ -114,13 +115,13 @@ pub struct App {
     deps: Deps,
     settings: Settings,
     /// `None` when the product cache is off.
-    product_cache: Option<moka::future::Cache<uuid::Uuid, inkcart_domain::shop::Product>>,
+    product_cache: Option<moka::future::Cache<uuid::Uuid, Shared<inkcart_domain::shop::Product>>>,
     /// Published posts by the id or slug they were asked for.
-    post_cache: cache::ReadCache<ports::PostKey, ports::PostDetail>,
+    post_cache: cache::ReadCache<ports::PostKey, Shared<ports::PostDetail>>,
     /// Pages of the post list by query.
-    post_list_cache: cache::ReadCache<ports::PostQuery, ports::PostPage>,
+    post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
     /// Pages of search results by query.
-    post_search_cache: cache::ReadCache<ports::PostQuery, ports::PostPage>,
+    post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
 }
 
 impl std::fmt::Debug for App {
@@ -139,20 +140,21 @@ impl App {
                 .time_to_live(settings.product_cache_ttl)
                 .build()
         });
+        // An entry's weight counts it twice: the value and, once it is served, its encoding.
         let post_cache = cache::ReadCache::new(
             settings.post_cache_ttl,
             POST_CACHE_KIB,
-            blog::post_cache_weight,
+            |detail: &Shared<ports::PostDetail>| blog::post_cache_weight(detail).saturating_mul(2),
         );
         let post_list_cache = cache::ReadCache::new(
             settings.post_cache_ttl,
             POST_CACHE_KIB,
-            blog::post_page_cache_weight,
+            |page: &Shared<ports::PostPage>| blog::post_page_cache_weight(page).saturating_mul(2),
         );
         let post_search_cache = cache::ReadCache::new(
             settings.search_cache_ttl,
             POST_CACHE_KIB,
-            blog::post_page_cache_weight,
+            |page: &Shared<ports::PostPage>| blog::post_page_cache_weight(page).saturating_mul(2),
         );
         Self {
             deps,

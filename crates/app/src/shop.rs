@@ -18,7 +18,7 @@ use crate::ports::{
     ChargeOutcome, ChargeRequest, Claim, DailySales, OrderQuery, Payment, ProductQuery, Removal,
     TopProduct,
 };
-use crate::{App, AppError, AppResult};
+use crate::{App, AppError, AppResult, Shared};
 
 /// Product fields as received; the price is a decimal string (`"19.99"`).
 #[derive(Debug, Clone, Default)]
@@ -149,18 +149,19 @@ impl App {
     }
 
     /// A product by id, through the in-process cache (when it is on).
-    pub async fn get_product(&self, id: Uuid) -> AppResult<Product> {
+    pub async fn get_product(&self, id: Uuid) -> AppResult<Shared<Product>> {
         if let Some(cache) = &self.product_cache
             && let Some(product) = cache.get(&id).await
         {
             return Ok(product);
         }
-        let product = self
-            .deps
-            .products
-            .find(id)
-            .await?
-            .ok_or_else(|| AppError::not_found("Product"))?;
+        let product = Shared::new(
+            self.deps
+                .products
+                .find(id)
+                .await?
+                .ok_or_else(|| AppError::not_found("Product"))?,
+        );
         if let Some(cache) = &self.product_cache {
             cache.insert(id, product.clone()).await;
         }

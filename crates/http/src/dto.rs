@@ -1,11 +1,38 @@
-//! Shapes shared by several routes: users, pages, timestamps.
+//! Shapes shared by several routes: users, pages, timestamps, answers from a cache.
 
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse as _, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
+use inkcart_app::Shared;
 use inkcart_app::page::Page;
 use inkcart_domain::{Role, Tier, User};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// A `200` JSON answer of the body `to_body` makes of a shared (cached) value. The body is
+/// encoded on the entry's first read and kept with it: later reads of the same entry send the
+/// same bytes without building or serializing the body again.
+pub fn shared_json<T, B>(
+    value: &Shared<T>,
+    to_body: impl FnOnce(&T) -> B,
+) -> Result<Response, crate::error::ApiError>
+where
+    B: Serialize + 'static,
+{
+    let bytes = value
+        .encoded::<B, _>(|v| serde_json::to_vec(&to_body(v)).map(Bytes::from))
+        .map_err(crate::error::ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response())
+}
 
 /// RFC 3339 in UTC with milliseconds: `2026-11-27T10:30:00.123Z`.
 pub fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

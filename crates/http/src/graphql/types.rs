@@ -367,7 +367,7 @@ impl QueryRoot {
         };
         let posts = state(ctx).app.list_posts(&query).await.map_err(gql_error)?;
         prefetch(ctx, &posts.items).await?;
-        Ok(posts.items.into_iter().map(PostObject).collect())
+        Ok(posts.items.iter().cloned().map(PostObject).collect())
     }
 
     /// One post by id or slug (drafts for their author, editors and admins).
@@ -377,7 +377,7 @@ impl QueryRoot {
             .get_post(caller(ctx).0, &post_key(&id_or_slug))
             .await
         {
-            Ok(detail) => Ok(Some(PostObject(summary_of(detail)))),
+            Ok(detail) => Ok(Some(PostObject(summary_of(detail.into_value())))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
         }
@@ -421,7 +421,7 @@ impl QueryRoot {
 
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ProductObject>> {
         match state(ctx).app.get_product(parse_id(&id)?).await {
-            Ok(p) => Ok(Some(ProductObject(p))),
+            Ok(p) => Ok(Some(ProductObject(p.into_value()))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
         }

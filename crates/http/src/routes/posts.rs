@@ -1,10 +1,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use inkcart_app::blog::{PostInput, decode_cursor, encode_cursor, post_key, search_terms};
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    AuthorRef, CommentView, PostCursor, PostCursorValue, PostDetail, PostPaging, PostQuery,
-    PostSortField, PostSummary,
+    AuthorRef, CommentView, PostCursor, PostCursorValue, PostDetail, PostPage, PostPaging,
+    PostQuery, PostSortField, PostSummary,
 };
 use inkcart_domain::UserId;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{double_option, ts};
+use crate::dto::{double_option, shared_json, ts};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, Json, MaybeAuthUser, Path, Query};
 
@@ -186,7 +187,7 @@ fn cursor_of(item: &PostSummary, field: PostSortField) -> String {
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListPostsParams>,
-) -> ApiResult<Json<PostList>> {
+) -> ApiResult<Response> {
     let sort = Sort::parse(
         params.sort.as_deref(),
         SORTS,
@@ -231,19 +232,30 @@ pub async fn list(
         (None, page) => PostPaging::Offset(PageRequest::new(page, Some(limit))?),
     };
     let query = PostQuery {
-        paging: paging.clone(),
+        paging,
         tag: params.tag.map(|t| t.trim().to_lowercase()),
         author: params.author.map(UserId::from_uuid),
         sort,
         search,
     };
     let page = state.app.list_posts(&query).await?;
+    // The body depends on the query (the cache's key) and the page only.
+    shared_json(&page, |page| PostList {
+        data: page.items.iter().cloned().map(PostListItem::from).collect(),
+        meta: list_meta(page, &query),
+    })
+}
+
+/// The `meta` of a page of the post list.
+fn list_meta(page: &PostPage, query: &PostQuery) -> PostListMeta {
     let next_cursor = if page.has_more && query.search.is_none() {
-        page.items.last().map(|last| cursor_of(last, sort.field))
+        page.items
+            .last()
+            .map(|last| cursor_of(last, query.sort.field))
     } else {
         None
     };
-    let meta = match paging {
+    match &query.paging {
         PostPaging::Offset(p) => {
             let total = page.total.unwrap_or(0);
             PostListMeta {
@@ -256,16 +268,12 @@ pub async fn list(
         }
         PostPaging::Keyset { limit, .. } => PostListMeta {
             page: None,
-            limit,
+            limit: *limit,
             total: None,
             total_pages: None,
             next_cursor,
         },
-    };
-    Ok(Json(PostList {
-        data: page.items.into_iter().map(PostListItem::from).collect(),
-        meta,
-    }))
+    }
 }
 
 /// One post by id or slug. Drafts are seen only by their author, editors and admins.
@@ -278,12 +286,12 @@ pub async fn get(
     State(state): State<AppState>,
     MaybeAuthUser(viewer): MaybeAuthUser,
     Path(post): Path<String>,
-) -> ApiResult<Json<PostBody>> {
+) -> ApiResult<Response> {
     let detail = state
         .app
         .get_post(viewer.map(|v| v.actor), &post_key(&post))
         .await?;
-    Ok(Json(detail.into()))
+    shared_json(&detail, |detail| PostBody::from(detail.clone()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

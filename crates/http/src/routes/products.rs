@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{Paged, double_option, ts};
+use crate::dto::{Paged, double_option, shared_json, ts};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, Json, Path, Query};
 
@@ -222,7 +222,8 @@ pub async fn get(
     if matches_etag(&headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
-    Ok((cache_headers, Json(ProductBody::from(product))).into_response())
+    let body = shared_json(&product, |product| ProductBody::from(product.clone()))?;
+    Ok((cache_headers, body).into_response())
 }
 
 /// Creates a product (editors and admins).
