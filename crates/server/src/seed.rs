@@ -83,6 +83,10 @@ fn write_bench_files(config: &Config, summary: &DemoSummary, dir: &Path) -> anyh
         summary.search_terms.iter().cloned(),
     )?;
     write_lines(
+        &dir.join("search-rare.txt"),
+        summary.rare_search_terms.iter().cloned(),
+    )?;
+    write_lines(
         &dir.join("products.txt"),
         summary.sample_products.iter().map(ToString::to_string),
     )?;

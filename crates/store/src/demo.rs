@@ -43,6 +43,8 @@ pub struct DemoSummary {
     pub sample_products: Vec<Uuid>,
     /// Words that occur in some posts but not most, to search for.
     pub search_terms: Vec<String>,
+    /// Words that occur in fewer posts (about 0.2 to 0.5 % of them), to search for.
+    pub rare_search_terms: Vec<String>,
     /// Viewer accounts (`user<i>@demo.inkcart.dev`), to sign requests as: (id, email).
     pub buyers: Vec<(Uuid, String)>,
 }
@@ -271,9 +273,19 @@ impl Lexicon {
 
     /// Words of middling frequency (ranks 100 to 2,000), to search for.
     fn search_terms(&self) -> Vec<String> {
+        self.every_100th_from(100)
+    }
+
+    /// Rarer words (ranks 1,000 to 2,900): each in about 0.2 to 0.5 % of the posts.
+    fn rare_search_terms(&self) -> Vec<String> {
+        self.every_100th_from(1_000)
+    }
+
+    /// Twenty words, one every hundred ranks from `rank` (counted from 1).
+    fn every_100th_from(&self, rank: usize) -> Vec<String> {
         self.words
             .iter()
-            .skip(99)
+            .skip(rank - 1)
             .step_by(100)
             .take(20)
             .cloned()
@@ -347,6 +359,7 @@ pub async fn seed(
     let lexicon = Lexicon::new();
     let mut summary = DemoSummary {
         search_terms: lexicon.search_terms(),
+        rare_search_terms: lexicon.rare_search_terms(),
         ..DemoSummary::default()
     };
     let writer = &db.writer;
