@@ -8,8 +8,8 @@
 //! `tracing-subscriber`'s JSON format (flattened events, the current span under `span`)
 //! straight into bytes. The crate's own JSON formatter writes through an adaptor that checks
 //! every fragment serde_json emits for valid UTF-8 and visits fields through `tracing-serde`;
-//! with one access line per request that was a tenth of a cached read's CPU
-//! (docs/benchmarks.md, section 10).
+//! with one access line per request, that was about a tenth of the CPU of a request that does
+//! nothing else (docs/benchmarks.md, section 10).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -70,7 +70,8 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<WorkerGuard> {
 pub struct JsonLine;
 
 thread_local! {
-    /// The line being written, kept per thread so that a line costs no allocation.
+    /// The line being written, kept per thread so that its buffer is not allocated anew for
+    /// every line.
     static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -94,11 +95,18 @@ where
                 .unwrap_or_default();
             (span.name(), fields)
         });
-        LINE.with_borrow_mut(|line| {
+        let span = span.as_ref().map(|(name, fields)| (*name, fields.as_str()));
+        let mut format = |line: &mut Vec<u8>| {
             line.clear();
-            write_line(line, event, span.as_ref().map(|(n, f)| (*n, f.as_str())))
-                .map_err(|_| fmt::Error)?;
+            write_line(line, event, span).map_err(|_| fmt::Error)?;
             writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)
+        };
+        LINE.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut line) => format(&mut line),
+            // tracing does not dispatch an event from inside another on the same thread (one
+            // logged by a field's `Debug` is dropped); should that change, the nested line gets
+            // a buffer of its own instead of a panic.
+            Err(_) => format(&mut Vec::new()),
         })
     }
 }
@@ -286,6 +294,36 @@ mod tests {
         let bare = tracing::info_span!("bare");
         let _inner = bare.enter();
         tracing::info!(r#type = "raw identifier", "in a span without fields");
+    }
+
+    /// A value whose `Debug` logs an event of its own.
+    struct Chatty;
+
+    impl fmt::Debug for Chatty {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            tracing::info!("inner event");
+            f.write_str("chatty")
+        }
+    }
+
+    #[test]
+    fn a_field_whose_debug_logs_an_event_still_gets_its_whole_line() {
+        let lines = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(lines.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLine)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(value = ?Chatty, "outer event");
+        });
+        // (tracing drops the inner event: a dispatcher is not entered again on its thread.)
+        let lines = lines.lines();
+        assert!(
+            lines.iter().any(|line| line
+                == r#""level":"INFO","message":"outer event","value":"chatty","target":"inkcart::telemetry::tests"}"#),
+            "{lines:?}"
+        );
     }
 
     #[test]
