@@ -296,23 +296,25 @@ fn post_not_found() -> AppError {
     AppError::not_found("Post")
 }
 
-/// The weight of a cached post (KiB).
-pub(crate) fn post_cache_weight(detail: &PostDetail) -> u32 {
+/// The weight of a cached post (KiB): twice its size, for the value and, once it is served,
+/// its encoding.
+pub(crate) fn post_cache_weight(detail: &Shared<PostDetail>) -> u32 {
     let post = &detail.post;
     crate::cache::kib(
-        post.content.len()
+        2 * (post.content.len()
             + post.content_html.len()
             + post.excerpt.len()
             + post.title.len()
             + detail.tags.iter().map(String::len).sum::<usize>()
-            + 512,
+            + 512),
     )
 }
 
-/// The weight of a cached page of the post list (KiB).
-pub(crate) fn post_page_cache_weight(page: &PostPage) -> u32 {
+/// The weight of a cached page of the post list (KiB): twice its size, as for a post.
+pub(crate) fn post_page_cache_weight(page: &Shared<PostPage>) -> u32 {
     crate::cache::kib(
-        page.items
+        2 * (page
+            .items
             .iter()
             .map(|p| {
                 p.title.len()
@@ -322,7 +324,7 @@ pub(crate) fn post_page_cache_weight(page: &PostPage) -> u32 {
                     + 256
             })
             .sum::<usize>()
-            + 128,
+            + 128),
     )
 }
 

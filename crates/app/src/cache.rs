@@ -102,12 +102,6 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Shared<T> {
     }
 }
 
-impl<T> From<T> for Shared<T> {
-    fn from(value: T) -> Self {
-        Self::new(value)
-    }
-}
-
 /// A cache of `K → V`, cleared as a whole on writes; see the module documentation.
 pub(crate) struct ReadCache<K, V> {
     inner: Option<Inner<K, V>>,

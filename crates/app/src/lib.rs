@@ -140,21 +140,20 @@ impl App {
                 .time_to_live(settings.product_cache_ttl)
                 .build()
         });
-        // An entry's weight counts it twice: the value and, once it is served, its encoding.
         let post_cache = cache::ReadCache::new(
             settings.post_cache_ttl,
             POST_CACHE_KIB,
-            |detail: &Shared<ports::PostDetail>| blog::post_cache_weight(detail).saturating_mul(2),
+            blog::post_cache_weight,
         );
         let post_list_cache = cache::ReadCache::new(
             settings.post_cache_ttl,
             POST_CACHE_KIB,
-            |page: &Shared<ports::PostPage>| blog::post_page_cache_weight(page).saturating_mul(2),
+            blog::post_page_cache_weight,
         );
         let post_search_cache = cache::ReadCache::new(
             settings.search_cache_ttl,
             POST_CACHE_KIB,
-            |page: &Shared<ports::PostPage>| blog::post_page_cache_weight(page).saturating_mul(2),
+            blog::post_page_cache_weight,
         );
         Self {
             deps,
