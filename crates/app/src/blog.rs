@@ -1,5 +1,6 @@
 //! Posts, comments, tags and search: the guide's Blog API over the ports.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::error::messages;
 use crate::ports::{
     Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage, PostQuery,
-    PostSummary,
+    PostRepo, PostSummary,
 };
 use crate::{App, AppError, AppResult, Shared};
 
@@ -308,6 +309,40 @@ pub(crate) fn post_cache_weight(detail: &Shared<PostDetail>) -> u32 {
             + detail.tags.iter().map(String::len).sum::<usize>()
             + 512),
     )
+}
+
+/// Reads many cached posts at once, for the post cache's background reloads: each key gets
+/// the post it names while that post is published; keys of posts gone or unpublished are left
+/// out, so the cache forgets them.
+pub(crate) fn reload_posts(
+    posts: Arc<dyn PostRepo>,
+) -> crate::cache::ReloadMany<PostKey, Shared<PostDetail>> {
+    Arc::new(move |keys: Vec<PostKey>| {
+        let posts = Arc::clone(&posts);
+        Box::pin(async move {
+            let found = posts
+                .find_many(&keys)
+                .await
+                .map_err(|error| error.to_string())?;
+            let mut by_id: HashMap<Uuid, Shared<PostDetail>> = HashMap::new();
+            let mut by_slug: HashMap<String, Uuid> = HashMap::new();
+            for detail in found.into_iter().filter(|d| d.post.published) {
+                by_slug.insert(detail.post.slug.as_str().to_owned(), detail.post.id);
+                by_id.insert(detail.post.id, Shared::new(detail));
+            }
+            Ok(keys
+                .into_iter()
+                .filter_map(|key| {
+                    let id = match &key {
+                        PostKey::Id(id) => *id,
+                        PostKey::Slug(slug) => *by_slug.get(slug)?,
+                    };
+                    let detail = by_id.get(&id)?.clone();
+                    Some((key, detail))
+                })
+                .collect())
+        })
+    })
 }
 
 /// The weight of a cached page of the post list (KiB): twice its size, as for a post.

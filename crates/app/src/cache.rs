@@ -9,14 +9,21 @@
 //! background while it is served, so a busy key never expires under its readers. A zero time to live
 //! turns the cache off: nothing is kept and every read goes to the source.
 //!
+//! Entries loaded together (a warm-up, a burst of reads after a write) come due together. A
+//! cache given a way to read many keys at once ([`ReadCache::reloading_many`]) reloads the keys
+//! that came due in batches, a few queries for all of them, instead of a few queries each: on a
+//! database that shares the server's core, hundreds of one-key reloads in a row are what the
+//! slowest requests wait behind.
+//!
 //! What a cache keeps is a [`Shared`] value: every reader of an entry gets the same one, and the
 //! adapter that serves it keeps its encoding there, so a cached answer is encoded once in its
 //! life instead of once per read.
 
 use std::any::TypeId;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -118,6 +125,29 @@ struct Inner<K, V> {
     /// One background reload at a time: entries loaded together (a warm-up, a burst after a
     /// write) come due together, and hundreds of reloads at once starve the requests.
     refresh_turn: Arc<tokio::sync::Semaphore>,
+    /// Reads many keys at once, when the cache was given a way to.
+    reload_many: Option<ReloadMany<K, V>>,
+    /// Keys waiting for a batch reload, and whether a task is reloading them.
+    due: Arc<Mutex<Due<K>>>,
+}
+
+/// Reads the values of many keys at once: those it answers are kept, keys it leaves out are
+/// forgotten (gone, or no longer to be cached), and on an error every entry is served on until
+/// it expires.
+pub(crate) type ReloadMany<K, V> = Arc<
+    dyn Fn(Vec<K>) -> Pin<Box<dyn Future<Output = Result<Vec<(K, V)>, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The most keys one batch reload asks for.
+const RELOAD_BATCH: usize = 256;
+
+/// Keys that came due for a batch reload.
+struct Due<K> {
+    keys: Vec<K>,
+    /// A task is reloading: it takes the keys queued meanwhile when its batch is done.
+    reloading: bool,
 }
 
 /// A kept answer: the generation it was read in and when.
@@ -137,6 +167,8 @@ impl<K, V> Clone for ReadCache<K, V> {
                 refresh_after: inner.refresh_after,
                 refreshing: Arc::clone(&inner.refreshing),
                 refresh_turn: Arc::clone(&inner.refresh_turn),
+                reload_many: inner.reload_many.clone(),
+                due: Arc::clone(&inner.due),
             }),
         }
     }
@@ -173,8 +205,22 @@ where
                 refresh_after: ttl / 2,
                 refreshing: Arc::new(Mutex::new(HashSet::new())),
                 refresh_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+                reload_many: None,
+                due: Arc::new(Mutex::new(Due {
+                    keys: Vec::new(),
+                    reloading: false,
+                })),
             }),
         }
+    }
+
+    /// The same cache, reloading the entries that come due with `reload` (many keys at a
+    /// time) instead of one key at a time with the reader's loader.
+    pub(crate) fn reloading_many(mut self, reload: ReloadMany<K, V>) -> Self {
+        if let Some(inner) = &mut self.inner {
+            inner.reload_many = Some(reload);
+        }
+        self
     }
 
     /// The cached answer for `key`, if one of the current generation is kept.
@@ -258,6 +304,9 @@ where
         if !lock(&self.refreshing).insert(key.clone()) {
             return;
         }
+        if let Some(reload) = &self.reload_many {
+            return self.queue_for_batch(key, Arc::clone(reload));
+        }
         let entries = self.entries.clone();
         let generation = Arc::clone(&self.generation);
         let refreshing = Arc::clone(&self.refreshing);
@@ -279,11 +328,79 @@ where
             lock(&refreshing).remove(&key);
         });
     }
+
+    /// Queues `key` for a batch reload, starting the task that reloads batches unless one is
+    /// running. That task takes every key queued so far (up to [`RELOAD_BATCH`]), reads them
+    /// with one call of `reload`, and goes on with the keys that came due meanwhile until none
+    /// is left: under load the batches grow by themselves, with no timer to wait for.
+    fn queue_for_batch(&self, key: K, reload: ReloadMany<K, V>) {
+        {
+            let mut due = lock(&self.due);
+            due.keys.push(key);
+            if due.reloading {
+                return;
+            }
+            due.reloading = true;
+        }
+        let entries = self.entries.clone();
+        let generation = Arc::clone(&self.generation);
+        let refreshing = Arc::clone(&self.refreshing);
+        let due = Arc::clone(&self.due);
+        tokio::spawn(async move {
+            loop {
+                let batch: Vec<K> = {
+                    let mut due = lock(&due);
+                    if due.keys.is_empty() {
+                        due.reloading = false;
+                        return;
+                    }
+                    let n = due.keys.len().min(RELOAD_BATCH);
+                    due.keys.drain(..n).collect()
+                };
+                let read_in = generation.load(Ordering::SeqCst);
+                // On a task of its own: a reload that panics counts as one that failed, and
+                // this task goes on.
+                let read = tokio::spawn(reload(batch.clone()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the reload failed: {e}")));
+                match read {
+                    // A write cleared the cache meanwhile: what was read is not kept.
+                    Ok(_) if generation.load(Ordering::SeqCst) != read_in => {}
+                    Ok(found) => {
+                        let mut found: HashMap<K, V> = found.into_iter().collect();
+                        for key in &batch {
+                            match found.remove(key) {
+                                Some(value) => {
+                                    let entry = Stamped {
+                                        generation: read_in,
+                                        loaded: Instant::now(),
+                                        value,
+                                    };
+                                    entries.insert(key.clone(), entry).await;
+                                }
+                                None => entries.invalidate(key).await,
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(
+                        keys = batch.len(),
+                        %error,
+                        "background reload failed; the entries are served until they expire"
+                    ),
+                }
+                let mut refreshing = lock(&refreshing);
+                for key in &batch {
+                    refreshing.remove(key);
+                }
+            }
+        });
+    }
 }
 
-/// The set of keys being reloaded (a panic while it was held leaves it usable).
-fn lock<K>(set: &Mutex<HashSet<K>>) -> std::sync::MutexGuard<'_, HashSet<K>> {
-    set.lock()
+/// A lock on the cache's bookkeeping (a panic while it was held leaves it usable).
+fn lock<T>(state: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    state
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -413,6 +530,119 @@ mod tests {
         assert_eq!(loads.load(Ordering::SeqCst), 2);
         assert_eq!(cache.get(&1).await, None);
         cache.clear();
+    }
+
+    /// The keys of each call of a batch reloader.
+    type Calls = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A batch reloader that records the keys of each call, waits for a permit of `gate` before
+    /// answering, and answers `new-<key>` for the keys `answers` accepts (or fails, on `None`).
+    fn batch_reloader(
+        gate: &Arc<tokio::sync::Semaphore>,
+        answers: fn(u32) -> Option<bool>,
+    ) -> (Calls, ReloadMany<u32, String>) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&calls);
+        let gate = Arc::clone(gate);
+        let reload: ReloadMany<u32, String> = Arc::new(move |keys: Vec<u32>| {
+            lock(&recorded).push(keys.clone());
+            let gate = Arc::clone(&gate);
+            Box::pin(async move {
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                let mut found = Vec::new();
+                for key in keys {
+                    match answers(key) {
+                        None => return Err("database unreachable".to_owned()),
+                        Some(true) => found.push((key, format!("new-{key}"))),
+                        Some(false) => {}
+                    }
+                }
+                Ok(found)
+            })
+        });
+        (calls, reload)
+    }
+
+    /// Waits until no key is queued or being reloaded in the background.
+    async fn reloads_settled(cache: &ReadCache<u32, String>) {
+        let Some(inner) = &cache.inner else { return };
+        for _ in 0..10_000 {
+            if lock(&inner.refreshing).is_empty() && !lock(&inner.due).reloading {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("background reloads never finished");
+    }
+
+    /// Twenty entries loaded at once with `old`, then read again past half their life with a
+    /// loader that must not be called.
+    async fn twenty_entries_come_due(cache: &ReadCache<u32, String>) {
+        for key in 0..20 {
+            let (_, old) = counting("old");
+            assert_eq!(cache.get_or_load(key, old).await.as_deref(), Ok("old"));
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let (loads, unused) = counting("one by one");
+        for key in 0..20 {
+            let read = cache.get_or_load(key, unused.clone()).await;
+            assert_eq!(read.as_deref(), Ok("old"), "served while it is reloaded");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_that_come_due_together_are_reloaded_in_batches_each_key_once() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (calls, reload) = batch_reloader(&gate, |_| Some(true));
+        let cache = cache(10).reloading_many(reload);
+        twenty_entries_come_due(&cache).await;
+        // The first batch is still reading while the others come due: they wait for the next.
+        gate.add_permits(100);
+        reloads_settled(&cache).await;
+        for key in 0..20 {
+            assert_eq!(cache.get(&key).await, Some(format!("new-{key}")));
+        }
+        let calls = lock(&calls).clone();
+        assert!(
+            calls.len() <= 2,
+            "one call per batch, not per key: {calls:?}"
+        );
+        let mut reloaded: Vec<u32> = calls.concat();
+        reloaded.sort_unstable();
+        assert_eq!(reloaded, (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_reload_forgets_the_keys_it_no_longer_finds() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let (_, reload) = batch_reloader(&gate, |key| Some(key % 2 == 0));
+        let cache = cache(10).reloading_many(reload);
+        twenty_entries_come_due(&cache).await;
+        reloads_settled(&cache).await;
+        for key in 0..20 {
+            let expected = (key % 2 == 0).then(|| format!("new-{key}"));
+            assert_eq!(cache.get(&key).await, expected, "key {key}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failed_batch_reload_the_entries_are_served_on_and_the_next_read_retries() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let (calls, reload) = batch_reloader(&gate, |_| None);
+        let cache = cache(10).reloading_many(reload);
+        twenty_entries_come_due(&cache).await;
+        reloads_settled(&cache).await;
+        let failed = lock(&calls).len();
+        assert!(failed >= 1);
+        for key in 0..20 {
+            assert_eq!(cache.get(&key).await.as_deref(), Some("old"));
+        }
+        // The next read tries again.
+        let (_, unused) = counting("one by one");
+        assert_eq!(cache.get_or_load(3, unused).await.as_deref(), Ok("old"));
+        reloads_settled(&cache).await;
+        assert_eq!(lock(&calls).len(), failed + 1);
     }
 
     #[test]

@@ -144,7 +144,8 @@ impl App {
             settings.post_cache_ttl,
             POST_CACHE_KIB,
             blog::post_cache_weight,
-        );
+        )
+        .reloading_many(blog::reload_posts(Arc::clone(&deps.posts)));
         let post_list_cache = cache::ReadCache::new(
             settings.post_cache_ttl,
             POST_CACHE_KIB,

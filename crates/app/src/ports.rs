@@ -481,6 +481,9 @@ pub trait PostRepo: Send + Sync {
     /// Deletes the post with its comments and tag links.
     async fn delete(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;
     async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>>;
+    /// The posts any of `keys` names, each once and in no particular order, with author and
+    /// tags, in a fixed number of queries; keys that name no post are left out.
+    async fn find_many(&self, keys: &[PostKey]) -> AppResult<Vec<PostDetail>>;
     /// Slugs equal to `base` or of the form `base-<n>`.
     async fn slugs_like(&self, base: &str) -> AppResult<Vec<String>>;
     /// Published posts, with author, tags and comment counts in a fixed number of queries.

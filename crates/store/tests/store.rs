@@ -10,9 +10,9 @@ use inkcart_app::AppError;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
     Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostCursor,
-    PostCursorValue, PostPaging, PostQuery, PostRepo, PostSortField, ProductQuery, ProductRepo,
-    ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock, UserQuery,
-    UserRepo, UserSortField, truncate_to_micros,
+    PostCursorValue, PostKey, PostPaging, PostQuery, PostRepo, PostSortField, ProductQuery,
+    ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock,
+    UserQuery, UserRepo, UserSortField, truncate_to_micros,
 };
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
@@ -1005,5 +1005,53 @@ db_test!(
                 assert_eq!(walked, listed, "{field:?} {direction:?}");
             }
         }
+    }
+);
+
+db_test!(
+    async fn many_posts_are_found_at_once_by_id_or_slug_each_once_with_author_and_tags(db) {
+        seed_demo(&db.db, Utc::now()).await;
+        let store = SqlStore::new(db.db.clone());
+        let listed = PostRepo::list(
+            &store,
+            &PostQuery {
+                paging: PostPaging::Offset(PageRequest { page: 1, limit: 10_000 }),
+                tag: None,
+                author: None,
+                sort: Sort { field: PostSortField::CreatedAt, direction: Direction::Desc },
+                search: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+        // Posts spread over the list, so over many authors: some asked by id, some by slug,
+        // one by both, and keys that name nothing.
+        let wanted: Vec<_> = listed.iter().step_by(37).take(10).collect();
+        assert!(wanted.iter().any(|p| !p.tags.is_empty()), "the demo tags its posts");
+        let mut keys: Vec<PostKey> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i % 2 == 0 { PostKey::Id(p.id) } else { PostKey::Slug(p.slug.clone()) })
+            .collect();
+        keys.push(PostKey::Slug(wanted[0].slug.clone()));
+        keys.push(PostKey::Id(Uuid::new_v4()));
+        keys.push(PostKey::Slug("no-such-post".to_owned()));
+
+        let found = PostRepo::find_many(&store, &keys).await.unwrap();
+        let mut found_ids: Vec<Uuid> = found.iter().map(|d| d.post.id).collect();
+        found_ids.sort_unstable();
+        let mut wanted_ids: Vec<Uuid> = wanted.iter().map(|p| p.id).collect();
+        wanted_ids.sort_unstable();
+        assert_eq!(found_ids, wanted_ids);
+        for detail in &found {
+            let summary = wanted.iter().find(|p| p.id == detail.post.id).unwrap();
+            assert_eq!(detail.post.slug.as_str(), summary.slug);
+            assert_eq!(detail.post.title, summary.title);
+            assert_eq!(detail.author, summary.author);
+            assert_eq!(detail.tags, summary.tags);
+            assert!(!detail.post.content.is_empty());
+        }
+        assert!(PostRepo::find_many(&store, &[]).await.unwrap().is_empty());
     }
 );

@@ -779,3 +779,47 @@ api_test!(
         assert_eq!(titles(&app.get("/api/v1/posts", None).await), ["Changed Elsewhere"]);
     }
 );
+
+api_test!(
+    async fn posts_read_late_in_their_cache_life_are_reloaded_behind_their_readers_and_show_writes_made_elsewhere(app, |c| c.post_cache_ttl = std::time::Duration::from_secs(6)) {
+        let editor = app.editor().await;
+        publish(&app, &editor, "Renamed", "x", &["news"]).await;
+        let hidden = publish(&app, &editor, "Hidden", "y", &[]).await;
+        let hidden_uri = format!("/api/v1/posts/{}", hidden["id"].as_str().unwrap());
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = inkcart::config::Config { data_dir: data_dir.path().to_path_buf(), ..crate::support::test_config() };
+        let other = inkcart::build_app_with_clock(&config, app.db.db.clone(), app.clock.clone()).unwrap();
+        let actor = inkcart_domain::Actor {
+            id: inkcart_domain::UserId::from_uuid(editor.id.parse().unwrap()),
+            role: inkcart_domain::Role::Editor,
+        };
+
+        // Cached by slug and by id; then changed through another instance, unseen here.
+        let warmed = std::time::Instant::now();
+        read_twice(&app, "/api/v1/posts/renamed", None).await;
+        read_twice(&app, &hidden_uri, None).await;
+        let retitle = inkcart_app::blog::PostInput { title: Some("Renamed Elsewhere".to_owned()), ..Default::default() };
+        other.update_post(actor, &inkcart_app::blog::post_key("renamed"), retitle).await.unwrap();
+        let unpublish = inkcart_app::blog::PostInput { published: Some(false), ..Default::default() };
+        other.update_post(actor, &inkcart_app::blog::post_key(hidden["id"].as_str().unwrap()), unpublish).await.unwrap();
+
+        // Past half their life, the copies are read again: served as they were, and reloaded
+        // behind the readers (the post asked by slug first).
+        tokio::time::sleep(std::time::Duration::from_millis(3050).saturating_sub(warmed.elapsed())).await;
+        assert_eq!(app.get("/api/v1/posts/renamed", None).await.body["title"], "Renamed");
+        assert_eq!(app.get(&hidden_uri, None).await.status, 200);
+        // The unpublished post is forgotten by its reload, which ends after the other's.
+        while app.get(&hidden_uri, None).await.status != axum::http::StatusCode::NOT_FOUND {
+            // Well before the copies expire (6 s after they were read), so that only the
+            // reload can have brought the change.
+            assert!(warmed.elapsed() < std::time::Duration::from_secs(5), "the unpublished post is still served");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The renamed post was reloaded into the cache: served changed, without a query.
+        let before = app.db.statements();
+        let renamed = app.get("/api/v1/posts/renamed", None).await;
+        assert_eq!(app.db.statements() - before, 0);
+        assert_eq!(renamed.body["title"], "Renamed Elsewhere");
+        assert_eq!(renamed.body["tags"], json!(["news"]));
+    }
+);

@@ -573,36 +573,64 @@ impl PostRepo for SqlStore {
     }
 
     async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>> {
-        let filter = match key {
-            PostKey::Id(id) => posts::Column::Id.eq(*id),
-            PostKey::Slug(slug) => posts::Column::Slug.eq(slug.as_str()),
-        };
-        let Some(model) = posts::Entity::find()
-            .filter(filter)
-            .unique(&self.db.reader)
-            .await
-            .map_err(db_err)?
-        else {
-            return Ok(None);
-        };
-        let author = users::Entity::find_by_id(model.author_id)
-            .unique(&self.db.reader)
+        Ok(self.find_many(std::slice::from_ref(key)).await?.pop())
+    }
+
+    async fn find_many(&self, keys: &[PostKey]) -> AppResult<Vec<PostDetail>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::new();
+        let mut slugs = Vec::new();
+        for key in keys {
+            match key {
+                PostKey::Id(id) => ids.push(*id),
+                PostKey::Slug(slug) => slugs.push(slug.as_str()),
+            }
+        }
+        let mut wanted = sea_orm::Condition::any();
+        if !ids.is_empty() {
+            wanted = wanted.add(posts::Column::Id.is_in(ids));
+        }
+        if !slugs.is_empty() {
+            wanted = wanted.add(posts::Column::Slug.is_in(slugs));
+        }
+        let models = posts::Entity::find()
+            .filter(wanted)
+            .all(&self.db.reader)
             .await
             .map_err(db_err)?;
-        let tags = self
-            .tags_of(&[model.id])
-            .await?
-            .remove(&model.id)
-            .unwrap_or_default();
-        let author = AuthorRef {
-            id: UserId::from_uuid(model.author_id),
-            name: author.and_then(|a| a.name),
-        };
-        Ok(Some(PostDetail {
-            post: post_from_model(model)?,
-            author,
-            tags,
-        }))
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut author_ids: Vec<Uuid> = models.iter().map(|m| m.author_id).collect();
+        author_ids.sort_unstable();
+        author_ids.dedup();
+        let names: HashMap<Uuid, Option<String>> = users::Entity::find()
+            .filter(users::Column::Id.is_in(author_ids))
+            .all(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|u| (u.id, u.name))
+            .collect();
+        let post_ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+        let mut tags = self.tags_of(&post_ids).await?;
+        models
+            .into_iter()
+            .map(|model| {
+                let author = AuthorRef {
+                    id: UserId::from_uuid(model.author_id),
+                    name: names.get(&model.author_id).cloned().flatten(),
+                };
+                let tags = tags.remove(&model.id).unwrap_or_default();
+                Ok(PostDetail {
+                    post: post_from_model(model)?,
+                    author,
+                    tags,
+                })
+            })
+            .collect()
     }
 
     async fn slugs_like(&self, base: &str) -> AppResult<Vec<String>> {
