@@ -127,6 +127,10 @@ struct Inner<K, V> {
     refresh_turn: Arc<tokio::sync::Semaphore>,
     /// Reads many keys at once, when the cache was given a way to.
     reload_many: Option<ReloadMany<K, V>>,
+    /// How long a batch reload waits for more keys to come due: a tenth of the time an entry
+    /// is served after it came due (at most a second), so that no entry outlives its time to
+    /// live while it waits.
+    gather: Duration,
     /// Keys waiting for a batch reload, and whether a task is reloading them.
     due: Arc<Mutex<Due<K>>>,
 }
@@ -168,6 +172,7 @@ impl<K, V> Clone for ReadCache<K, V> {
                 refreshing: Arc::clone(&inner.refreshing),
                 refresh_turn: Arc::clone(&inner.refresh_turn),
                 reload_many: inner.reload_many.clone(),
+                gather: inner.gather,
                 due: Arc::clone(&inner.due),
             }),
         }
@@ -206,6 +211,7 @@ where
                 refreshing: Arc::new(Mutex::new(HashSet::new())),
                 refresh_turn: Arc::new(tokio::sync::Semaphore::new(1)),
                 reload_many: None,
+                gather: (ttl / 20).min(Duration::from_secs(1)),
                 due: Arc::new(Mutex::new(Due {
                     keys: Vec::new(),
                     reloading: false,
@@ -330,9 +336,11 @@ where
     }
 
     /// Queues `key` for a batch reload, starting the task that reloads batches unless one is
-    /// running. That task takes every key queued so far (up to [`RELOAD_BATCH`]), reads them
-    /// with one call of `reload`, and goes on with the keys that came due meanwhile until none
-    /// is left: under load the batches grow by themselves, with no timer to wait for.
+    /// running. That task waits [`Self::gather`] for the keys that come due meanwhile, reads up
+    /// to [`RELOAD_BATCH`] of them with one call of `reload`, and goes on so until no key is
+    /// left. The wait is what makes batches: entries loaded at different moments come due one
+    /// by one (with 200 posts read steadily and a 5 s life, 80 a second), and without it each
+    /// would be a batch of its own.
     fn queue_for_batch(&self, key: K, reload: ReloadMany<K, V>) {
         {
             let mut due = lock(&self.due);
@@ -346,8 +354,10 @@ where
         let generation = Arc::clone(&self.generation);
         let refreshing = Arc::clone(&self.refreshing);
         let due = Arc::clone(&self.due);
+        let gather = self.gather;
         tokio::spawn(async move {
             loop {
+                tokio::time::sleep(gather).await;
                 let batch: Vec<K> = {
                     let mut due = lock(&due);
                     if due.keys.is_empty() {
@@ -563,14 +573,15 @@ mod tests {
         (calls, reload)
     }
 
-    /// Waits until no key is queued or being reloaded in the background.
+    /// Waits until no key is queued or being reloaded in the background (on the paused clock,
+    /// which moves on by itself while every task waits).
     async fn reloads_settled(cache: &ReadCache<u32, String>) {
         let Some(inner) = &cache.inner else { return };
         for _ in 0..10_000 {
             if lock(&inner.refreshing).is_empty() && !lock(&inner.due).reloading {
                 return;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("background reloads never finished");
     }
@@ -592,21 +603,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn entries_that_come_due_together_are_reloaded_in_batches_each_key_once() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    async fn entries_that_come_due_one_by_one_are_reloaded_in_one_batch_each_key_once() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
         let (calls, reload) = batch_reloader(&gate, |_| Some(true));
         let cache = cache(10).reloading_many(reload);
-        twenty_entries_come_due(&cache).await;
-        // The first batch is still reading while the others come due: they wait for the next.
-        gate.add_permits(100);
+        // Loaded 10 ms apart, and read again as each passes half its life (5 s).
+        let step = Duration::from_millis(10);
+        for key in 0..20 {
+            let (_, old) = counting("old");
+            assert_eq!(cache.get_or_load(key, old).await.as_deref(), Ok("old"));
+            tokio::time::advance(step).await;
+        }
+        tokio::time::advance(Duration::from_secs(5) - step * 20).await;
+        let (loads, unused) = counting("one by one");
+        for key in 0..20 {
+            let read = cache.get_or_load(key, unused.clone()).await;
+            assert_eq!(read.as_deref(), Ok("old"), "served while it is reloaded");
+            tokio::time::advance(step).await;
+        }
         reloads_settled(&cache).await;
         for key in 0..20 {
             assert_eq!(cache.get(&key).await, Some(format!("new-{key}")));
         }
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
         let calls = lock(&calls).clone();
-        assert!(
-            calls.len() <= 2,
-            "one call per batch, not per key: {calls:?}"
+        assert_eq!(
+            calls.len(),
+            1,
+            "one call for the keys that came due: {calls:?}"
         );
         let mut reloaded: Vec<u32> = calls.concat();
         reloaded.sort_unstable();
