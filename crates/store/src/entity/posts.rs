@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-/// A post. PostgreSQL also has a generated `search_vector` column, which is never read here.
+/// A post.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "posts")]
 pub struct Model {

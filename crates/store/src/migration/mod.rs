@@ -9,6 +9,7 @@ mod m20261128_000002_shop;
 mod m20261128_000003_blog;
 mod m20261128_000004_jobs;
 mod m20261128_000005_search_published;
+mod m20261201_000001_published_search;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_blog::Migration),
             Box::new(m20261128_000004_jobs::Migration),
             Box::new(m20261128_000005_search_published::Migration),
+            Box::new(m20261201_000001_published_search::Migration),
         ]
     }
 }

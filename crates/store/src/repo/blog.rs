@@ -131,27 +131,135 @@ fn fts5_query(terms: &[String]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     /// Rows of a page: with authors and, for a search, ranks. `ranks` (limit, offset): a search
-    /// on SQLite takes its page of ranks inside the full-text index (see [`ranks_inside`]); the
-    /// select then holds that page only.
+    /// takes its page of ranks inside the full-text index (see [`ranks_inside`]); the select
+    /// then holds that page only.
     Page { ranks: Option<(u64, u64)> },
     /// Only their number.
     Count,
 }
 
-/// Whether a search is answered from SQLite's full-text index before any post is read: the
-/// index holds published posts only (migration `m20261128_000005`), so with no other filter the
-/// matches are counted, ranked and cut to one page inside it, and only the page's posts are
-/// read. A word in 48,000 of a million posts no longer means 48,000 reads of `posts`.
-fn ranks_inside(query: &PostQuery, backend: DbBackend) -> bool {
-    backend == DbBackend::Sqlite
-        && query.search.is_some()
-        && query.author.is_none()
-        && query.tag.is_none()
+/// Whether a search is answered from the full-text index before any post is read. Both
+/// engines' indexes hold published posts only (SQLite's `posts_fts` since migration
+/// `m20261128_000005`, PostgreSQL's `published_search` since `m20261201_000001`), so with no
+/// other filter the matches are counted, ranked and cut to one page inside the index, and only
+/// the page's posts are read. A word in 48,000 of a million posts no longer means 48,000 reads
+/// of `posts`.
+fn ranks_inside(query: &PostQuery) -> bool {
+    query.search.is_some() && query.author.is_none() && query.tag.is_none()
 }
 
 /// `posts_fts MATCH ?` for the terms.
 fn fts_match(terms: &[String]) -> SimpleExpr {
     Expr::cust_with_values("posts_fts MATCH ?", [fts5_query(terms)])
+}
+
+/// The PostgreSQL query of the terms: every term required, English stemming and stop words.
+fn ts_query(sql: &'static str, terms: &[String]) -> SimpleExpr {
+    Expr::cust_with_values(sql, [terms.join(" ")])
+}
+
+/// `search_vector @@ <terms>` on `published_search`.
+fn ts_match(terms: &[String]) -> SimpleExpr {
+    ts_query(
+        r#""published_search"."search_vector" @@ plainto_tsquery('english', $1)"#,
+        terms,
+    )
+}
+
+/// A match's rank on PostgreSQL, higher first: `ts_rank` weighs how often the terms occur, a
+/// title's (weight A) above the content's (B), as `bm25()` does on SQLite.
+fn ts_rank(terms: &[String]) -> SimpleExpr {
+    ts_query(
+        r#"ts_rank("published_search"."search_vector", plainto_tsquery('english', $1))"#,
+        terms,
+    )
+}
+
+/// The number of published posts that match, counted inside the full-text index.
+fn count_matches(terms: &[String], backend: DbBackend) -> SelectStatement {
+    let mut count = Query::select();
+    count.expr_as(Expr::cust("COUNT(*)"), "n");
+    match backend {
+        DbBackend::Postgres => count
+            .from(Alias::new("published_search"))
+            .and_where(ts_match(terms)),
+        _ => count
+            .from(Alias::new("posts_fts"))
+            .and_where(fts_match(terms)),
+    };
+    count
+}
+
+/// The published posts that match a search, as `matches` rows: `sid` (the post's id) and, for a
+/// page, `rank` (lower first on SQLite, higher first on PostgreSQL). With `ranks`, only that
+/// page of ranks, cut inside the index; equal ranks newest first.
+fn search_matches(terms: &[String], backend: DbBackend, shape: Shape) -> SelectStatement {
+    let mut matches = Query::select();
+    if backend == DbBackend::Postgres {
+        matches
+            .expr_as(Expr::cust(r#""published_search"."post_id""#), "sid")
+            .from(Alias::new("published_search"))
+            .and_where(ts_match(terms));
+        if let Shape::Page { ranks } = shape {
+            matches.expr_as(ts_rank(terms), "rank");
+            if let Some((limit, offset)) = ranks {
+                matches
+                    .order_by(Alias::new("rank"), Order::Desc)
+                    .order_by(
+                        (Alias::new("published_search"), Alias::new("created_at")),
+                        Order::Desc,
+                    )
+                    .order_by(
+                        (Alias::new("published_search"), Alias::new("post_id")),
+                        Order::Desc,
+                    )
+                    .limit(limit)
+                    .offset(offset);
+            }
+        }
+        return matches;
+    }
+    matches.expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid");
+    match shape {
+        Shape::Page {
+            ranks: Some((limit, offset)),
+        } => {
+            // The page of ranks, cut inside the index; equal ranks newest first (the index's
+            // rowids grow as posts are written).
+            let mut ranked = Query::select();
+            ranked
+                .expr_as(Expr::cust(r#""posts_fts"."rowid""#), "rid")
+                .expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "score")
+                .from(Alias::new("posts_fts"))
+                .and_where(fts_match(terms))
+                .order_by(Alias::new("score"), Order::Asc)
+                .order_by(Alias::new("rid"), Order::Desc)
+                // Bound, unlike `paged`'s literals (this is a subquery): the re-prepare it
+                // costs SQLite is small next to the ranking.
+                .limit(limit)
+                .offset(offset);
+            matches
+                .expr_as(Expr::cust(r#""ranked"."score""#), "rank")
+                .from_subquery(ranked, Alias::new("ranked"))
+                .inner_join(
+                    Alias::new("posts_search"),
+                    Expr::cust(r#""posts_search"."rowid" = "ranked"."rid""#),
+                );
+        }
+        _ => {
+            if shape != Shape::Count {
+                matches.expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "rank");
+            }
+            matches
+                .from(Alias::new("posts_fts"))
+                .inner_join(
+                    Alias::new("posts_search"),
+                    Expr::cust(r#""posts_search"."rowid" = "posts_fts"."rowid""#),
+                )
+                .and_where(fts_match(terms));
+        }
+    }
+    matches
 }
 
 impl SqlStore {
@@ -160,65 +268,22 @@ impl SqlStore {
     }
 
     /// The published posts a query selects, without ordering. A page is joined with the authors
-    /// and, for a search on SQLite, carries each match's rank; a count needs neither (the join
-    /// made counting 100k posts on SQLite cost hundreds of milliseconds, and a rank is not needed
-    /// to count).
+    /// and, for a search, carries each match's rank; a count needs neither (the join made
+    /// counting 100k posts on SQLite cost hundreds of milliseconds, and a rank is not needed to
+    /// count).
     fn posts_select(&self, query: &PostQuery, backend: DbBackend, shape: Shape) -> SelectStatement {
         let mut q = Query::select();
-        match (&query.search, backend) {
-            (Some(terms), DbBackend::Sqlite) => {
-                // The matches drive the join: `CROSS JOIN` makes SQLite keep them as the outer
-                // loop. Left to itself, the planner walked every published post and ran the
-                // full-text match once per post (seconds on 100k posts, not milliseconds).
-                let mut matches = Query::select();
-                matches.expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid");
-                match shape {
-                    Shape::Page {
-                        ranks: Some((limit, offset)),
-                    } => {
-                        // The page of ranks, cut inside the index; equal ranks newest first
-                        // (the index's rowids grow as posts are written).
-                        let mut ranked = Query::select();
-                        ranked
-                            .expr_as(Expr::cust(r#""posts_fts"."rowid""#), "rid")
-                            .expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "score")
-                            .from(Alias::new("posts_fts"))
-                            .and_where(fts_match(terms))
-                            .order_by(Alias::new("score"), Order::Asc)
-                            .order_by(Alias::new("rid"), Order::Desc)
-                            // Bound, unlike `paged`'s literals (this is a subquery): the
-                            // re-prepare it costs SQLite is small next to the ranking.
-                            .limit(limit)
-                            .offset(offset);
-                        matches
-                            .expr_as(Expr::cust(r#""ranked"."score""#), "rank")
-                            .from_subquery(ranked, Alias::new("ranked"))
-                            .inner_join(
-                                Alias::new("posts_search"),
-                                Expr::cust(r#""posts_search"."rowid" = "ranked"."rid""#),
-                            );
-                    }
-                    _ => {
-                        if shape != Shape::Count {
-                            matches.expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "rank");
-                        }
-                        matches
-                            .from(Alias::new("posts_fts"))
-                            .inner_join(
-                                Alias::new("posts_search"),
-                                Expr::cust(r#""posts_search"."rowid" = "posts_fts"."rowid""#),
-                            )
-                            .and_where(fts_match(terms));
-                    }
-                }
-                // (sea-query writes no ON for a cross join: the condition goes in WHERE.)
-                q.from_subquery(matches, Alias::new("matches"))
-                    .cross_join(posts::Entity)
-                    .and_where(Expr::cust(r#""matches"."sid" = "posts"."id""#));
-            }
-            _ => {
-                q.from(posts::Entity);
-            }
+        if let Some(terms) = &query.search {
+            // The matches drive the join: `CROSS JOIN` makes SQLite keep them as the outer
+            // loop. Left to itself, the planner walked every published post and ran the
+            // full-text match once per post (seconds on 100k posts, not milliseconds).
+            // PostgreSQL plans a cross join with a condition as any inner join.
+            // (sea-query writes no ON for a cross join: the condition goes in WHERE.)
+            q.from_subquery(search_matches(terms, backend, shape), Alias::new("matches"))
+                .cross_join(posts::Entity)
+                .and_where(Expr::cust(r#""matches"."sid" = "posts"."id""#));
+        } else {
+            q.from(posts::Entity);
         }
         if shape != Shape::Count {
             q.inner_join(
@@ -248,13 +313,6 @@ impl SqlStore {
                 .and_where(Expr::col((tags::Entity, tags::Column::Name)).eq(tag));
             q.and_where(Expr::exists(tagged));
         }
-        // On SQLite the matches are joined in the FROM clause above.
-        if let (Some(terms), DbBackend::Postgres) = (&query.search, backend) {
-            q.and_where(Expr::cust_with_values(
-                r#""posts"."search_vector" @@ plainto_tsquery('english', $1)"#,
-                [terms.join(" ")],
-            ));
-        }
         q
     }
 
@@ -264,17 +322,12 @@ impl SqlStore {
             Direction::Asc => Order::Asc,
             Direction::Desc => Order::Desc,
         };
-        if let Some(terms) = &query.search {
-            match backend {
-                DbBackend::Postgres => q.order_by_expr(
-                    Expr::cust_with_values(
-                        r#"ts_rank_cd("posts"."search_vector", plainto_tsquery('english', $1))"#,
-                        [terms.join(" ")],
-                    ),
-                    Order::Desc,
-                ),
-                _ => q.order_by_expr(Expr::cust(r#""matches"."rank""#), Order::Asc),
+        if query.search.is_some() {
+            let best_first = match backend {
+                DbBackend::Postgres => Order::Desc,
+                _ => Order::Asc,
             };
+            q.order_by_expr(Expr::cust(r#""matches"."rank""#), best_first);
             q.order_by((posts::Entity, posts::Column::CreatedAt), Order::Desc)
                 .order_by((posts::Entity, posts::Column::Id), Order::Desc);
             return;
@@ -651,9 +704,7 @@ impl PostRepo for SqlStore {
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage> {
         let backend = self.blog_backend();
         let index_page = match &query.paging {
-            PostPaging::Offset(page) if ranks_inside(query, backend) => {
-                Some((page.limit, page.offset()))
-            }
+            PostPaging::Offset(page) if ranks_inside(query) => Some((page.limit, page.offset())),
             _ => None,
         };
         let mut q = self.posts_select(query, backend, Shape::Page { ranks: index_page });
@@ -661,14 +712,7 @@ impl PostRepo for SqlStore {
         let (total, limit) = match &query.paging {
             PostPaging::Offset(page) => {
                 let count = match (&query.search, index_page) {
-                    (Some(terms), Some(_)) => {
-                        let mut count = Query::select();
-                        count
-                            .expr_as(Expr::cust("COUNT(*)"), "n")
-                            .from(Alias::new("posts_fts"))
-                            .and_where(fts_match(terms));
-                        count
-                    }
+                    (Some(terms), Some(_)) => count_matches(terms, backend),
                     _ => {
                         let mut count = self.posts_select(query, backend, Shape::Count);
                         count.expr_as(Expr::cust("COUNT(*)"), "n");
