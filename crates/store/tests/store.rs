@@ -1058,8 +1058,10 @@ db_test!(
 
 db_test!(
     async fn posts_written_before_the_newest_migration_are_searched_as_if_each_had_been_written_after_it(db) {
-        // The newest migration gave PostgreSQL's search its own table of published posts, filled
-        // from the posts already there (on SQLite it changes nothing).
+        // The newest migration, m20261201_000001_published_search, gave PostgreSQL's search its
+        // own table of published posts, filled from the posts already there (on SQLite it
+        // changes nothing). A later migration must be undone here first, so that this one still
+        // runs on posts written before it.
         db.undo_last_migration().await;
         let summary = seed_demo(&db.db, Utc::now()).await;
         db.db.migrate().await.unwrap();
