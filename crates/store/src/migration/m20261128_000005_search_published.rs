@@ -10,6 +10,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use super::execute_on;
 use super::m20261128_000003_blog::{SQLITE_FTS_INSERT_TRIGGER, SQLITE_FTS_UPDATE_TRIGGER};
 
 #[derive(DeriveMigrationName)]
@@ -45,24 +46,13 @@ const DOWN: &[&str] = &[
        JOIN posts ON posts.id = posts_search.post_id WHERE NOT posts.published",
 ];
 
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    if manager.get_database_backend() != DbBackend::Sqlite {
-        return Ok(());
-    }
-    let conn = manager.get_connection();
-    for sql in statements {
-        conn.execute_unprepared(sql).await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, UP).await
+        execute_on(manager, DbBackend::Sqlite, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, DOWN).await
+        execute_on(manager, DbBackend::Sqlite, DOWN).await
     }
 }

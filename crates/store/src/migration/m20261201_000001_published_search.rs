@@ -12,6 +12,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use super::execute_on;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -56,24 +58,13 @@ const DOWN: &[&str] = &[
     "CREATE INDEX idx_posts_search_vector ON posts USING GIN (search_vector)",
 ];
 
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    if manager.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let conn = manager.get_connection();
-    for sql in statements {
-        conn.execute_unprepared(sql).await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, UP).await
+        execute_on(manager, DbBackend::Postgres, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(manager, DOWN).await
+        execute_on(manager, DbBackend::Postgres, DOWN).await
     }
 }

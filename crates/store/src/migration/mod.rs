@@ -14,6 +14,23 @@ mod m20261201_000001_published_search;
 #[derive(Debug)]
 pub struct Migrator;
 
+/// Runs raw statements, one after another, on `backend` only (a migration of one engine's
+/// full-text search is a no-op on the other).
+async fn execute_on(
+    manager: &SchemaManager<'_>,
+    backend: sea_orm_migration::sea_orm::DbBackend,
+    statements: &[&str],
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() != backend {
+        return Ok(());
+    }
+    let conn = manager.get_connection();
+    for sql in statements {
+        conn.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// `CREATE INDEX <name> ON <table> (<cols>)`.
 fn index<T, C>(name: &str, table: T, cols: impl IntoIterator<Item = C>) -> IndexCreateStatement
 where
