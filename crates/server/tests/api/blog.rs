@@ -458,6 +458,11 @@ api_test!(
         seen.sort();
         written.sort();
         assert_eq!(seen, written);
+        // A page past the last match is empty and still says how many posts match.
+        let past = app.get("/api/v1/posts?search=tapirs&limit=3&page=4", None).await;
+        assert_eq!(past.status, axum::http::StatusCode::OK);
+        assert_eq!(past.body["meta"]["total"], 7);
+        assert!(titles(&past).is_empty());
         // With another filter too, only the matching posts are counted and listed.
         let even = app.get("/api/v1/posts?search=tapirs&tag=even&limit=3&page=2", None).await;
         assert_eq!(even.body["meta"]["total"], 4);

@@ -141,9 +141,9 @@ enum Shape {
 /// Whether a search is answered from the full-text index before any post is read. Both
 /// engines' indexes hold published posts only (SQLite's `posts_fts` since migration
 /// `m20261128_000005`, PostgreSQL's `published_search` since `m20261201_000001`), so with no
-/// other filter the matches are counted, ranked and cut to one page inside the index, and only
-/// the page's posts are read. A word in 48,000 of a million posts no longer means 48,000 reads
-/// of `posts`.
+/// other filter the matches are counted, ranked and cut to one page inside the index (on
+/// PostgreSQL counted and ranked in one pass, see [`counted_with_ranks`]), and only the page's
+/// posts are read. A word in 48,000 of a million posts no longer means 48,000 reads of `posts`.
 fn ranks_inside(query: &PostQuery) -> bool {
     query.search.is_some() && query.author.is_none() && query.tag.is_none()
 }
@@ -190,33 +190,59 @@ fn count_matches(terms: &[String], backend: DbBackend) -> SelectStatement {
     count
 }
 
+/// Whether a page of ranks also carries the number of all matches (`n`), counted in the pass
+/// that ranks them: on PostgreSQL, where counting is a second visit to each match's row of
+/// `published_search` (10 to 20 % of a search's time, section 13 of docs/benchmarks.md). On
+/// SQLite FTS5 counts from its index alone, and a window over the ranks cost more than it saved.
+fn counted_with_ranks(query: &PostQuery, backend: DbBackend) -> bool {
+    backend == DbBackend::Postgres && ranks_inside(query)
+}
+
 /// The published posts that match a search, as `matches` rows: `sid` (the post's id) and, for a
 /// page, `rank` (lower first on SQLite, higher first on PostgreSQL). With `ranks`, only that
-/// page of ranks, cut inside the index; equal ranks newest first.
+/// page of ranks, cut inside the index (equal ranks newest first), on PostgreSQL each row with
+/// `n`, the number of all matches (see [`counted_with_ranks`]).
 fn search_matches(terms: &[String], backend: DbBackend, shape: Shape) -> SelectStatement {
     let mut matches = Query::select();
     if backend == DbBackend::Postgres {
-        matches
-            .expr_as(Expr::cust(r#""published_search"."post_id""#), "sid")
-            .from(Alias::new("published_search"))
-            .and_where(ts_match(terms));
-        if let Shape::Page { ranks } = shape {
-            matches.expr_as(ts_rank(terms), "rank");
-            if let Some((limit, offset)) = ranks {
-                matches
-                    .order_by(Alias::new("rank"), Order::Desc)
-                    .order_by(
-                        (Alias::new("published_search"), Alias::new("created_at")),
-                        Order::Desc,
-                    )
-                    .order_by(
-                        (Alias::new("published_search"), Alias::new("post_id")),
-                        Order::Desc,
-                    )
-                    .limit(limit)
-                    .offset(offset);
+        let Shape::Page {
+            ranks: Some((limit, offset)),
+        } = shape
+        else {
+            matches
+                .expr_as(Expr::cust(r#""published_search"."post_id""#), "sid")
+                .from(Alias::new("published_search"))
+                .and_where(ts_match(terms));
+            if shape != Shape::Count {
+                matches.expr_as(ts_rank(terms), "rank");
             }
-        }
+            return matches;
+        };
+        // Every match ranked, then counted by a window and cut to the page. The `OFFSET 0`
+        // keeps the ranking in a select of its own: merged into the window's, the window
+        // stored each match's whole vector instead of its rank (spilling to disk for a word in
+        // a few thousand posts, and slower than counting apart).
+        let mut scored = Query::select();
+        scored
+            .expr_as(Expr::cust(r#""published_search"."post_id""#), "sid")
+            .expr_as(
+                Expr::cust(r#""published_search"."created_at""#),
+                "created_at",
+            )
+            .expr_as(ts_rank(terms), "rank")
+            .from(Alias::new("published_search"))
+            .and_where(ts_match(terms))
+            .offset(0);
+        matches
+            .column(Alias::new("sid"))
+            .column(Alias::new("rank"))
+            .expr_as(Expr::cust("COUNT(*) OVER ()"), "n")
+            .from_subquery(scored, Alias::new("scored"))
+            .order_by(Alias::new("rank"), Order::Desc)
+            .order_by(Alias::new("created_at"), Order::Desc)
+            .order_by(Alias::new("sid"), Order::Desc)
+            .limit(limit)
+            .offset(offset);
         return matches;
     }
     matches.expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid");
@@ -265,6 +291,17 @@ fn search_matches(terms: &[String], backend: DbBackend, shape: Shape) -> SelectS
 impl SqlStore {
     fn blog_backend(&self) -> DbBackend {
         self.db.reader.get_database_backend()
+    }
+
+    /// The `n` of a counting select.
+    async fn count(&self, count: SelectStatement) -> AppResult<i64> {
+        let row = self
+            .db
+            .reader
+            .query_one_raw(self.blog_backend().build(&count))
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| get(&r, "n")).transpose()?.unwrap_or(0))
     }
 
     /// The published posts a query selects, without ordering. A page is joined with the authors
@@ -709,30 +746,17 @@ impl PostRepo for SqlStore {
         };
         let mut q = self.posts_select(query, backend, Shape::Page { ranks: index_page });
         summary_columns(&mut q);
-        let (total, limit) = match &query.paging {
-            PostPaging::Offset(page) => {
-                let count = match (&query.search, index_page) {
-                    (Some(terms), Some(_)) => count_matches(terms, backend),
-                    _ => {
-                        let mut count = self.posts_select(query, backend, Shape::Count);
-                        count.expr_as(Expr::cust("COUNT(*)"), "n");
-                        count
-                    }
-                };
-                let row = self
-                    .db
-                    .reader
-                    .query_one_raw(backend.build(&count))
-                    .await
-                    .map_err(db_err)?;
-                let total: i64 = row.map(|r| get(&r, "n")).transpose()?.unwrap_or(0);
-                (Some(u64::try_from(total).unwrap_or(0)), page.limit)
-            }
+        let counted = counted_with_ranks(query, backend);
+        if counted {
+            q.expr_as(Expr::cust(r#""matches"."n""#), "matches_total");
+        }
+        let limit = match &query.paging {
+            PostPaging::Offset(page) => page.limit,
             PostPaging::Keyset { after, limit } => {
                 if let Some(cursor) = after {
                     Self::after_cursor(&mut q, query, cursor, backend);
                 }
-                (None, *limit)
+                *limit
             }
         };
         Self::order_posts(&mut q, query, backend);
@@ -749,6 +773,25 @@ impl PostRepo for SqlStore {
             .query_all_raw(statement)
             .await
             .map_err(db_err)?;
+        let total = match &query.paging {
+            PostPaging::Keyset { .. } => None,
+            PostPaging::Offset(page) => Some(match (&query.search, rows.first()) {
+                // Counted beside the page's ranks.
+                (Some(_), Some(row)) if counted => get::<i64>(row, "matches_total")?,
+                (Some(_), None) if counted && page.offset() == 0 => 0,
+                // Counted inside the index; on PostgreSQL also a page past the last match,
+                // which holds no row to carry the number.
+                (Some(terms), _) if index_page.is_some() => {
+                    self.count(count_matches(terms, backend)).await?
+                }
+                _ => {
+                    let mut count = self.posts_select(query, backend, Shape::Count);
+                    count.expr_as(Expr::cust("COUNT(*)"), "n");
+                    self.count(count).await?
+                }
+            }),
+        };
+        let total = total.map(|n| u64::try_from(n).unwrap_or(0));
         let mut items = rows
             .iter()
             .map(summary_from_row)
