@@ -17,14 +17,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, paged};
+use super::{SqlStore, Unique as _, conn, get, paged};
 use crate::entity::{comments, post_tags, posts, tags, users};
 use crate::error::db_err;
-
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> AppResult<T> {
-    row.try_get::<T>("", column)
-        .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
-}
 
 fn col(c: posts::Column) -> Expr {
     Expr::col((posts::Entity, c))

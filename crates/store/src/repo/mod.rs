@@ -49,6 +49,15 @@ impl<E: EntityTrait> Unique<E> for Select<E> {
     }
 }
 
+/// One column of a raw query's row, by name; a missing or mistyped column is an internal error.
+pub(crate) fn get<T: sea_orm::TryGetable>(
+    row: &sea_orm::QueryResult,
+    column: &str,
+) -> AppResult<T> {
+    row.try_get::<T>("", column)
+        .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
+}
+
 /// A built select with its LIMIT and OFFSET written into the SQL as integer literals.
 ///
 /// For the same reason as [`Unique`]: a bound LIMIT makes SQLite prepare the statement again on

@@ -21,7 +21,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, escape_like, order};
+use super::{SqlStore, Unique as _, conn, escape_like, get, order};
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 
@@ -274,11 +274,6 @@ const SOLD: [&str; 3] = ["paid", "shipped", "delivered"];
 
 fn corrupt(what: &str) -> AppError {
     AppError::internal(format!("stored order data is invalid: {what}"))
-}
-
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> AppResult<T> {
-    row.try_get::<T>("", column)
-        .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
 }
 
 /// The items of an order, with the current product names, as selected by [`items_query`].
