@@ -27,10 +27,11 @@ type Job = Box<dyn FnOnce() + Send>;
 /// one queue (first come, first served).
 ///
 /// argon2 is all CPU, so a hash beyond one per core only waits for a core while holding its
-/// 19 MiB. On tokio's blocking pool, 64 logins at once ran on 64 threads and took a gigabyte;
+/// 19 MiB. On tokio's blocking pool, 64 logins at once ran on 64 threads and took 3.9 GB;
 /// limited to one hash per core there, they still ran on whichever pool thread was free, and
-/// the C allocator kept a freed 19 MiB block for each of those threads (260 MB). With threads
-/// of their own, each keeps one block and reuses it.
+/// the C allocator kept freed 19 MiB blocks for each of those threads (260 MB at 4 logins at
+/// once). With threads of their own, the memory is that of one thread per core (about 150 MB
+/// with one core: `docs/benchmarks.md`, section 14).
 struct Workers {
     jobs: Sender<Job>,
 }
