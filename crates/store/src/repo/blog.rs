@@ -284,19 +284,10 @@ fn search_matches(terms: &[String], backend: DbBackend, shape: Shape) -> SelectS
 }
 
 impl SqlStore {
-    fn blog_backend(&self) -> DbBackend {
-        self.db.reader.get_database_backend()
-    }
-
     /// The `n` of a counting select.
     async fn count(&self, count: SelectStatement) -> AppResult<i64> {
-        let row = self
-            .db
-            .reader
-            .query_one_raw(self.blog_backend().build(&count))
-            .await
-            .map_err(db_err)?;
-        Ok(row.map(|r| get(&r, "n")).transpose()?.unwrap_or(0))
+        let rows = self.read_all(&count).await?;
+        Ok(rows.first().map(|r| get(r, "n")).transpose()?.unwrap_or(0))
     }
 
     /// The published posts a query selects, without ordering. A page is joined with the authors
@@ -459,7 +450,7 @@ impl SqlStore {
         }
         q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
             .order_by((comments::Entity, C::Id), Order::Asc);
-        let statement = self.blog_backend().build(&q);
+        let statement = self.backend().build(&q);
         let statement = match limit {
             Some(limit) => paged(statement, limit, 0),
             None => statement,
@@ -509,12 +500,7 @@ impl SqlStore {
             Expr::col((comments::Entity, comments::Column::PostId)).is_in(ids.iter().copied()),
         )
         .group_by_col((comments::Entity, comments::Column::PostId));
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(self.blog_backend().build(&q))
-            .await
-            .map_err(db_err)?;
+        let rows = self.read_all(&q).await?;
         let mut counts: HashMap<Uuid, i64> = HashMap::new();
         for row in &rows {
             counts.insert(get(row, "post_id")?, get(row, "n")?);
@@ -545,12 +531,7 @@ impl SqlStore {
                 .is_in(post_ids.iter().copied()),
         )
         .order_by((tags::Entity, tags::Column::Name), Order::Asc);
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(self.blog_backend().build(&q))
-            .await
-            .map_err(db_err)?;
+        let rows = self.read_all(&q).await?;
         let mut map: HashMap<Uuid, Vec<String>> = HashMap::new();
         for row in &rows {
             map.entry(get(row, "post_id")?)
@@ -734,7 +715,7 @@ impl PostRepo for SqlStore {
     }
 
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage> {
-        let backend = self.blog_backend();
+        let backend = self.backend();
         let index_page = match &query.paging {
             PostPaging::Offset(page) if ranks_inside(query) => Some((page.limit, page.offset())),
             _ => None,
@@ -838,7 +819,7 @@ impl PostRepo for SqlStore {
             },
             search: None,
         };
-        let backend = self.blog_backend();
+        let backend = self.backend();
         let mut q = self.posts_select(&query, backend, Shape::Page { ranks: None });
         summary_columns(&mut q);
         q.and_where(col(posts::Column::AuthorId).is_in(authors.iter().map(UserId::as_uuid)));
@@ -898,12 +879,7 @@ impl PostRepo for SqlStore {
             .group_by_col((tags::Entity, tags::Column::Name))
             .order_by_expr(Expr::cust(r#"COUNT("posts"."id")"#), Order::Desc)
             .order_by((tags::Entity, tags::Column::Name), Order::Asc);
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(self.blog_backend().build(&q))
-            .await
-            .map_err(db_err)?;
+        let rows = self.read_all(&q).await?;
         rows.iter()
             .map(|r| Ok((get(r, "name")?, get(r, "n")?)))
             .collect()

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use inkcart_app::page::Direction;
 use inkcart_app::ports::{Store, Tx};
 use inkcart_app::{AppError, AppResult};
+use sea_orm::sea_query::SelectStatement;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, Select, Statement,
-    TransactionTrait as _,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Order, QueryResult,
+    Select, Statement, TransactionTrait as _,
 };
 
 use crate::Db;
@@ -31,6 +32,20 @@ impl SqlStore {
     pub fn db(&self) -> &Db {
         &self.db
     }
+
+    /// The engine of the reading pool, which builds the statements it runs.
+    fn backend(&self) -> DbBackend {
+        self.db.reader.get_database_backend()
+    }
+
+    /// Every row of a built select, read through the reading pool.
+    async fn read_all(&self, select: &SelectStatement) -> AppResult<Vec<QueryResult>> {
+        self.db
+            .reader
+            .query_all_raw(self.backend().build(select))
+            .await
+            .map_err(db_err)
+    }
 }
 
 /// The row a lookup by a unique key finds.
@@ -50,10 +65,7 @@ impl<E: EntityTrait> Unique<E> for Select<E> {
 }
 
 /// One column of a raw query's row, by name; a missing or mistyped column is an internal error.
-pub(crate) fn get<T: sea_orm::TryGetable>(
-    row: &sea_orm::QueryResult,
-    column: &str,
-) -> AppResult<T> {
+pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> AppResult<T> {
     row.try_get::<T>("", column)
         .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
 }

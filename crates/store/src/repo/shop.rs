@@ -325,10 +325,6 @@ fn order_from_model(m: &orders::Model, items: Vec<OrderItem>) -> AppResult<Order
 }
 
 impl SqlStore {
-    fn backend(&self) -> DbBackend {
-        self.db.reader.get_database_backend()
-    }
-
     /// Items with product names for several orders, in one query.
     async fn items_for(&self, order_ids: &[Uuid]) -> AppResult<HashMap<Uuid, Vec<OrderItem>>> {
         let mut map: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
@@ -351,12 +347,7 @@ impl SqlStore {
                 (order_items::Entity, order_items::Column::ProductId),
                 sea_orm::Order::Asc,
             );
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(self.backend().build(&q))
-            .await
-            .map_err(db_err)?;
+        let rows = self.read_all(&q).await?;
         for row in &rows {
             let order_id: Uuid = get(row, "i_order_id")?;
             map.entry(order_id).or_default().push(item_from_row(row)?);
@@ -444,12 +435,7 @@ impl OrderRepo for SqlStore {
                 (order_items::Entity, order_items::Column::ProductId),
                 sea_orm::Order::Asc,
             );
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(self.backend().build(&q))
-            .await
-            .map_err(db_err)?;
+        let rows = self.read_all(&q).await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
