@@ -12,6 +12,7 @@ mod contract;
 mod docs_ui;
 mod errors;
 mod graphql;
+mod hardening;
 mod health;
 mod identity;
 mod jobs;
