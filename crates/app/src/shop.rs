@@ -727,6 +727,14 @@ impl App {
         to: NaiveDate,
     ) -> AppResult<Vec<DailySales>> {
         Self::require_role(actor, Role::Admin)?;
+        let out_of_range: Vec<FieldError> = [("from", from), ("to", to)]
+            .into_iter()
+            .filter(|(_, day)| inkcart_domain::time::check_day(*day).is_err())
+            .map(|(field, _)| FieldError::new(field, inkcart_domain::time::OutOfRange.to_string()))
+            .collect();
+        if !out_of_range.is_empty() {
+            return Err(AppError::Validation(out_of_range));
+        }
         if from > to {
             return Err(AppError::field("from", "from must not be after to"));
         }
