@@ -754,8 +754,14 @@ impl App {
         self.deps.posts.comments_for(ids).await
     }
 
+    /// The most used tags of published posts: the first page of the largest size.
     pub async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
-        self.deps.posts.tags().await
+        self.top_tags(crate::page::MAX_LIMIT).await
+    }
+
+    /// The most used tags of published posts, at most `limit` (a page's limit, 1 to 100).
+    pub async fn top_tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>> {
+        self.deps.posts.tags(limit).await
     }
 
     /// A published post's comments, oldest first.

@@ -705,9 +705,15 @@ impl App {
         }
     }
 
-    pub async fn order_payments(&self, actor: Actor, id: Uuid) -> AppResult<Vec<Payment>> {
+    /// An order's payments, oldest first, at most `limit` (a page's limit, 1 to 100).
+    pub async fn order_payments(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        limit: u64,
+    ) -> AppResult<Vec<Payment>> {
         self.get_order(actor, id).await?;
-        self.deps.orders.payments(id).await
+        self.deps.orders.payments(id, limit).await
     }
 
     // ---- reports ----
