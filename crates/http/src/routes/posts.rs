@@ -329,9 +329,11 @@ pub struct CreatePostRequest {
     pub published: Option<bool>,
     /// Tag names (trimmed and lower-cased; created on first use). At most 10.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub tags: Option<Vec<String>>,
     /// An explicit slug; taken → 409. Without one, the slug comes from the title.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 100)]
     pub slug: Option<String>,
     /// The key of an uploaded image.
     #[serde(default)]
@@ -360,9 +362,11 @@ pub struct UpdatePostRequest {
     pub published: Option<bool>,
     /// Replaces the tags when sent.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub tags: Option<Vec<String>>,
     /// Changes the slug (a new title alone does not).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 100)]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
