@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use inkcart_domain::blog::post::{BlogError, check_content, parse_comment};
+use inkcart_domain::blog::post::{BlogError, CONTENT_DEPTH_MAX, check_content, parse_comment};
 use inkcart_domain::blog::{
     Post, PostTitle, Slug, TagName, can_delete_comment, can_edit_post, can_view_post,
 };
@@ -39,16 +39,84 @@ fn blog_error(field: &str, err: BlogError) -> FieldError {
     FieldError::new(field, err.to_string())
 }
 
+const MARKDOWN: pulldown_cmark::Options = pulldown_cmark::Options::ENABLE_TABLES
+    .union(pulldown_cmark::Options::ENABLE_STRIKETHROUGH)
+    .union(pulldown_cmark::Options::ENABLE_FOOTNOTES)
+    .union(pulldown_cmark::Options::ENABLE_TASKLISTS);
+
+/// Refuses content that would render nested deeper than [`CONTENT_DEPTH_MAX`] elements, before
+/// it is rendered. The sanitizer's HTML tree builder looks through every open element for
+/// many start tags, so its time grows with the square of the depth: in a release build 100,000
+/// nested blockquotes (`>>>>…`, 100 KB) took 95 s and 50,000 nested lists 159 s. One pass of
+/// the Markdown parser (milliseconds) counts the open elements, raw HTML tags included.
+pub fn check_nesting(markdown: &str) -> Result<(), BlogError> {
+    use pulldown_cmark::{Event, Parser};
+    let (mut markdown_depth, mut html_depth) = (0_usize, 0_usize);
+    for event in Parser::new_ext(markdown, MARKDOWN) {
+        let deepest_html = match event {
+            Event::Start(_) => {
+                markdown_depth += 1;
+                html_depth
+            }
+            Event::End(_) => {
+                markdown_depth = markdown_depth.saturating_sub(1);
+                html_depth
+            }
+            Event::Html(raw) | Event::InlineHtml(raw) => open_html_tags(&raw, &mut html_depth),
+            _ => html_depth,
+        };
+        if markdown_depth + deepest_html > CONTENT_DEPTH_MAX {
+            return Err(BlogError::ContentTooDeep);
+        }
+    }
+    Ok(())
+}
+
+/// Follows the start and end tags of a piece of raw HTML: updates how many elements are open
+/// and returns the most that were open at once. Void and self-closed elements do not nest.
+/// Tags the HTML parser would close by itself (`<p>`, `<li>`) count as open: an upper bound.
+fn open_html_tags(raw: &str, depth: &mut usize) -> usize {
+    const VOID: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
+        "param", "source", "track", "wbr",
+    ];
+    let mut deepest = *depth;
+    let mut rest = raw;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
+        let (closing, tag) = match rest.strip_prefix('/') {
+            Some(tag) => (true, tag),
+            None => (false, rest),
+        };
+        let name_len = tag
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tag.len());
+        let name = &tag[..name_len];
+        if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            continue;
+        }
+        if closing {
+            *depth = depth.saturating_sub(1);
+        } else if !VOID.iter().any(|v| v.eq_ignore_ascii_case(name)) {
+            let self_closed = tag[name_len..]
+                .find('>')
+                .is_some_and(|end| tag[..name_len + end].ends_with('/'));
+            if !self_closed {
+                *depth += 1;
+                deepest = deepest.max(*depth);
+            }
+        }
+    }
+    deepest
+}
+
 /// Renders Markdown to HTML and sanitizes it: no script, no event handler, no `javascript:`
-/// (or other non-web) URL survives; links get `rel="noopener noreferrer nofollow"`.
+/// (or other non-web) URL survives; links get `rel="noopener noreferrer nofollow"`. Content
+/// from clients passes [`check_nesting`] first.
 pub fn render_markdown(markdown: &str) -> String {
-    use pulldown_cmark::{Options, Parser, html};
-    let options = Options::ENABLE_TABLES
-        | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_FOOTNOTES
-        | Options::ENABLE_TASKLISTS;
+    use pulldown_cmark::{Parser, html};
     let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options));
+    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, MARKDOWN));
     ammonia::Builder::default()
         .url_schemes(["http", "https", "mailto"].into_iter().collect())
         .link_rel(Some("noopener noreferrer nofollow"))
@@ -257,19 +325,26 @@ pub fn decode_cursor(cursor: &str) -> AppResult<PostCursor> {
     let (kind, a, b) = (parts.next(), parts.next(), parts.next());
     match (kind, a, b) {
         (Some("c"), Some(micros), Some(id)) => Ok(PostCursor {
+            // Both databases must be able to compare with it: a time they store.
             value: PostCursorValue::CreatedAt(
                 micros
                     .parse()
                     .ok()
                     .and_then(DateTime::from_timestamp_micros)
+                    .and_then(|at| inkcart_domain::time::check_instant(at).ok())
                     .ok_or_else(invalid)?,
             ),
             id: id.parse().map_err(|_| invalid())?,
         }),
-        (Some("t"), Some(id), Some(title)) => Ok(PostCursor {
-            value: PostCursorValue::Title(title.to_owned()),
-            id: id.parse().map_err(|_| invalid())?,
-        }),
+        // A title the store could hold: no NUL (PostgreSQL text cannot), not over the maximum.
+        (Some("t"), Some(id), Some(title))
+            if !title.contains('\0') && PostTitle::parse(title).is_ok() =>
+        {
+            Ok(PostCursor {
+                value: PostCursorValue::Title(title.to_owned()),
+                id: id.parse().map_err(|_| invalid())?,
+            })
+        }
         _ => Err(invalid()),
     }
 }
@@ -382,6 +457,7 @@ impl App {
         };
         let content = match input.content {
             Some(c) => check_content(&c)
+                .and_then(|()| check_nesting(&c))
                 .map(|()| c)
                 .map_err(|e| errors.push(blog_error("content", e)))
                 .ok(),
@@ -559,7 +635,7 @@ impl App {
             }
         }
         if let Some(content) = input.content {
-            match check_content(&content) {
+            match check_content(&content).and_then(|()| check_nesting(&content)) {
                 Ok(()) => {
                     post.content_html = render_markdown(&content);
                     post.excerpt = excerpt(&content);
@@ -678,8 +754,14 @@ impl App {
         self.deps.posts.comments_for(ids).await
     }
 
+    /// The most used tags of published posts: the first page of the largest size.
     pub async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
-        self.deps.posts.tags().await
+        self.top_tags(crate::page::MAX_LIMIT).await
+    }
+
+    /// The most used tags of published posts, at most `limit` (a page's limit, 1 to 100).
+    pub async fn top_tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>> {
+        self.deps.posts.tags(limit).await
     }
 
     /// A published post's comments, oldest first.
@@ -813,6 +895,43 @@ mod tests {
     }
 
     #[test]
+    fn content_nested_past_the_maximum_is_refused_before_rendering() {
+        let deep = CONTENT_DEPTH_MAX + 1;
+        for content in [
+            format!("{}x", ">".repeat(100_000)),
+            format!("{}x", "> ".repeat(deep)),
+            format!("{}x", "* ".repeat(50_000)),
+            format!("{}x{}", "*".repeat(deep * 2), "*".repeat(deep * 2)),
+            format!("{}x", "<div>".repeat(20_000)),
+            format!("{}x{}", "<span>".repeat(deep), "</span>".repeat(deep)),
+            format!("{}x", "<ul><li>".repeat(deep)),
+            format!("text\n\n{}x", "<b class=\"a\">".repeat(deep)),
+        ] {
+            assert_eq!(
+                check_nesting(&content),
+                Err(BlogError::ContentTooDeep),
+                "{}",
+                &content[..40]
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_nesting_void_tags_and_closed_tags_are_accepted() {
+        for content in [
+            "# Title\n\n> quote\n>\n> > nested *and **strong***\n\n- a\n  - b\n    - c".to_owned(),
+            format!("{}x", "> ".repeat(40)),
+            "<br>".repeat(5_000),
+            "<img src=\"a.png\"/><hr/>".repeat(2_000),
+            "<div>x</div>\n".repeat(5_000),
+            format!("{}x", "<p/>".repeat(1_000)),
+            "a < b and c <3 d, 1<2".to_owned(),
+        ] {
+            assert_eq!(check_nesting(&content), Ok(()), "{}", &content[..30]);
+        }
+    }
+
+    #[test]
     fn links_are_kept_and_marked_nofollow() {
         let html = render_markdown("[site](https://example.com)");
         assert!(html.contains("href=\"https://example.com\""));
@@ -852,13 +971,20 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(decode_cursor(&encode_cursor(&titled)).unwrap(), titled);
+        let encode = |raw: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let id = Uuid::now_v7();
         for bad in [
-            "",
-            "!!!",
-            "eA",
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("c|x|y"),
+            String::new(),
+            "!!!".to_owned(),
+            "eA".to_owned(),
+            encode("c|x|y"),
+            // Out of the stored range: year 262143, and a year before 1 AD.
+            encode(&format!("c|{}|{id}", i64::MAX / 35)),
+            encode(&format!("c|-62135596800000001|{id}")),
+            encode(&format!("t|{id}|nul\0title")),
+            encode(&format!("t|{id}|{}", "x".repeat(201))),
         ] {
-            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+            assert!(decode_cursor(&bad).is_err(), "{bad:?}");
         }
     }
 

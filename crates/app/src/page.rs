@@ -91,14 +91,15 @@ pub struct Sort<F> {
 
 impl<F: Copy> Sort<F> {
     /// Parses `?sort=`: `name` ascending, `-name` descending; `allowed` maps API field names to
-    /// the list's sort keys. An unknown field is a validation error naming the allowed ones.
+    /// the list's sort keys. Anything else (an unknown field, an empty value) is a validation
+    /// error naming the allowed ones: exactly what the document's pattern says.
     pub fn parse(input: Option<&str>, allowed: &[(&str, F)], default: Self) -> AppResult<Self> {
-        let Some(raw) = input.map(str::trim).filter(|s| !s.is_empty()) else {
+        let Some(raw) = input else {
             return Ok(default);
         };
         let (direction, name) = match raw.strip_prefix('-') {
             Some(rest) => (Direction::Desc, rest),
-            None => (Direction::Asc, raw.strip_prefix('+').unwrap_or(raw)),
+            None => (Direction::Asc, raw),
         };
         allowed
             .iter()
@@ -150,8 +151,11 @@ mod tests {
     }
 
     #[test]
-    fn no_sort_gives_the_default() {
+    fn no_sort_gives_the_default_and_an_empty_or_padded_one_is_refused() {
         assert_eq!(Sort::parse(None, ALLOWED, DEFAULT).unwrap(), DEFAULT);
+        for bad in ["", " name", "+name", "--name"] {
+            assert!(Sort::parse(Some(bad), ALLOWED, DEFAULT).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -290,7 +290,8 @@ pub trait OrderRepo: Send + Sync {
         now: DateTime<Utc>,
     ) -> AppResult<bool>;
     async fn insert_payment(&self, tx: &mut dyn Tx, payment: &Payment) -> AppResult<()>;
-    async fn payments(&self, order_id: Uuid) -> AppResult<Vec<Payment>>;
+    /// An order's first `limit` payments, oldest first.
+    async fn payments(&self, order_id: Uuid, limit: u64) -> AppResult<Vec<Payment>>;
     /// Best sellers over paid, shipped and delivered orders.
     async fn top_products(&self, limit: u64) -> AppResult<Vec<TopProduct>>;
     /// Paid, shipped and delivered orders per UTC day of creation, `from..=to`.
@@ -497,7 +498,8 @@ pub trait PostRepo: Send + Sync {
     /// Every comment of several posts, oldest first, in one query.
     async fn comments_for(&self, post_ids: &[Uuid]) -> AppResult<Vec<CommentView>>;
     /// Every tag with its number of published posts.
-    async fn tags(&self) -> AppResult<Vec<(String, i64)>>;
+    /// The `limit` most used tags of published posts.
+    async fn tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>>;
     async fn insert_comment(&self, tx: &mut dyn Tx, comment: &Comment) -> AppResult<()>;
     async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>>;
     async fn delete_comment(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;

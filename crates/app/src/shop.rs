@@ -705,9 +705,15 @@ impl App {
         }
     }
 
-    pub async fn order_payments(&self, actor: Actor, id: Uuid) -> AppResult<Vec<Payment>> {
+    /// An order's payments, oldest first, at most `limit` (a page's limit, 1 to 100).
+    pub async fn order_payments(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        limit: u64,
+    ) -> AppResult<Vec<Payment>> {
         self.get_order(actor, id).await?;
-        self.deps.orders.payments(id).await
+        self.deps.orders.payments(id, limit).await
     }
 
     // ---- reports ----
@@ -727,6 +733,14 @@ impl App {
         to: NaiveDate,
     ) -> AppResult<Vec<DailySales>> {
         Self::require_role(actor, Role::Admin)?;
+        let out_of_range: Vec<FieldError> = [("from", from), ("to", to)]
+            .into_iter()
+            .filter(|(_, day)| inkcart_domain::time::check_day(*day).is_err())
+            .map(|(field, _)| FieldError::new(field, inkcart_domain::time::OutOfRange.to_string()))
+            .collect();
+        if !out_of_range.is_empty() {
+            return Err(AppError::Validation(out_of_range));
+        }
         if from > to {
             return Err(AppError::field("from", "from must not be after to"));
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod password;
 pub mod shop;
+pub mod time;
 pub mod user;
 
 pub use email::Email;

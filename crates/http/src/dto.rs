@@ -6,7 +6,7 @@ use axum::response::{IntoResponse as _, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use inkcart_app::Shared;
 use inkcart_app::page::Page;
-use inkcart_domain::{Role, Tier, User};
+use inkcart_domain::{FieldError, Role, Tier, User};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -174,6 +174,53 @@ impl<T: ToSchema> Paged<T> {
             data: page.items.into_iter().map(f).collect(),
             meta,
         }
+    }
+}
+
+/// A query parameter's text longer than `max` characters is a validation error on `field`
+/// (the document states the same `maxLength`).
+pub fn check_len(field: &str, value: Option<&str>, max: usize, errors: &mut Vec<FieldError>) {
+    if value.is_some_and(|v| v.chars().count() > max) {
+        errors.push(FieldError::new(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+}
+
+/// Longest `search` a list takes: a handful of words, never a document.
+pub const SEARCH_MAX: usize = 200;
+
+/// A strict list of objects: serde would also take each object written as an array of its
+/// field values (`[["id", 2]]`), which the document does not allow.
+pub fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Vec::<ObjectOnly<T>>::deserialize(deserializer)
+        .map(|items| items.into_iter().map(|o| o.0).collect())
+}
+
+/// `T` read from a JSON object only.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = ObjectOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use inkcart_app::error::messages;
@@ -62,7 +62,10 @@ where
     }
 }
 
-/// Deserializes a JSON document, telling malformed JSON apart from JSON of the wrong shape.
+/// Deserializes a JSON body, telling malformed JSON apart from JSON of the wrong shape. Every
+/// body the API takes is an object: any other document is a 400 on `body`. A string holding
+/// NUL (`\u0000`, which PostgreSQL text cannot store) is a 400 naming its field. Nesting is
+/// bounded by serde_json's recursion limit (128): deeper documents are malformed JSON.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: &serde_json::Error| {
         ApiError::new(
@@ -70,6 +73,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("Malformed JSON at line {} column {}", e.line(), e.column()),
         )
     };
+    // NUL can only be written as this escape (a raw control byte is malformed JSON): a scan
+    // of the bytes keeps the usual body on the fast path.
+    if memchr::memmem::find(bytes, br"\u0000").is_some()
+        && let Some(field) = json_field_with_nul(bytes)
+    {
+        return Err(nul_error(field));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(syntax) => malformed(&syntax),
+                Ok(_) => ApiError::validation(vec![FieldError::new(
+                    "body",
+                    "The request body must be a JSON object",
+                )]),
+            },
+        );
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let inner = err.inner();
@@ -96,6 +117,55 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
         let path = err.path().to_string();
         ApiError::validation(vec![field_error(&path, &err.inner().to_string())])
     })
+}
+
+/// The 400 for a value holding NUL.
+fn nul_error(field: String) -> ApiError {
+    let message = format!("{field} must not contain NUL characters");
+    ApiError::validation(vec![FieldError::new(field, message)])
+}
+
+/// The first field (`items[0].name`, or `body` for the document itself) of a JSON document
+/// whose name or string value holds NUL; `None` for malformed JSON (reported as such).
+fn json_field_with_nul(bytes: &[u8]) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        use serde_json::Value;
+        let at = |name: &str| {
+            if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
+        match value {
+            Value::String(s) if s.contains('\0') => {
+                Some(if path.is_empty() { "body" } else { path }.to_owned())
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &format!("{path}[{i}]"))),
+            Value::Object(fields) => fields.iter().find_map(|(name, value)| {
+                if name.contains('\0') {
+                    Some(at(&name.replace('\0', "\\u0000")))
+                } else {
+                    walk(value, &at(name))
+                }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&value, "")
+}
+
+/// The first query parameter whose name or value holds NUL (`%00`).
+fn query_param_with_nul(query: &str) -> Option<String> {
+    // Most queries hold no `%00`: they are not decoded twice.
+    memchr::memmem::find(query.as_bytes(), b"%00")?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        .map(|(name, _)| name.replace('\0', "\\u0000"))
 }
 
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
@@ -142,7 +212,8 @@ fn field_error(path: &str, message: &str) -> FieldError {
     FieldError::new(field, message.to_owned())
 }
 
-/// Query-string parameters; a bad value is a 400 `ValidationError` naming the parameter.
+/// Query-string parameters; a bad value is a 400 `ValidationError` naming the parameter, and
+/// so is one holding NUL (`%00`), which PostgreSQL text cannot store.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
 
@@ -155,6 +226,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        if let Some(name) = query_param_with_nul(query) {
+            return Err(nul_error(name));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
@@ -168,7 +242,7 @@ where
 }
 
 /// A path parameter; one that does not parse (say, an id that is not a UUID) is a 400
-/// `ValidationError` on the parameter.
+/// `ValidationError` on the parameter, and so is one holding NUL (`%00`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);
 
@@ -180,6 +254,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if memchr::memmem::find(parts.uri.path().as_bytes(), b"%00").is_some()
+            && let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((name, _)) = params.iter().find(|(_, value)| value.contains('\0'))
+        {
+            return Err(nul_error(name.to_owned()));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(rejection) => {
@@ -331,6 +411,73 @@ mod tests {
         assert!(wrong.contains("field: \"age\""), "{wrong}");
         assert!(body(err(r#"{"email":5}"#)).contains("field: \"email\""));
         assert!(body(err("\"text\"")).contains("field: \"body\""));
+    }
+
+    fn fields(e: &ApiError) -> Vec<String> {
+        e.field_errors()
+            .map(|errors| errors.iter().map(|e| e.field.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_nul_in_a_json_string_is_a_validation_error_naming_its_field() {
+        let e = err(r#"{"email":"a\u0000b"}"#);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(fields(&e), ["email"]);
+        let nested = parse_json::<serde_json::Value>(br#"{"items":[{"name":"\u0000"}]}"#);
+        assert_eq!(fields(&nested.unwrap_err()), ["items[0].name"]);
+        let key = parse_json::<serde_json::Value>(br#"{"a\u0000":1}"#).unwrap_err();
+        assert_eq!(fields(&key), ["a\\u0000"]);
+        // An escaped backslash before `u0000` is text, not NUL.
+        let text = parse_json::<serde_json::Value>(br#"{"email":"\\u0000"}"#).unwrap();
+        assert_eq!(text["email"], "\\u0000");
+        // Malformed JSON is reported as such, NUL or not.
+        assert!(
+            err(r#"{"email":"\u0000"#)
+                .message()
+                .starts_with("Malformed JSON")
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_on_body() {
+        for body in [
+            "[]",
+            "[null, null]",
+            "null",
+            "1",
+            r#""text""#,
+            " [{\"email\":\"a\"}]",
+        ] {
+            let e = err(body);
+            assert_eq!(fields(&e), ["body"], "{body}");
+            assert_eq!(
+                e.field_errors().unwrap()[0].message,
+                "The request body must be a JSON object"
+            );
+        }
+        assert!(err("[1,").message().starts_with("Malformed JSON"));
+    }
+
+    #[test]
+    fn json_nested_past_the_recursion_limit_is_malformed_not_a_crash() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = parse_json::<serde_json::Value>(deep.as_bytes()).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.message().starts_with("Malformed JSON"), "{}", e.message());
+        let objects = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert!(parse_json::<Body>(objects.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_nul_in_a_query_parameter_names_the_parameter() {
+        assert_eq!(
+            query_param_with_nul("page=1&search=a%00b"),
+            Some("search".to_owned())
+        );
+        assert_eq!(query_param_with_nul("a%00=1"), Some("a\\u0000".to_owned()));
+        assert_eq!(query_param_with_nul("search=%2500"), None);
+        assert_eq!(query_param_with_nul("page=100"), None);
     }
 
     #[test]

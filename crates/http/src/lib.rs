@@ -188,8 +188,43 @@ fn api() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
     doc.merge(uploads_api().into_openapi());
-    doc
+    no_nul_in_strings(doc)
 }
+
+/// No text the server takes may hold NUL (PostgreSQL text cannot store it, and the extractors
+/// refuse it): every string schema without a pattern, format or enum of its own says so with a
+/// pattern. Patterns written by hand exclude NUL themselves.
+fn no_nul_in_strings(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use serde_json::Value;
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let is_string = match map.get("type") {
+                    Some(Value::String(t)) => t == "string",
+                    Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+                    _ => false,
+                };
+                let constrained = ["pattern", "format", "enum", "const"]
+                    .iter()
+                    .any(|key| map.contains_key(*key));
+                if is_string && !constrained {
+                    map.insert("pattern".to_owned(), Value::from(NO_NUL));
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(doc)
+}
+
+/// The pattern of text without NUL.
+pub const NO_NUL: &str = "^[^\\u0000]*$";
 
 fn uploads_api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(routes::uploads::upload))
@@ -242,6 +277,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .split_for_parts();
     let mut openapi = openapi;
     openapi.merge(upload_doc);
+    let openapi = no_nul_in_strings(openapi);
     let api = api.merge(uploads).merge(extra);
 
     let router = api

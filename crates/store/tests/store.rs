@@ -607,7 +607,7 @@ db_test!(
         let mut tx = store.begin().await.unwrap();
         store.insert_payment(tx.as_mut(), &payment).await.unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(store.payments(order.id).await.unwrap(), [payment]);
+        assert_eq!(store.payments(order.id, 100).await.unwrap(), [payment]);
     }
 );
 

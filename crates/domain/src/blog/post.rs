@@ -24,6 +24,8 @@ pub struct Post {
 
 pub const TITLE_MAX: usize = 200;
 pub const CONTENT_MAX: usize = 100_000;
+/// How deep rendered content may nest: elements inside elements, Markdown's and raw HTML's.
+pub const CONTENT_DEPTH_MAX: usize = 100;
 pub const COMMENT_MAX: usize = 5_000;
 pub const TAG_MAX: usize = 50;
 pub const TAGS_PER_POST: usize = 10;
@@ -38,6 +40,8 @@ pub enum BlogError {
     EmptyContent,
     #[error("Content must be at most 100000 characters")]
     ContentTooLong,
+    #[error("Content must not nest more than 100 levels deep (quotes, lists, emphasis, HTML)")]
+    ContentTooDeep,
     #[error("Comment must not be empty")]
     EmptyComment,
     #[error("Comment must be at most 5000 characters")]

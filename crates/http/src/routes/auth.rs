@@ -14,13 +14,16 @@ use crate::extract::{AuthUser, ClientIp, Json};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "user@example.com", "password": "Secret123"}))]
 pub struct LoginRequest {
+    #[schema(min_length = 1)]
     pub email: String,
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RefreshRequest {
+    #[schema(min_length = 1)]
     pub refresh_token: String,
 }
 

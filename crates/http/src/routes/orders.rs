@@ -126,7 +126,7 @@ pub struct OrderLineRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"items": [{"productId": "019abcde-0000-7000-8000-000000000002", "quantity": 2}]}))]
 pub struct CreateOrderRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dto::objects")]
     pub items: Vec<OrderLineRequest>,
 }
 
@@ -150,6 +150,7 @@ pub struct ListOrdersParams {
     /// Admins only: one buyer's orders.
     pub user_id: Option<Uuid>,
     /// `createdAt` or `total`; prefix `-` for descending (default `-createdAt`).
+    #[param(pattern = "^-?(createdAt|total)$")]
     pub sort: Option<String>,
 }
 
@@ -245,7 +246,7 @@ fn respond(outcome: Outcome, status: StatusCode) -> Response {
 /// Places an order. Optional `Idempotency-Key`: a repeat with the same body answers what the
 /// first request answered; with another body, 422; while the first still runs, 409.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one order per key (24 h)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe: one order per key (24 h); 1 to 255 visible ASCII characters")),
     security(("bearer" = [])), responses(
     (status = 201, body = OrderBody, description = "Placed (or, with `idempotent-replayed: true`, placed earlier)"),
     (status = 400, body = ErrorBody, description = "The order rules: `Cart is empty`, `Invalid quantity for <name>`, `Minimum order amount is $10`, …"),
@@ -332,7 +333,7 @@ pub async fn get(
 /// Pays a pending order through the configured gateway (the buyer only). A decline answers
 /// 402 and leaves the order pending. Optional `Idempotency-Key` as for placing orders.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", params(("id" = Uuid, Path),
-    ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe; 1 to 255 visible ASCII characters")),
     request_body(content = Option<PayRequest>, description = "Optional; JSON when sent"),
     security(("bearer" = [])), responses(
     (status = 200, body = OrderBody, description = "Paid"),
@@ -350,16 +351,18 @@ pub async fn pay(
     body: Bytes,
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
-    let raw: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Value::Object(serde_json::Map::new())
-    } else if is_json(&headers) {
-        parse_json(&body)?
-    } else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Expected a request body with Content-Type: application/json",
-        ));
-    };
+    // No body, or `null` (the document's optional body), pays without a token.
+    let raw: serde_json::Value =
+        if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else if is_json(&headers) {
+            parse_json(&body)?
+        } else {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected a request body with Content-Type: application/json",
+            ));
+        };
     let path = format!("/api/v1/orders/{id}/pay");
     let hash = request_hash("POST", &path, &raw);
     let request: PayRequest = from_value(raw)?;
@@ -457,8 +460,17 @@ pub struct DataList<T: ToSchema> {
     pub data: Vec<T>,
 }
 
-/// The payments recorded for an order (its buyer or an admin).
-#[utoipa::path(get, path = "/api/v1/orders/{id}/payments", tag = "orders", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListPaymentsParams {
+    /// How many payments, oldest first (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
+/// The payments recorded for an order (its buyer or an admin), oldest first.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/payments", tag = "orders", params(("id" = Uuid, Path), ListPaymentsParams), security(("bearer" = [])), responses(
     (status = 200, body = DataList<PaymentBody>),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
 ))]
@@ -466,8 +478,10 @@ pub async fn payments(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<Uuid>,
+    Query(params): Query<ListPaymentsParams>,
 ) -> ApiResult<Json<DataList<PaymentBody>>> {
-    let payments = state.app.order_payments(auth.actor, id).await?;
+    let limit = PageRequest::new(None, params.limit)?.limit;
+    let payments = state.app.order_payments(auth.actor, id, limit).await?;
     Ok(Json(DataList {
         data: payments.into_iter().map(PaymentBody::from).collect(),
     }))
@@ -529,16 +543,17 @@ pub struct DailySalesBody {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SalesParams {
-    /// First day (UTC), `YYYY-MM-DD`; default 29 days before `to`.
+    /// First day (UTC), `YYYY-MM-DD` from 0001-01-01 to 9999-12-31; default 29 days before
+    /// `to`.
     #[param(value_type = Option<String>, format = Date)]
     pub from: Option<NaiveDate>,
-    /// Last day (UTC), `YYYY-MM-DD`; default today.
+    /// Last day (UTC), `YYYY-MM-DD` from 0001-01-01 to 9999-12-31; default today.
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
 }
 
 /// Orders and revenue per day (paid, shipped and delivered orders), every day of the range
-/// listed (admins only).
+/// listed (admins only): at most 366 days, within 0001-01-01 to 9999-12-31.
 #[utoipa::path(get, path = "/api/v1/reports/sales", tag = "reports", params(SalesParams), security(("bearer" = [])), responses(
     (status = 200, body = DataList<DailySalesBody>),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -551,7 +566,7 @@ pub async fn sales(
     let to = params.to.unwrap_or_else(|| chrono::Utc::now().date_naive());
     let from = params
         .from
-        .unwrap_or_else(|| to - chrono::Duration::days(29));
+        .unwrap_or_else(|| inkcart_domain::time::clamp_days(to, -29));
     let days = state.app.daily_sales(auth.actor, from, to).await?;
     Ok(Json(DataList {
         data: days

@@ -13,9 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{double_option, shared_json, ts};
+use crate::dto::{SEARCH_MAX, check_len, double_option, shared_json, ts};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, Json, MaybeAuthUser, Path, Query};
+use inkcart_domain::blog::post::TAG_MAX;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuthorBody {
@@ -152,16 +153,23 @@ pub struct ListPostsParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Cursor paging: `nextCursor` of the previous page.
+    #[param(max_length = 2048)]
     pub cursor: Option<String>,
     /// Full-text search over title and content, ranked (offset paging only).
+    #[param(max_length = 200)]
     pub search: Option<String>,
     /// Only posts with this tag.
+    #[param(max_length = 50)]
     pub tag: Option<String>,
     /// Only posts by this user.
     pub author: Option<Uuid>,
-    /// `-createdAt` (default), `createdAt` or `title`.
+    /// `-createdAt` (default), `createdAt`, `title` or `-title`.
+    #[param(pattern = "^-?(createdAt|title)$")]
     pub sort: Option<String>,
 }
+
+/// The longest cursor the server makes (a title cursor of 200 four-byte characters).
+const CURSOR_MAX: usize = 2048;
 
 const SORTS: &[(&str, PostSortField)] = &[
     ("createdAt", PostSortField::CreatedAt),
@@ -188,6 +196,13 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListPostsParams>,
 ) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    check_len("cursor", params.cursor.as_deref(), CURSOR_MAX, &mut errors);
+    check_len("search", params.search.as_deref(), SEARCH_MAX, &mut errors);
+    check_len("tag", params.tag.as_deref(), TAG_MAX, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
     let sort = Sort::parse(
         params.sort.as_deref(),
         SORTS,
@@ -298,19 +313,33 @@ pub async fn get(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schema(example = json!({"title": "Hello, world", "content": "My **first** post.", "published": true, "tags": ["rust", "web"]}))]
 pub struct CreatePostRequest {
+    /// 1 to 200 characters once trimmed.
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 200
+    )]
     pub title: String,
-    /// Markdown.
+    /// Markdown, at most 100,000 characters, nested at most 100 levels deep.
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 100000
+    )]
     pub content: String,
     #[serde(default)]
     pub published: Option<bool>,
     /// Tag names (trimmed and lower-cased; created on first use). At most 10.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub tags: Option<Vec<String>>,
     /// An explicit slug; taken → 409. Without one, the slug comes from the title.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 100)]
     pub slug: Option<String>,
     /// The key of an uploaded image.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(_thumb)?\.(png|jpg|gif|webp)$"
+    )]
     pub cover_image_key: Option<String>,
 }
 
@@ -318,19 +347,32 @@ pub struct CreatePostRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdatePostRequest {
     #[serde(default)]
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 200
+    )]
     pub title: Option<String>,
     #[serde(default)]
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 100000
+    )]
     pub content: Option<String>,
     #[serde(default)]
     pub published: Option<bool>,
     /// Replaces the tags when sent.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub tags: Option<Vec<String>>,
     /// Changes the slug (a new title alone does not).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 100)]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(_thumb)?\.(png|jpg|gif|webp)$"
+    )]
     pub cover_image_key: Option<Option<String>>,
 }
 
@@ -487,6 +529,8 @@ pub struct CommentList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListCommentsParams {
+    /// `nextCursor` of the previous page.
+    #[param(max_length = 2048)]
     pub cursor: Option<String>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
@@ -504,6 +548,11 @@ pub async fn comments(
     Path(post): Path<String>,
     Query(params): Query<ListCommentsParams>,
 ) -> ApiResult<Json<CommentList>> {
+    let mut errors = Vec::new();
+    check_len("cursor", params.cursor.as_deref(), CURSOR_MAX, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
     let limit = PageRequest::new(None, params.limit)?.limit;
     let after = match params.cursor.as_deref() {
         Some(raw) => match decode_cursor(raw)? {
@@ -542,6 +591,11 @@ pub async fn comments(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"content": "Great post!"}))]
 pub struct CommentRequest {
+    /// 1 to 5,000 characters once trimmed (plain text, never rendered).
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 5000
+    )]
     pub content: String,
 }
 
@@ -594,10 +648,26 @@ pub struct TagList {
     pub data: Vec<TagBody>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTagsParams {
+    /// How many tags, most used first (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+}
+
 /// Tags of published posts, most used first.
-#[utoipa::path(get, path = "/api/v1/tags", tag = "posts", responses((status = 200, body = TagList)))]
-pub async fn tags(State(state): State<AppState>) -> ApiResult<Json<TagList>> {
-    let tags = state.app.tags().await?;
+#[utoipa::path(get, path = "/api/v1/tags", tag = "posts", params(ListTagsParams), responses(
+    (status = 200, body = TagList),
+    (status = 400, body = ErrorBody, description = "Bad limit"),
+))]
+pub async fn tags(
+    State(state): State<AppState>,
+    Query(params): Query<ListTagsParams>,
+) -> ApiResult<Json<TagList>> {
+    let limit = PageRequest::new(None, params.limit)?.limit;
+    let tags = state.app.top_tags(limit).await?;
     Ok(Json(TagList {
         data: tags
             .into_iter()

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{Paged, double_option, shared_json, ts};
+use crate::dto::{Paged, SEARCH_MAX, check_len, double_option, shared_json, ts};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, Json, Path, Query};
 
@@ -64,6 +64,10 @@ impl From<Product> for ProductBody {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Enamel mug", "description": "Holds 350 ml.", "price": "19.99", "stock": 42}))]
 pub struct CreateProductRequest {
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 200
+    )]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -71,6 +75,7 @@ pub struct CreateProductRequest {
     #[schema(example = "19.99")]
     pub price: String,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
     #[serde(default)]
     pub active: Option<bool>,
@@ -80,10 +85,15 @@ pub struct CreateProductRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceProductRequest {
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 200
+    )]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
     pub price: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
     #[serde(default)]
     pub active: Option<bool>,
@@ -93,6 +103,10 @@ pub struct ReplaceProductRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchProductRequest {
     #[serde(default)]
+    #[schema(
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$",
+        max_length = 200
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -100,6 +114,7 @@ pub struct PatchProductRequest {
     #[serde(default)]
     pub price: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
     #[serde(default)]
     pub active: Option<bool>,
@@ -114,6 +129,7 @@ pub struct ListProductsParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Case-insensitive part of the name or description.
+    #[param(max_length = 200)]
     pub search: Option<String>,
     /// Lowest price, as a decimal string.
     #[param(example = "10.00")]
@@ -124,6 +140,7 @@ pub struct ListProductsParams {
     /// `true`: only products in stock; `false`: only sold-out ones.
     pub in_stock: Option<bool>,
     /// `createdAt`, `price` or `name`; prefix `-` for descending (default `-createdAt`).
+    #[param(pattern = "^-?(createdAt|price|name)$")]
     pub sort: Option<String>,
 }
 
@@ -151,6 +168,7 @@ pub async fn list(
     Query(params): Query<ListProductsParams>,
 ) -> ApiResult<Json<Paged<ProductBody>>> {
     let mut errors = Vec::new();
+    check_len("search", params.search.as_deref(), SEARCH_MAX, &mut errors);
     let min_price = money_param("minPrice", params.min_price.as_deref(), &mut errors);
     let max_price = money_param("maxPrice", params.max_price.as_deref(), &mut errors);
     if !errors.is_empty() {

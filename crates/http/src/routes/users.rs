@@ -10,8 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{Paged, RoleDto, TierDto, UserBody, double_option, ts};
-use crate::error::{ApiResult, ErrorBody};
+use crate::dto::{Paged, RoleDto, SEARCH_MAX, TierDto, UserBody, check_len, double_option, ts};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AuthUser, Json, Path, Query};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,9 +68,11 @@ pub struct ListUsersParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Case-insensitive part of the email or the name.
+    #[param(max_length = 200)]
     pub search: Option<String>,
     pub role: Option<RoleDto>,
     /// `createdAt`, `email` or `name`; prefix `-` for descending (default `-createdAt`).
+    #[param(pattern = "^-?(createdAt|email|name)$")]
     pub sort: Option<String>,
 }
 
@@ -148,6 +150,11 @@ pub async fn list(
     _auth: AuthUser,
     Query(params): Query<ListUsersParams>,
 ) -> ApiResult<Json<Paged<UserBody>>> {
+    let mut errors = Vec::new();
+    check_len("search", params.search.as_deref(), SEARCH_MAX, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
     let query = UserQuery {
         page: PageRequest::new(params.page, params.limit)?,
         search: params.search,

@@ -859,7 +859,7 @@ impl PostRepo for SqlStore {
         self.comment_views(Some(post_ids), None, None).await
     }
 
-    async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
+    async fn tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>> {
         let mut q = Query::select();
         q.expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
             .expr_as(Expr::cust(r#"COUNT("posts"."id")"#), "n")
@@ -878,7 +878,8 @@ impl PostRepo for SqlStore {
             .group_by_col((tags::Entity, tags::Column::Id))
             .group_by_col((tags::Entity, tags::Column::Name))
             .order_by_expr(Expr::cust(r#"COUNT("posts"."id")"#), Order::Desc)
-            .order_by((tags::Entity, tags::Column::Name), Order::Asc);
+            .order_by((tags::Entity, tags::Column::Name), Order::Asc)
+            .limit(limit);
         let rows = self.read_all(&q).await?;
         rows.iter()
             .map(|r| Ok((get(r, "name")?, get(r, "n")?)))

@@ -536,10 +536,11 @@ impl OrderRepo for SqlStore {
         Ok(())
     }
 
-    async fn payments(&self, order_id: Uuid) -> AppResult<Vec<Payment>> {
+    async fn payments(&self, order_id: Uuid, limit: u64) -> AppResult<Vec<Payment>> {
         Ok(payments::Entity::find()
             .filter(payments::Column::OrderId.eq(order_id))
             .order_by_asc(payments::Column::CreatedAt)
+            .limit(limit)
             .all(&self.db.reader)
             .await
             .map_err(db_err)?
