@@ -8,8 +8,6 @@ mod guard;
 mod loaders;
 mod types;
 
-use std::sync::Arc;
-
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, ErrorExtensions as _, Schema};
 use axum::body::Bytes;
@@ -103,7 +101,7 @@ pub fn schema(config: &GraphqlConfig) -> InkcartSchema {
 #[derive(Clone)]
 pub struct Endpoint {
     schema: InkcartSchema,
-    limits: Arc<guard::Limits>,
+    limits: guard::Limits,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -118,13 +116,13 @@ impl Endpoint {
     pub fn new(config: &GraphqlConfig) -> Self {
         Self {
             schema: schema(config),
-            limits: Arc::new(guard::Limits {
+            limits: guard::Limits {
                 max_document_bytes: config.max_document_bytes,
                 max_variables_bytes: config.max_variables_bytes,
                 max_nesting: config.max_nesting.min(MAX_NESTING_CEILING),
                 max_nodes: config.max_nodes,
                 max_mutations: config.max_mutations,
-            }),
+            },
         }
     }
 }

@@ -184,10 +184,10 @@ impl PostObject {
         }
     }
 
-    fn detailed(detail: inkcart_app::ports::PostDetail) -> Self {
+    fn detailed(mut detail: inkcart_app::ports::PostDetail) -> Self {
         let contents = (
-            detail.post.content.clone(),
-            detail.post.content_html.clone(),
+            std::mem::take(&mut detail.post.content),
+            std::mem::take(&mut detail.post.content_html),
         );
         Self {
             summary: summary_of(detail),
@@ -195,13 +195,17 @@ impl PostObject {
         }
     }
 
-    /// The Markdown and HTML, read with the post or through the loader.
-    async fn contents(&self, ctx: &Context<'_>) -> Result<(String, String)> {
-        if let Some(contents) = &self.contents {
-            return Ok(contents.clone());
+    /// The Markdown (`html: false`) or the HTML, read with the post or through the loader.
+    async fn content_part(&self, ctx: &Context<'_>, html: bool) -> Result<String> {
+        if let Some((markdown, rendered)) = &self.contents {
+            return Ok(if html { rendered } else { markdown }.clone());
         }
         let loader = ctx.data_unchecked::<Loader<PostContents>>();
-        Ok(loader.load_one(self.summary.id).await?.unwrap_or_default())
+        Ok(loader
+            .load_one(self.summary.id)
+            .await?
+            .map(|(markdown, rendered)| if html { rendered } else { markdown })
+            .unwrap_or_default())
     }
 }
 
@@ -229,13 +233,13 @@ impl PostObject {
     /// Markdown, as written.
     #[graphql(complexity = "cost::CONTENT_PAIR")]
     async fn content(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.contents(ctx).await?.0)
+        self.content_part(ctx, false).await
     }
 
     /// The content rendered and sanitized.
     #[graphql(complexity = "cost::CONTENT_PAIR")]
     async fn content_html(&self, ctx: &Context<'_>) -> Result<String> {
-        Ok(self.contents(ctx).await?.1)
+        self.content_part(ctx, true).await
     }
 
     #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]

@@ -109,7 +109,11 @@ fn fragment_chain(levels: usize) -> String {
             ));
         }
     }
-    let on = if levels.is_multiple_of(2) { "Post" } else { "User" };
+    let on = if levels.is_multiple_of(2) {
+        "Post"
+    } else {
+        "User"
+    };
     source.push_str(&format!("fragment F{levels} on {on} {{ id }}\n"));
     source
 }
