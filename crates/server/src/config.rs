@@ -1017,6 +1017,39 @@ mod tests {
     }
 
     #[test]
+    fn the_graphql_limits_have_defaults_and_the_nesting_stays_within_what_the_parser_survives() {
+        let config = load(&[]).unwrap();
+        assert_eq!(
+            (
+                config.graphql_complexity_limit,
+                config.graphql_max_document_bytes,
+                config.graphql_max_variables_bytes,
+                config.graphql_max_nesting,
+                config.graphql_max_nodes,
+                config.graphql_max_mutations,
+            ),
+            (50_000, 32_768, 524_288, 32, 10_000, 5)
+        );
+        let config = load(&[
+            ("INKCART_GRAPHQL_MAX_NESTING", "64"),
+            ("INKCART_GRAPHQL_MAX_MUTATIONS", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.graphql_max_nesting, config.graphql_max_mutations),
+            (64, 1)
+        );
+        let errors = load(&[
+            ("INKCART_GRAPHQL_MAX_NESTING", "65"),
+            ("INKCART_GRAPHQL_MAX_NODES", "0"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].contains("from 1 to 64"), "{errors:#?}");
+    }
+
+    #[test]
     fn production_refuses_a_missing_or_short_secret_and_a_wildcard_origin() {
         let errors = load(&[("INKCART_ENV", "production")]).unwrap_err().0;
         assert!(errors[0].contains("INKCART_JWT_SECRET: required in production"));

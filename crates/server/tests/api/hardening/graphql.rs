@@ -589,3 +589,28 @@ api_test!(
         assert_still_answered(&app).await;
     }
 );
+
+api_test!(
+    async fn nesting_at_the_highest_setting_is_parsed_and_validated_without_exhausting_the_stack(app, |c| c.graphql_max_nesting = 64) {
+        // `{` and `(` take two of the 64 levels (and `[{` two more around the object).
+        let list = nested("[", "1", "]", 62);
+        let object = nested("{a:", "1", "}", 60);
+        for query in [
+            format!("{{ posts(tag: {list}) {{ id }} }}"),
+            format!("query($t: String = {list}) {{ posts(tag: $t) {{ id }} }}"),
+            format!("mutation {{ createOrder(items: [{{productId: {object}, quantity: 1}}]) {{ id }} }}"),
+        ] {
+            let r = gql(&app, None, &query, json!({})).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.body["errors"][0]["extensions"]["code"], "BadRequest", "{}", r.text);
+            assert!(!r.text.contains("nests brackets"), "{}", r.text);
+        }
+        let deep: Value = serde_json::from_str(&nested("[", "1", "]", 64)).unwrap();
+        let r = gql(&app, None, "query($t: [[String]]) { posts(tag: $t) { id } }", json!({"t": deep})).await;
+        assert_eq!(r.body["errors"][0]["extensions"]["code"], "BadRequest", "{}", r.text);
+        assert!(!r.text.contains("variables nest"), "{}", r.text);
+        let r = gql(&app, None, &format!("{{ posts(tag: {}) {{ id }} }}", nested("[", "1", "]", 63)), json!({})).await;
+        assert_refused(&r, "BadRequest", "The document nests brackets more than 64 deep");
+        assert_still_answered(&app).await;
+    }
+);
