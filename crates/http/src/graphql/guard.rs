@@ -60,10 +60,14 @@ impl CheckedRequest {
     /// The request for async-graphql, carrying the document parsed here so that it is not
     /// parsed again.
     pub(crate) fn into_request(self) -> async_graphql::Request {
-        let variables =
-            async_graphql::Variables::from_json(Value::Object(self.raw.variables.clone()));
-        let mut request = async_graphql::Request::new(self.raw.query).variables(variables);
-        if let Some(name) = self.raw.operation_name {
+        let RawRequest {
+            query,
+            operation_name,
+            variables,
+        } = self.raw;
+        let variables = async_graphql::Variables::from_json(Value::Object(variables));
+        let mut request = async_graphql::Request::new(query).variables(variables);
+        if let Some(name) = operation_name {
             request = request.operation_name(name);
         }
         request.set_parsed_query(self.document);

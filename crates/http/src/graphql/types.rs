@@ -89,16 +89,16 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
                 pages.push(page);
             }
         }
-        let mut all: Vec<CommentView> = Vec::new();
+        let mut authors: Vec<UserId> = Vec::new();
         for page in pages {
             let by_post = CommentsByPost::pages(app, &ids, page).await?;
-            all.extend(by_post.values().flatten().cloned());
+            authors.extend(by_post.values().flatten().map(|c| c.author.id));
             ctx.data_unchecked::<Loader<CommentsByPost>>()
                 .feed_many(by_post)
                 .await;
         }
         if comments.field("author").exists() {
-            let authors = dedup(all.iter().map(|c| c.author.id));
+            let authors = dedup(authors.into_iter());
             let users = app.users_by_ids(&authors).await.map_err(gql_error)?;
             ctx.data_unchecked::<Loader<CommentAuthors>>()
                 .feed_many(users.into_iter().map(|u| (u.id, u)))
