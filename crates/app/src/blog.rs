@@ -13,6 +13,7 @@ use inkcart_domain::{Actor, FieldError, Role, UserId};
 use uuid::Uuid;
 
 use crate::error::messages;
+use crate::page::PageRequest;
 use crate::ports::{
     Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage, PostQuery,
     PostRepo, PostSummary,
@@ -33,7 +34,8 @@ pub struct PostInput {
 
 /// How many times a generated slug is retried when another post takes it meanwhile.
 const SLUG_ATTEMPTS: usize = 5;
-const EXCERPT_LEN: usize = 200;
+/// The most characters of an excerpt, before the ellipsis that marks a cut.
+pub const EXCERPT_LEN: usize = 200;
 
 fn blog_error(field: &str, err: BlogError) -> FieldError {
     FieldError::new(field, err.to_string())
@@ -737,8 +739,13 @@ impl App {
     }
 
     /// Published posts of several authors (for batch loading).
-    pub async fn posts_by_authors(&self, authors: &[UserId]) -> AppResult<Vec<PostSummary>> {
-        self.deps.posts.published_by_authors(authors).await
+    /// The same page of every author's published posts, newest first (for batch loading).
+    pub async fn posts_by_authors(
+        &self,
+        authors: &[UserId],
+        page: PageRequest,
+    ) -> AppResult<Vec<PostSummary>> {
+        self.deps.posts.published_by_authors(authors, page).await
     }
 
     /// Markdown and HTML of several posts (for batch loading).
@@ -749,19 +756,18 @@ impl App {
         self.deps.posts.contents(ids).await
     }
 
-    /// Every comment of several published posts (for batch loading).
-    pub async fn comments_for_posts(&self, ids: &[Uuid]) -> AppResult<Vec<CommentView>> {
-        self.deps.posts.comments_for(ids).await
+    /// The same page of the comments of several posts, oldest first (for batch loading).
+    pub async fn comments_for_posts(
+        &self,
+        ids: &[Uuid],
+        page: PageRequest,
+    ) -> AppResult<Vec<CommentView>> {
+        self.deps.posts.comments_for(ids, page).await
     }
 
-    /// The most used tags of published posts: the first page of the largest size.
-    pub async fn tags(&self) -> AppResult<Vec<(String, i64)>> {
-        self.top_tags(crate::page::MAX_LIMIT).await
-    }
-
-    /// The most used tags of published posts, at most `limit` (a page's limit, 1 to 100).
-    pub async fn top_tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>> {
-        self.deps.posts.tags(limit).await
+    /// A page of the tags of published posts, most used first.
+    pub async fn tags(&self, page: PageRequest) -> AppResult<Vec<(String, i64)>> {
+        self.deps.posts.tags(page).await
     }
 
     /// A published post's comments, oldest first.

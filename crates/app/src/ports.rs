@@ -491,15 +491,24 @@ pub trait PostRepo: Send + Sync {
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage>;
     /// The author's latest published posts.
     async fn published_by(&self, author: UserId, limit: u64) -> AppResult<Vec<PostSummary>>;
-    /// The published posts of several authors, newest first, in a fixed number of queries.
-    async fn published_by_authors(&self, authors: &[UserId]) -> AppResult<Vec<PostSummary>>;
+    /// The same page of each author's published posts, newest first, in a fixed number of
+    /// queries: a page per author, never every post of every author.
+    async fn published_by_authors(
+        &self,
+        authors: &[UserId],
+        page: PageRequest,
+    ) -> AppResult<Vec<PostSummary>>;
     /// Content and rendered HTML of several posts.
     async fn contents(&self, ids: &[Uuid]) -> AppResult<HashMap<Uuid, (String, String)>>;
-    /// Every comment of several posts, oldest first, in one query.
-    async fn comments_for(&self, post_ids: &[Uuid]) -> AppResult<Vec<CommentView>>;
-    /// Every tag with its number of published posts.
-    /// The `limit` most used tags of published posts.
-    async fn tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>>;
+    /// The same page of each post's comments, oldest first, in one query.
+    async fn comments_for(
+        &self,
+        post_ids: &[Uuid],
+        page: PageRequest,
+    ) -> AppResult<Vec<CommentView>>;
+    /// A page of the tags of published posts with their number of published posts, most
+    /// used first (then by name).
+    async fn tags(&self, page: PageRequest) -> AppResult<Vec<(String, i64)>>;
     async fn insert_comment(&self, tx: &mut dyn Tx, comment: &Comment) -> AppResult<()>;
     async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>>;
     async fn delete_comment(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;

@@ -14,7 +14,8 @@ pub enum EmailError {
     Invalid,
 }
 
-const MAX_LEN: usize = 254;
+/// The longest address, in bytes (addresses are ASCII).
+pub const MAX_LEN: usize = 254;
 const MAX_LOCAL_LEN: usize = 64;
 
 impl Email {

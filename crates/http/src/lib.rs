@@ -68,7 +68,7 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub app: Arc<App>,
     pub http: Arc<HttpConfig>,
-    pub graphql: graphql::InkcartSchema,
+    pub graphql: graphql::Endpoint,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,7 +84,7 @@ impl AppState {
         Self {
             app,
             http: Arc::new(http),
-            graphql: graphql::schema(graphql),
+            graphql: graphql::Endpoint::new(graphql),
         }
     }
 }

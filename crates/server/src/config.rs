@@ -77,6 +77,17 @@ pub struct Config {
     pub graphql_depth_limit: usize,
     pub graphql_complexity_limit: usize,
     pub graphql_introspection: bool,
+    /// Longest GraphQL document (`query`), in bytes.
+    pub graphql_max_document_bytes: usize,
+    /// Longest GraphQL `variables`, in bytes of compact JSON.
+    pub graphql_max_variables_bytes: usize,
+    /// Deepest nesting in a GraphQL request (brackets before parsing, selections through
+    /// fragments, variables); at most 64.
+    pub graphql_max_nesting: usize,
+    /// Most nodes of a GraphQL document with its fragments expanded (and values in its variables).
+    pub graphql_max_nodes: usize,
+    /// Most root mutation fields one GraphQL request may run.
+    pub graphql_max_mutations: usize,
     /// SMTP server for outgoing mail; `None`: `.eml` files in `<data dir>/mail`.
     pub smtp: Option<crate::adapters::mail::SmtpSettings>,
     /// The sender of every email (`Name <address>`).
@@ -147,8 +158,13 @@ impl Default for Config {
             upload_limit_bytes: 10 * 1024 * 1024,
             storage: StorageConfig::Local { dir: None },
             graphql_depth_limit: 10,
-            graphql_complexity_limit: 2_000,
+            graphql_complexity_limit: 50_000,
             graphql_introspection: true,
+            graphql_max_document_bytes: 32 * 1024,
+            graphql_max_variables_bytes: 512 * 1024,
+            graphql_max_nesting: 32,
+            graphql_max_nodes: 10_000,
+            graphql_max_mutations: 5,
             smtp: None,
             mail_from: "inkcart <no-reply@localhost>".to_owned(),
             nats_url: None,
@@ -205,6 +221,11 @@ struct Raw {
     graphql_depth_limit: Option<String>,
     graphql_complexity_limit: Option<String>,
     graphql_introspection: Option<String>,
+    graphql_max_document_bytes: Option<String>,
+    graphql_max_variables_bytes: Option<String>,
+    graphql_max_nesting: Option<String>,
+    graphql_max_nodes: Option<String>,
+    graphql_max_mutations: Option<String>,
     smtp_host: Option<String>,
     smtp_port: Option<String>,
     smtp_tls: Option<String>,
@@ -259,6 +280,11 @@ const KEYS: &[&str] = &[
     "graphql_depth_limit",
     "graphql_complexity_limit",
     "graphql_introspection",
+    "graphql_max_document_bytes",
+    "graphql_max_variables_bytes",
+    "graphql_max_nesting",
+    "graphql_max_nodes",
+    "graphql_max_mutations",
     "smtp_host",
     "smtp_port",
     "smtp_tls",
@@ -619,6 +645,56 @@ impl Config {
                 raw.graphql_introspection.as_deref(),
                 env == Environment::Development,
             ),
+            graphql_max_document_bytes: p.num(
+                "graphql_max_document_bytes",
+                "INKCART_GRAPHQL_MAX_DOCUMENT_BYTES",
+                raw.graphql_max_document_bytes.as_deref(),
+                d.graphql_max_document_bytes,
+                1,
+            ),
+            graphql_max_variables_bytes: p.num(
+                "graphql_max_variables_bytes",
+                "INKCART_GRAPHQL_MAX_VARIABLES_BYTES",
+                raw.graphql_max_variables_bytes.as_deref(),
+                d.graphql_max_variables_bytes,
+                1,
+            ),
+            graphql_max_nesting: {
+                // The parser and validation recurse once per level or more.
+                let ceiling = inkcart_http::graphql::MAX_NESTING_CEILING;
+                let nesting = p.num(
+                    "graphql_max_nesting",
+                    "INKCART_GRAPHQL_MAX_NESTING",
+                    raw.graphql_max_nesting.as_deref(),
+                    d.graphql_max_nesting,
+                    1,
+                );
+                if nesting > ceiling {
+                    p.bad(
+                        "graphql_max_nesting",
+                        "INKCART_GRAPHQL_MAX_NESTING",
+                        &nesting.to_string(),
+                        &format!("a whole number from 1 to {ceiling}"),
+                    );
+                    d.graphql_max_nesting
+                } else {
+                    nesting
+                }
+            },
+            graphql_max_nodes: p.num(
+                "graphql_max_nodes",
+                "INKCART_GRAPHQL_MAX_NODES",
+                raw.graphql_max_nodes.as_deref(),
+                d.graphql_max_nodes,
+                1,
+            ),
+            graphql_max_mutations: p.num(
+                "graphql_max_mutations",
+                "INKCART_GRAPHQL_MAX_MUTATIONS",
+                raw.graphql_max_mutations.as_deref(),
+                d.graphql_max_mutations,
+                1,
+            ),
             upload_limit_bytes: p.num(
                 "upload_limit_bytes",
                 "INKCART_UPLOAD_LIMIT_BYTES",
@@ -938,6 +1014,39 @@ mod tests {
         ] {
             assert!(errors.iter().any(|e| e.starts_with(var)), "{errors:#?}");
         }
+    }
+
+    #[test]
+    fn the_graphql_limits_have_defaults_and_the_nesting_stays_within_what_the_parser_survives() {
+        let config = load(&[]).unwrap();
+        assert_eq!(
+            (
+                config.graphql_complexity_limit,
+                config.graphql_max_document_bytes,
+                config.graphql_max_variables_bytes,
+                config.graphql_max_nesting,
+                config.graphql_max_nodes,
+                config.graphql_max_mutations,
+            ),
+            (50_000, 32_768, 524_288, 32, 10_000, 5)
+        );
+        let config = load(&[
+            ("INKCART_GRAPHQL_MAX_NESTING", "64"),
+            ("INKCART_GRAPHQL_MAX_MUTATIONS", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.graphql_max_nesting, config.graphql_max_mutations),
+            (64, 1)
+        );
+        let errors = load(&[
+            ("INKCART_GRAPHQL_MAX_NESTING", "65"),
+            ("INKCART_GRAPHQL_MAX_NODES", "0"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].contains("from 1 to 64"), "{errors:#?}");
     }
 
     #[test]

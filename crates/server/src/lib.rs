@@ -216,6 +216,11 @@ pub fn graphql_config(config: &Config) -> inkcart_http::graphql::GraphqlConfig {
         depth_limit: config.graphql_depth_limit,
         complexity_limit: config.graphql_complexity_limit,
         introspection: config.graphql_introspection,
+        max_document_bytes: config.graphql_max_document_bytes,
+        max_variables_bytes: config.graphql_max_variables_bytes,
+        max_nesting: config.graphql_max_nesting,
+        max_nodes: config.graphql_max_nodes,
+        max_mutations: config.graphql_max_mutations,
     }
 }
 

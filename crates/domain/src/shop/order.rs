@@ -178,6 +178,10 @@ pub const MAX_QUANTITY: i64 = 1_000_000;
 
 pub const MIN_ORDER: Money = Money::from_cents(10_00);
 
+/// The most lines one order may have. Bounds the work of placing an order and the size of an
+/// order wherever it is read (GraphQL's `myOrders` charges for this many items per order).
+pub const MAX_LINES: usize = 100;
+
 /// A broken order rule; `line` is the cart line it is about, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderViolation {
@@ -193,6 +197,12 @@ pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
         return Err(vec![OrderViolation {
             line: None,
             message: "Cart is empty".to_owned(),
+        }]);
+    }
+    if lines.len() > MAX_LINES {
+        return Err(vec![OrderViolation {
+            line: None,
+            message: format!("An order has at most {MAX_LINES} lines"),
         }]);
     }
     let mut violations = Vec::new();
@@ -314,6 +324,14 @@ mod tests {
             messages(&[line("Item", 20, -1)]).contains(&"Invalid quantity for Item".to_owned())
         );
         assert!(messages(&[line("Item", 20, 0)]).contains(&"Invalid quantity for Item".to_owned()));
+    }
+
+    #[test]
+    fn an_order_of_more_than_100_lines_fails_on_that_alone() {
+        let lines: Vec<CartLine> = (0..=MAX_LINES).map(|_| line("Item", 20, 0)).collect();
+        assert_eq!(messages(&lines), ["An order has at most 100 lines"]);
+        let lines: Vec<CartLine> = (0..MAX_LINES).map(|_| line("Item", 20, 1)).collect();
+        assert_eq!(validate_order(&lines), Ok(()));
     }
 
     #[test]

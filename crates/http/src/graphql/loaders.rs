@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use inkcart_app::App;
+use inkcart_app::page::PageRequest;
 use inkcart_app::ports::{CommentView, PostSummary};
 use inkcart_domain::{User, UserId};
 use uuid::Uuid;
@@ -40,42 +41,78 @@ impl async_graphql::dataloader::Loader<UserId> for CommentAuthors {
     }
 }
 
-/// Published posts by author, newest first.
+/// Groups keys by page: one statement per page asked for (a query asks for few).
+fn by_page<K: Copy>(keys: &[(K, PageRequest)]) -> HashMap<PageRequest, Vec<K>> {
+    let mut pages: HashMap<PageRequest, Vec<K>> = HashMap::new();
+    for (key, page) in keys {
+        pages.entry(*page).or_default().push(*key);
+    }
+    pages
+}
+
+/// A page of each author's published posts, newest first.
 pub struct PostsByAuthor(pub Arc<App>);
 
-impl async_graphql::dataloader::Loader<UserId> for PostsByAuthor {
+impl async_graphql::dataloader::Loader<(UserId, PageRequest)> for PostsByAuthor {
     type Value = Vec<PostSummary>;
     type Error = async_graphql::Error;
 
     async fn load(
         &self,
-        keys: &[UserId],
-    ) -> Result<HashMap<UserId, Vec<PostSummary>>, Self::Error> {
-        let posts = self.0.posts_by_authors(keys).await.map_err(gql_error)?;
-        let mut map: HashMap<UserId, Vec<PostSummary>> =
+        keys: &[(UserId, PageRequest)],
+    ) -> Result<HashMap<(UserId, PageRequest), Vec<PostSummary>>, Self::Error> {
+        let mut map: HashMap<(UserId, PageRequest), Vec<PostSummary>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for post in posts {
-            map.entry(post.author.id).or_default().push(post);
+        for (page, authors) in by_page(keys) {
+            let posts = self
+                .0
+                .posts_by_authors(&authors, page)
+                .await
+                .map_err(gql_error)?;
+            for post in posts {
+                map.entry((post.author.id, page)).or_default().push(post);
+            }
         }
         Ok(map)
     }
 }
 
-/// Comments by post, oldest first.
+/// A page of each post's comments, oldest first.
 pub struct CommentsByPost(pub Arc<App>);
 
-impl async_graphql::dataloader::Loader<Uuid> for CommentsByPost {
+impl CommentsByPost {
+    /// The comments of `posts`, a page of each, by post and page.
+    pub(crate) async fn pages(
+        app: &App,
+        posts: &[Uuid],
+        page: PageRequest,
+    ) -> Result<HashMap<(Uuid, PageRequest), Vec<CommentView>>, async_graphql::Error> {
+        let comments = app
+            .comments_for_posts(posts, page)
+            .await
+            .map_err(gql_error)?;
+        let mut map: HashMap<(Uuid, PageRequest), Vec<CommentView>> =
+            posts.iter().map(|id| ((*id, page), Vec::new())).collect();
+        for comment in comments {
+            map.entry((comment.comment.post_id, page))
+                .or_default()
+                .push(comment);
+        }
+        Ok(map)
+    }
+}
+
+impl async_graphql::dataloader::Loader<(Uuid, PageRequest)> for CommentsByPost {
     type Value = Vec<CommentView>;
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<CommentView>>, Self::Error> {
-        let comments = self.0.comments_for_posts(keys).await.map_err(gql_error)?;
-        let mut map: HashMap<Uuid, Vec<CommentView>> =
-            keys.iter().map(|k| (*k, Vec::new())).collect();
-        for comment in comments {
-            map.entry(comment.comment.post_id)
-                .or_default()
-                .push(comment);
+    async fn load(
+        &self,
+        keys: &[(Uuid, PageRequest)],
+    ) -> Result<HashMap<(Uuid, PageRequest), Vec<CommentView>>, Self::Error> {
+        let mut map = HashMap::new();
+        for (page, posts) in by_page(keys) {
+            map.extend(Self::pages(&self.0, &posts, page).await?);
         }
         Ok(map)
     }

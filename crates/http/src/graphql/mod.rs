@@ -2,13 +2,18 @@
 //! orders, over the same use cases as REST. Related data is batched by DataLoaders, so a query
 //! for many posts with their authors and comments runs a fixed number of SQL statements.
 
+mod cost;
+mod document;
+mod guard;
 mod loaders;
 mod types;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, ErrorExtensions as _, Schema};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
 use inkcart_app::AppError;
 use inkcart_app::error::messages;
 use inkcart_domain::Actor;
@@ -16,9 +21,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiResult, ErrorBody, error_name};
+use crate::error::{ApiError, ApiResult, ErrorBody, error_name};
 use crate::extract::Json;
 
+pub use guard::CheckedRequest;
 pub use types::{MutationRoot, QueryRoot};
 
 pub type InkcartSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -35,22 +41,43 @@ fn loader<T: Send + Sync + 'static>(inner: T) -> Loader<T> {
     )
 }
 
-/// Limits of the GraphQL endpoint.
+/// Limits of the GraphQL endpoint (see `docs/configuration.md`).
 #[derive(Debug, Clone)]
 pub struct GraphqlConfig {
-    /// Deepest nesting a query may have.
+    /// Deepest nesting of selections a query may have.
     pub depth_limit: usize,
-    /// Most fields (weighted) a query may ask for.
+    /// Most a query may cost, in units of about 100 bytes of response or of rows read (see
+    /// `cost`).
     pub complexity_limit: usize,
     pub introspection: bool,
+    /// Longest document (the `query` text), in bytes.
+    pub max_document_bytes: usize,
+    /// Longest `variables`, in bytes of compact JSON.
+    pub max_variables_bytes: usize,
+    /// Deepest nesting of brackets in the document, of selections once fragments are
+    /// expanded, and of lists and objects in the variables.
+    pub max_nesting: usize,
+    /// Most nodes of the document with fragments expanded, and most values in the variables.
+    pub max_nodes: usize,
+    /// Most root mutation fields one request may run.
+    pub max_mutations: usize,
 }
+
+/// The highest `max_nesting` accepted: the parser and validation recurse once per level or
+/// more, on the 2 MiB stacks of the runtime's threads.
+pub const MAX_NESTING_CEILING: usize = 64;
 
 impl Default for GraphqlConfig {
     fn default() -> Self {
         Self {
             depth_limit: 10,
-            complexity_limit: 2_000,
+            complexity_limit: 50_000,
             introspection: true,
+            max_document_bytes: 32 * 1024,
+            max_variables_bytes: 512 * 1024,
+            max_nesting: 32,
+            max_nodes: 10_000,
+            max_mutations: 5,
         }
     }
 }
@@ -60,11 +87,44 @@ impl Default for GraphqlConfig {
 pub fn schema(config: &GraphqlConfig) -> InkcartSchema {
     let mut builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .limit_depth(config.depth_limit)
-        .limit_complexity(config.complexity_limit);
+        .limit_complexity(config.complexity_limit)
+        // async-graphql's own count of nested selections, which the checks before it have
+        // already bounded.
+        .limit_recursive_depth(config.max_nesting.min(MAX_NESTING_CEILING));
     if !config.introspection {
         builder = builder.disable_introspection();
     }
     builder.finish()
+}
+
+/// The schema and the checks the handler runs before it.
+#[derive(Clone)]
+pub struct Endpoint {
+    schema: InkcartSchema,
+    limits: guard::Limits,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    pub fn new(config: &GraphqlConfig) -> Self {
+        Self {
+            schema: schema(config),
+            limits: guard::Limits {
+                max_document_bytes: config.max_document_bytes,
+                max_variables_bytes: config.max_variables_bytes,
+                max_nesting: config.max_nesting.min(MAX_NESTING_CEILING),
+                max_nodes: config.max_nodes,
+                max_mutations: config.max_mutations,
+            },
+        }
+    }
 }
 
 /// The schema in SDL, for the snapshot that makes every change a reviewed diff.
@@ -138,17 +198,42 @@ pub struct GraphqlResponseBody {
 
 /// Runs a GraphQL query or mutation. Bearer auth as for REST; errors carry the REST error name
 /// in `extensions.code`.
+///
+/// The request is checked before it runs; a refusal is a GraphQL error with `data: null`:
+/// a document or variables over their size limit (`PayloadTooLarge`); brackets nested deeper
+/// than the limit, counted before parsing, selections nested too deep or too many nodes once
+/// fragments are expanded, too complex a query (lists cost their largest page), more root
+/// mutation fields than the cap, a syntax or validation error (`BadRequest`); a string argument
+/// or variable holding a NUL character (`ValidationError`, naming it in `extensions.errors`).
+/// Only a body that is not one JSON object with a string `query` (a JSON array, i.e. a batch,
+/// included) is a 4xx envelope. Every list is paged: `limit` has a default and a maximum on
+/// nested lists too.
 #[utoipa::path(post, path = "/graphql", tag = "graphql", request_body = GraphqlRequestBody, security((), ("bearer" = [])), responses(
-    (status = 200, body = GraphqlResponseBody, description = "A GraphQL response (errors included, with `extensions.code`)"),
-    (status = 400, body = ErrorBody, description = "Malformed JSON"),
+    (status = 200, body = GraphqlResponseBody, description = "A GraphQL response, or the refusal of the request as a GraphQL error; every error has `extensions.code`"),
+    (status = 400, body = ErrorBody, description = "Malformed JSON, a batch (JSON array), or no string `query`"),
     (status = 401, body = ErrorBody, description = "A token was sent and is not valid"),
     (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
 ))]
 pub async fn graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(request): Json<async_graphql::Request>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<async_graphql::Response>> {
+    if !crate::extract::is_json(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected a request body with Content-Type: application/json",
+        ));
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "Failed to read the request body")
+        }
+    })?;
+    let raw = guard::read_body(&body)?;
+    drop(body);
     let caller = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(_) => {
@@ -162,8 +247,27 @@ pub async fn graphql(
             Some(auth.actor)
         }
     };
+    let checked = match guard::check(&state.graphql.limits, raw) {
+        Ok(checked) => checked,
+        Err(errors) => return Ok(Json(async_graphql::Response::from_errors(errors))),
+    };
+    // Here the operation is known to run `checked.mutation_fields()`: one entry per root
+    // mutation field, at most `max_mutations` of them.
+    Ok(Json(run(&state, caller, checked).await))
+}
+
+/// The most errors one response lists.
+const MAX_ERRORS: usize = 100;
+
+/// Runs a checked request with the caller and fresh loaders.
+async fn run(
+    state: &AppState,
+    caller: Option<Actor>,
+    checked: CheckedRequest,
+) -> async_graphql::Response {
     let app = state.app.clone();
-    let request = request
+    let request = checked
+        .into_request()
         .data(Caller(caller))
         .data(state.clone())
         .data(loader(loaders::Users(app.clone())))
@@ -171,7 +275,14 @@ pub async fn graphql(
         .data(loader(loaders::PostsByAuthor(app.clone())))
         .data(loader(loaders::CommentsByPost(app.clone())))
         .data(loader(loaders::PostContents(app)));
-    Ok(Json(state.graphql.execute(request).await))
+    let mut response = state.graphql.schema.execute(request).await;
+    // Validation reports every conflict it finds; a client needs the first few.
+    response.errors.truncate(MAX_ERRORS);
+    response.errors = std::mem::take(&mut response.errors)
+        .into_iter()
+        .map(guard::labelled)
+        .collect();
+    response
 }
 
 /// The GraphiQL page and its files, compiled in (see `assets/graphiql/README.md`).

@@ -15,6 +15,7 @@ use inkcart_domain::shop::{Order, Product};
 use inkcart_domain::{User, UserId};
 use uuid::Uuid;
 
+use super::cost::{self, Paging};
 use super::loaders::{CommentAuthors, CommentsByPost, PostContents, PostsByAuthor, Users};
 use super::{Caller, Loader, gql_error};
 use crate::AppState;
@@ -68,31 +69,55 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
     }
     let comments = look.field("comments");
     if comments.exists() {
-        let all = app.comments_for_posts(&ids).await.map_err(gql_error)?;
+        // The pages the `comments` selections ask for (usually one); a selection whose
+        // arguments are invalid is left to its resolver, which refuses them.
+        let mut pages: Vec<PageRequest> = Vec::new();
+        for page in comments.selection_fields().iter().filter_map(|field| {
+            let arguments = field.arguments().ok()?;
+            let number = |name: &str| {
+                arguments
+                    .iter()
+                    .find(|(n, _)| n.as_str() == name)
+                    .and_then(|(_, v)| match v {
+                        async_graphql::Value::Number(n) => n.as_u64(),
+                        _ => None,
+                    })
+            };
+            page_of(number("page"), number("limit"), cost::POST_COMMENTS).ok()
+        }) {
+            if !pages.contains(&page) {
+                pages.push(page);
+            }
+        }
+        let mut authors: Vec<UserId> = Vec::new();
+        for page in pages {
+            let by_post = CommentsByPost::pages(app, &ids, page).await?;
+            authors.extend(by_post.values().flatten().map(|c| c.author.id));
+            ctx.data_unchecked::<Loader<CommentsByPost>>()
+                .feed_many(by_post)
+                .await;
+        }
         if comments.field("author").exists() {
-            let authors = dedup(all.iter().map(|c| c.author.id));
+            let authors = dedup(authors.into_iter());
             let users = app.users_by_ids(&authors).await.map_err(gql_error)?;
             ctx.data_unchecked::<Loader<CommentAuthors>>()
                 .feed_many(users.into_iter().map(|u| (u.id, u)))
                 .await;
         }
-        let mut by_post: std::collections::HashMap<Uuid, Vec<CommentView>> =
-            ids.iter().map(|id| (*id, Vec::new())).collect();
-        for comment in all {
-            by_post
-                .entry(comment.comment.post_id)
-                .or_default()
-                .push(comment);
-        }
-        ctx.data_unchecked::<Loader<CommentsByPost>>()
-            .feed_many(by_post)
-            .await;
     }
     Ok(())
 }
 
-fn page(page: Option<u64>, limit: Option<u64>) -> Result<PageRequest> {
-    PageRequest::new(page, limit).map_err(gql_error)
+/// The page a list's `page` and `limit` ask for, `limit` within the list's maximum.
+fn page_of(page: Option<u64>, limit: Option<u64>, paging: Paging) -> Result<PageRequest> {
+    let limit = limit.unwrap_or(paging.default);
+    if !(1..=paging.max).contains(&limit) {
+        return Err(gql_error(inkcart_app::AppError::field(
+            "limit",
+            format!("limit must be between 1 and {}", paging.max),
+        )));
+    }
+    PageRequest::new(page, Some(limit)).map_err(gql_error)
 }
 
 /// A registered user.
@@ -105,11 +130,13 @@ impl UserObject {
     }
 
     /// Seen by signed-in callers only, as in REST.
+    #[graphql(complexity = "cost::EMAIL")]
     async fn email(&self, ctx: &Context<'_>) -> Result<&str> {
         caller(ctx).require()?;
         Ok(self.0.email.as_str())
     }
 
+    #[graphql(complexity = "cost::USER_NAME")]
     async fn name(&self) -> Option<&str> {
         self.0.name.as_ref().map(inkcart_domain::UserName::as_str)
     }
@@ -118,11 +145,23 @@ impl UserObject {
         self.0.role.as_str()
     }
 
-    /// Their published posts, newest first.
-    async fn posts(&self, ctx: &Context<'_>) -> Result<Vec<PostObject>> {
+    /// Their published posts, newest first: `limit` 10 by default, at most 20.
+    #[graphql(
+        complexity = "cost::list(cost::USER_POSTS.items(limit), cost::POST_ROW, child_complexity)"
+    )]
+    async fn posts(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<Vec<PostObject>> {
+        let page = page_of(page, limit, cost::USER_POSTS)?;
         let loader = ctx.data_unchecked::<Loader<PostsByAuthor>>();
-        let posts = loader.load_one(self.0.id).await?.unwrap_or_default();
-        Ok(posts.into_iter().map(PostObject).collect())
+        let posts = loader
+            .load_one((self.0.id, page))
+            .await?
+            .unwrap_or_default();
+        Ok(posts.into_iter().map(PostObject::listed).collect())
     }
 
     async fn created_at(&self) -> String {
@@ -130,77 +169,124 @@ impl UserObject {
     }
 }
 
-/// A published post (or a draft its caller may see).
-pub struct PostObject(PostSummary);
+/// A published post (or a draft its caller may see), with its Markdown and HTML when they
+/// were read with it (a single post); lists read those only when asked, through a loader.
+pub struct PostObject {
+    summary: PostSummary,
+    contents: Option<(String, String)>,
+}
+
+impl PostObject {
+    fn listed(summary: PostSummary) -> Self {
+        Self {
+            summary,
+            contents: None,
+        }
+    }
+
+    fn detailed(mut detail: inkcart_app::ports::PostDetail) -> Self {
+        let contents = (
+            std::mem::take(&mut detail.post.content),
+            std::mem::take(&mut detail.post.content_html),
+        );
+        Self {
+            summary: summary_of(detail),
+            contents: Some(contents),
+        }
+    }
+
+    /// The Markdown (`html: false`) or the HTML, read with the post or through the loader.
+    async fn content_part(&self, ctx: &Context<'_>, html: bool) -> Result<String> {
+        if let Some((markdown, rendered)) = &self.contents {
+            return Ok(if html { rendered } else { markdown }.clone());
+        }
+        let loader = ctx.data_unchecked::<Loader<PostContents>>();
+        Ok(loader
+            .load_one(self.summary.id)
+            .await?
+            .map(|(markdown, rendered)| if html { rendered } else { markdown })
+            .unwrap_or_default())
+    }
+}
 
 #[Object(name = "Post")]
 impl PostObject {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.summary.id.to_string())
     }
 
+    #[graphql(complexity = "cost::TITLE")]
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.summary.title
     }
 
+    #[graphql(complexity = "cost::SLUG")]
     async fn slug(&self) -> &str {
-        &self.0.slug
+        &self.summary.slug
     }
 
+    #[graphql(complexity = "cost::EXCERPT")]
     async fn excerpt(&self) -> &str {
-        &self.0.excerpt
+        &self.summary.excerpt
     }
 
     /// Markdown, as written.
+    #[graphql(complexity = "cost::CONTENT_PAIR")]
     async fn content(&self, ctx: &Context<'_>) -> Result<String> {
-        let loader = ctx.data_unchecked::<Loader<PostContents>>();
-        Ok(loader
-            .load_one(self.0.id)
-            .await?
-            .map(|(md, _)| md)
-            .unwrap_or_default())
+        self.content_part(ctx, false).await
     }
 
     /// The content rendered and sanitized.
+    #[graphql(complexity = "cost::CONTENT_PAIR")]
     async fn content_html(&self, ctx: &Context<'_>) -> Result<String> {
-        let loader = ctx.data_unchecked::<Loader<PostContents>>();
-        Ok(loader
-            .load_one(self.0.id)
-            .await?
-            .map(|(_, html)| html)
-            .unwrap_or_default())
+        self.content_part(ctx, true).await
     }
 
+    #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]
     async fn author(&self, ctx: &Context<'_>) -> Result<UserObject> {
         let loader = ctx.data_unchecked::<Loader<Users>>();
         loader
-            .load_one(self.0.author.id)
+            .load_one(self.summary.author.id)
             .await?
             .map(UserObject)
             .ok_or_else(|| gql_error(inkcart_app::AppError::not_found("User")))
     }
 
+    /// At most 10 (the domain's limit).
+    #[graphql(complexity = "cost::TAGS")]
     async fn tags(&self) -> &[String] {
-        &self.0.tags
+        &self.summary.tags
     }
 
     async fn comment_count(&self) -> i64 {
-        self.0.comment_count
+        self.summary.comment_count
     }
 
-    /// Comments, oldest first.
-    async fn comments(&self, ctx: &Context<'_>) -> Result<Vec<CommentObject>> {
+    /// Comments, oldest first: `limit` 10 by default, at most 50.
+    #[graphql(
+        complexity = "cost::list(cost::POST_COMMENTS.items(limit), cost::COMMENT_ROW, child_complexity)"
+    )]
+    async fn comments(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<Vec<CommentObject>> {
+        let page = page_of(page, limit, cost::POST_COMMENTS)?;
         let loader = ctx.data_unchecked::<Loader<CommentsByPost>>();
-        let comments = loader.load_one(self.0.id).await?.unwrap_or_default();
+        let comments = loader
+            .load_one((self.summary.id, page))
+            .await?
+            .unwrap_or_default();
         Ok(comments.into_iter().map(CommentObject).collect())
     }
 
     async fn published_at(&self) -> Option<String> {
-        self.0.published_at.map(timestamp)
+        self.summary.published_at.map(timestamp)
     }
 
     async fn created_at(&self) -> String {
-        timestamp(self.0.created_at)
+        timestamp(self.summary.created_at)
     }
 }
 
@@ -212,10 +298,12 @@ impl CommentObject {
         ID(self.0.comment.id.to_string())
     }
 
+    #[graphql(complexity = "cost::COMMENT")]
     async fn content(&self) -> &str {
         &self.0.comment.content
     }
 
+    #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]
     async fn author(&self, ctx: &Context<'_>) -> Result<UserObject> {
         let loader = ctx.data_unchecked::<Loader<CommentAuthors>>();
         loader
@@ -233,6 +321,7 @@ impl CommentObject {
 #[derive(async_graphql::SimpleObject)]
 #[graphql(name = "Tag")]
 pub struct TagObject {
+    #[graphql(complexity = "cost::TAG_NAME")]
     name: String,
     post_count: i64,
 }
@@ -244,9 +333,11 @@ impl ProductObject {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    #[graphql(complexity = "cost::PRODUCT_NAME")]
     async fn name(&self) -> &str {
         &self.0.name
     }
+    #[graphql(complexity = "cost::DESCRIPTION")]
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
@@ -266,6 +357,7 @@ impl ProductObject {
 #[graphql(name = "OrderItem")]
 pub struct OrderItemObject {
     product_id: ID,
+    #[graphql(complexity = "cost::PRODUCT_NAME")]
     name: String,
     quantity: i32,
     unit_price: String,
@@ -282,6 +374,10 @@ impl OrderObject {
     async fn status(&self) -> &str {
         self.0.status.as_str()
     }
+    /// Every line (at most 100, the domain's limit).
+    #[graphql(
+        complexity = "cost::list(inkcart_domain::shop::order::MAX_LINES, 1, child_complexity)"
+    )]
     async fn items(&self) -> Vec<OrderItemObject> {
         self.0
             .items
@@ -314,7 +410,10 @@ pub struct QueryRoot;
 
 #[Object]
 impl QueryRoot {
-    /// Users, newest first (signed-in callers).
+    /// Users, newest first (signed-in callers): `limit` 20 by default, at most 100.
+    #[graphql(
+        complexity = "cost::list(cost::TOP_LEVEL.items(limit), cost::USER_ROW, child_complexity)"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -323,7 +422,7 @@ impl QueryRoot {
     ) -> Result<Vec<UserObject>> {
         caller(ctx).require()?;
         let query = UserQuery {
-            page: self::page(page, limit)?,
+            page: page_of(page, limit, cost::TOP_LEVEL)?,
             search: None,
             role: None,
             sort: Sort {
@@ -336,6 +435,7 @@ impl QueryRoot {
     }
 
     /// One user (signed-in callers).
+    #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<UserObject>> {
         caller(ctx).require()?;
         let id = UserId::from_uuid(parse_id(&id)?);
@@ -346,7 +446,11 @@ impl QueryRoot {
         }
     }
 
-    /// Published posts, newest first; with `search`, ranked full-text matches.
+    /// Published posts, newest first; with `search`, ranked full-text matches: `limit` 20 by
+    /// default, at most 100.
+    #[graphql(
+        complexity = "cost::list(cost::TOP_LEVEL.items(limit), cost::POST_ROW, child_complexity)"
+    )]
     async fn posts(
         &self,
         ctx: &Context<'_>,
@@ -356,7 +460,7 @@ impl QueryRoot {
         limit: Option<u64>,
     ) -> Result<Vec<PostObject>> {
         let query = PostQuery {
-            paging: PostPaging::Offset(self::page(page, limit)?),
+            paging: PostPaging::Offset(page_of(page, limit, cost::TOP_LEVEL)?),
             tag: tag.map(|t| t.trim().to_lowercase()),
             author: None,
             sort: Sort {
@@ -367,32 +471,50 @@ impl QueryRoot {
         };
         let posts = state(ctx).app.list_posts(&query).await.map_err(gql_error)?;
         prefetch(ctx, &posts.items).await?;
-        Ok(posts.items.iter().cloned().map(PostObject).collect())
+        Ok(posts
+            .items
+            .iter()
+            .cloned()
+            .map(PostObject::listed)
+            .collect())
     }
 
     /// One post by id or slug (drafts for their author, editors and admins).
+    #[graphql(complexity = "cost::object(cost::POST_DETAIL_ROW, child_complexity)")]
     async fn post(&self, ctx: &Context<'_>, id_or_slug: String) -> Result<Option<PostObject>> {
         match state(ctx)
             .app
             .get_post(caller(ctx).0, &post_key(&id_or_slug))
             .await
         {
-            Ok(detail) => Ok(Some(PostObject(summary_of(detail.into_value())))),
+            Ok(detail) => Ok(Some(PostObject::detailed(detail.into_value()))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
         }
     }
 
-    /// Tags of published posts, most used first.
-    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<TagObject>> {
-        let tags = state(ctx).app.tags().await.map_err(gql_error)?;
+    /// Tags of published posts, most used first: `limit` 50 by default, at most 100.
+    #[graphql(
+        complexity = "cost::list(cost::TAG_LIST.items(limit), cost::TAG_ROW, child_complexity)"
+    )]
+    async fn tags(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<Vec<TagObject>> {
+        let page = page_of(page, limit, cost::TAG_LIST)?;
+        let tags = state(ctx).app.tags(page).await.map_err(gql_error)?;
         Ok(tags
             .into_iter()
             .map(|(name, post_count)| TagObject { name, post_count })
             .collect())
     }
 
-    /// Active products, newest first.
+    /// Active products, newest first: `limit` 20 by default, at most 100.
+    #[graphql(
+        complexity = "cost::list(cost::TOP_LEVEL.items(limit), cost::PRODUCT_ROW, child_complexity)"
+    )]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -401,7 +523,7 @@ impl QueryRoot {
         limit: Option<u64>,
     ) -> Result<Vec<ProductObject>> {
         let query = ProductQuery {
-            page: self::page(page, limit)?,
+            page: page_of(page, limit, cost::TOP_LEVEL)?,
             search,
             min_price: None,
             max_price: None,
@@ -419,6 +541,7 @@ impl QueryRoot {
         Ok(products.items.into_iter().map(ProductObject).collect())
     }
 
+    #[graphql(complexity = "cost::object(cost::PRODUCT_ROW, child_complexity)")]
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ProductObject>> {
         match state(ctx).app.get_product(parse_id(&id)?).await {
             Ok(p) => Ok(Some(ProductObject(p.into_value()))),
@@ -427,7 +550,10 @@ impl QueryRoot {
         }
     }
 
-    /// The caller's orders, newest first.
+    /// The caller's orders, newest first: `limit` 20 by default, at most 100.
+    #[graphql(
+        complexity = "cost::list(cost::TOP_LEVEL.items(limit), cost::ORDER_ROW, child_complexity)"
+    )]
     async fn my_orders(
         &self,
         ctx: &Context<'_>,
@@ -436,7 +562,7 @@ impl QueryRoot {
     ) -> Result<Vec<OrderObject>> {
         let actor = caller(ctx).require()?;
         let query = OrderQuery {
-            page: self::page(page, limit)?,
+            page: page_of(page, limit, cost::TOP_LEVEL)?,
             user_id: Some(actor.id),
             status: None,
             sort: Sort {
@@ -483,6 +609,7 @@ pub struct MutationRoot;
 #[Object]
 impl MutationRoot {
     /// Signs up (as `POST /api/v1/users`).
+    #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]
     async fn create_user(
         &self,
         ctx: &Context<'_>,
@@ -503,6 +630,7 @@ impl MutationRoot {
     }
 
     /// Changes a user's name or email (self or admin).
+    #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]
     async fn update_user(
         &self,
         ctx: &Context<'_>,
@@ -536,6 +664,7 @@ impl MutationRoot {
     }
 
     /// Writes a post (editors and admins).
+    #[graphql(complexity = "cost::object(cost::POST_DETAIL_ROW, child_complexity)")]
     async fn create_post(
         &self,
         ctx: &Context<'_>,
@@ -559,10 +688,11 @@ impl MutationRoot {
             )
             .await
             .map_err(gql_error)?;
-        Ok(PostObject(summary_of(detail)))
+        Ok(PostObject::detailed(detail))
     }
 
     /// Places an order, with the same rules as `POST /api/v1/orders`.
+    #[graphql(complexity = "cost::object(cost::ORDER_ROW, child_complexity)")]
     async fn create_order(
         &self,
         ctx: &Context<'_>,

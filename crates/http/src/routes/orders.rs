@@ -126,7 +126,9 @@ pub struct OrderLineRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"items": [{"productId": "019abcde-0000-7000-8000-000000000002", "quantity": 2}]}))]
 pub struct CreateOrderRequest {
+    /// At most 100 lines.
     #[serde(default, deserialize_with = "crate::dto::objects")]
+    #[schema(max_items = 100)]
     pub items: Vec<OrderLineRequest>,
 }
 

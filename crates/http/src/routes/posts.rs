@@ -666,8 +666,10 @@ pub async fn tags(
     State(state): State<AppState>,
     Query(params): Query<ListTagsParams>,
 ) -> ApiResult<Json<TagList>> {
-    let limit = PageRequest::new(None, params.limit)?.limit;
-    let tags = state.app.top_tags(limit).await?;
+    let tags = state
+        .app
+        .tags(PageRequest::new(None, params.limit)?)
+        .await?;
     Ok(Json(TagList {
         data: tags
             .into_iter()

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use inkcart_app::page::Direction;
+use inkcart_app::page::{Direction, PageRequest};
 use inkcart_app::ports::{
     AuthorRef, Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage,
     PostPaging, PostQuery, PostRepo, PostSortField, PostSummary, Tx,
@@ -10,7 +10,9 @@ use inkcart_app::ports::{
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::UserId;
 use inkcart_domain::blog::{Post, Slug, TagName};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query, SelectStatement, SimpleExpr};
+use sea_orm::sea_query::{
+    Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement, SimpleExpr,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend,
     EntityTrait as _, Order, QueryFilter as _, QueryResult,
@@ -102,6 +104,74 @@ fn post_model(p: &Post) -> posts::ActiveModel {
         created_at: Set(p.created_at),
         updated_at: Set(p.updated_at),
     }
+}
+
+/// How many comments [`SqlStore::comment_views`] reads.
+#[derive(Debug, Clone, Copy)]
+enum CommentLimit {
+    /// At most this many in all.
+    Total(u64),
+    /// The same page of each post's comments.
+    PerPost(PageRequest),
+}
+
+/// `select` cut to the same page within each group of rows sharing `partition`, in `order`:
+/// one statement, whatever the number of groups, that reads no row beyond a group's page
+/// (`ROW_NUMBER()` works alike on SQLite and PostgreSQL). The rows come grouped by
+/// `partition_alias` (the partition's name in the select), each group in `order`. As in
+/// [`paged`], the bounds are written as integer literals.
+fn page_per(
+    mut select: SelectStatement,
+    partition: &str,
+    order: &str,
+    partition_alias: &str,
+    page: PageRequest,
+) -> SelectStatement {
+    select.expr_as(
+        Expr::cust(format!(
+            "ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {order})"
+        )),
+        "row_in_group",
+    );
+    let first = page.offset();
+    let last = first.saturating_add(page.limit);
+    let mut outer = Query::select();
+    outer
+        .column(Asterisk)
+        .from_subquery(select, Alias::new("grouped"))
+        .and_where(Expr::cust(format!(
+            r#""grouped"."row_in_group" > {first} AND "grouped"."row_in_group" <= {last}"#
+        )))
+        .order_by_expr(
+            Expr::cust(format!(r#""grouped"."{partition_alias}""#)),
+            Order::Asc,
+        )
+        .order_by_expr(Expr::cust(r#""grouped"."row_in_group""#), Order::Asc);
+    outer
+}
+
+/// Tags of published posts with their number of posts, most used first.
+fn tags_select() -> SelectStatement {
+    let mut q = Query::select();
+    q.expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
+        .expr_as(Expr::cust(r#"COUNT("posts"."id")"#), "n")
+        .from(tags::Entity)
+        .inner_join(
+            post_tags::Entity,
+            Expr::col((post_tags::Entity, post_tags::Column::TagId))
+                .equals((tags::Entity, tags::Column::Id)),
+        )
+        .inner_join(
+            posts::Entity,
+            Expr::col((posts::Entity, posts::Column::Id))
+                .equals((post_tags::Entity, post_tags::Column::PostId))
+                .and(col(posts::Column::Published).eq(true)),
+        )
+        .group_by_col((tags::Entity, tags::Column::Id))
+        .group_by_col((tags::Entity, tags::Column::Name))
+        .order_by_expr(Expr::cust(r#"COUNT("posts"."id")"#), Order::Desc)
+        .order_by((tags::Entity, tags::Column::Name), Order::Asc);
+    q
 }
 
 /// The title as sorted: byte order on both databases (PostgreSQL's locale collation would
@@ -411,12 +481,12 @@ impl SqlStore {
     }
 
     /// Comments with their authors' names, oldest first: of the given posts, after a cursor,
-    /// up to a limit.
+    /// up to a limit in all or a page per post.
     async fn comment_views(
         &self,
         post_ids: Option<&[Uuid]>,
         after: Option<(DateTime<Utc>, Uuid)>,
-        limit: Option<u64>,
+        limit: CommentLimit,
     ) -> AppResult<Vec<CommentView>> {
         use comments::Column as C;
         let c = |column: C| Expr::col((comments::Entity, column));
@@ -448,12 +518,20 @@ impl SqlStore {
             q.and_where(c(C::CreatedAt).gte(at))
                 .and_where(c(C::CreatedAt).gt(at).or(c(C::Id).gt(id)));
         }
-        q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
-            .order_by((comments::Entity, C::Id), Order::Asc);
-        let statement = self.backend().build(&q);
+        let backend = self.backend();
         let statement = match limit {
-            Some(limit) => paged(statement, limit, 0),
-            None => statement,
+            CommentLimit::Total(limit) => {
+                q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
+                    .order_by((comments::Entity, C::Id), Order::Asc);
+                paged(backend.build(&q), limit, 0)
+            }
+            CommentLimit::PerPost(page) => backend.build(&page_per(
+                q,
+                r#""comments"."post_id""#,
+                r#""comments"."created_at", "comments"."id""#,
+                "post_id",
+                page,
+            )),
         };
         let rows = self
             .db
@@ -802,15 +880,16 @@ impl PostRepo for SqlStore {
         Ok(self.list(&query).await?.items)
     }
 
-    async fn published_by_authors(&self, authors: &[UserId]) -> AppResult<Vec<PostSummary>> {
+    async fn published_by_authors(
+        &self,
+        authors: &[UserId],
+        page: PageRequest,
+    ) -> AppResult<Vec<PostSummary>> {
         if authors.is_empty() {
             return Ok(Vec::new());
         }
         let query = PostQuery {
-            paging: PostPaging::Keyset {
-                after: None,
-                limit: u64::MAX / 2,
-            },
+            paging: PostPaging::Offset(page),
             tag: None,
             author: None,
             sort: inkcart_app::page::Sort {
@@ -823,7 +902,13 @@ impl PostRepo for SqlStore {
         let mut q = self.posts_select(&query, backend, Shape::Page { ranks: None });
         summary_columns(&mut q);
         q.and_where(col(posts::Column::AuthorId).is_in(authors.iter().map(UserId::as_uuid)));
-        Self::order_posts(&mut q, &query, backend);
+        let q = page_per(
+            q,
+            r#""posts"."author_id""#,
+            r#""posts"."created_at" DESC, "posts"."id" DESC"#,
+            "author_id",
+            page,
+        );
         let rows = self
             .db
             .reader
@@ -852,39 +937,35 @@ impl PostRepo for SqlStore {
             .collect())
     }
 
-    async fn comments_for(&self, post_ids: &[Uuid]) -> AppResult<Vec<CommentView>> {
+    async fn comments_for(
+        &self,
+        post_ids: &[Uuid],
+        page: PageRequest,
+    ) -> AppResult<Vec<CommentView>> {
         if post_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.comment_views(Some(post_ids), None, None).await
+        self.comment_views(Some(post_ids), None, CommentLimit::PerPost(page))
+            .await
     }
 
-    async fn tags(&self, limit: u64) -> AppResult<Vec<(String, i64)>> {
-        let mut q = Query::select();
-        q.expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
-            .expr_as(Expr::cust(r#"COUNT("posts"."id")"#), "n")
-            .from(tags::Entity)
-            .inner_join(
-                post_tags::Entity,
-                Expr::col((post_tags::Entity, post_tags::Column::TagId))
-                    .equals((tags::Entity, tags::Column::Id)),
-            )
-            .inner_join(
-                posts::Entity,
-                Expr::col((posts::Entity, posts::Column::Id))
-                    .equals((post_tags::Entity, post_tags::Column::PostId))
-                    .and(col(posts::Column::Published).eq(true)),
-            )
-            .group_by_col((tags::Entity, tags::Column::Id))
-            .group_by_col((tags::Entity, tags::Column::Name))
-            .order_by_expr(Expr::cust(r#"COUNT("posts"."id")"#), Order::Desc)
-            .order_by((tags::Entity, tags::Column::Name), Order::Asc)
-            .limit(limit);
-        let rows = self.read_all(&q).await?;
+    async fn tags(&self, page: PageRequest) -> AppResult<Vec<(String, i64)>> {
+        let statement = paged(
+            self.backend().build(&tags_select()),
+            page.limit,
+            page.offset(),
+        );
+        let rows = self
+            .db
+            .reader
+            .query_all_raw(statement)
+            .await
+            .map_err(db_err)?;
         rows.iter()
             .map(|r| Ok((get(r, "name")?, get(r, "n")?)))
             .collect()
     }
+
 
     async fn insert_comment(&self, tx: &mut dyn Tx, c: &Comment) -> AppResult<()> {
         comments::Entity::insert(comments::ActiveModel {
@@ -930,7 +1011,7 @@ impl PostRepo for SqlStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> AppResult<Vec<CommentView>> {
-        self.comment_views(Some(&[post_id]), after, Some(limit))
+        self.comment_views(Some(&[post_id]), after, CommentLimit::Total(limit))
             .await
     }
 }
