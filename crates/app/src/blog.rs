@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use inkcart_domain::blog::post::{BlogError, CONTENT_DEPTH_MAX, check_content, parse_comment};
+use inkcart_domain::blog::post::{
+    BlogError, CONTENT_DEPTH_MAX, CONTENT_HTML_MAX, check_content, parse_comment,
+};
 use inkcart_domain::blog::{
     Post, PostTitle, Slug, TagName, can_delete_comment, can_edit_post, can_view_post,
 };
@@ -124,6 +126,18 @@ pub fn render_markdown(markdown: &str) -> String {
         .link_rel(Some("noopener noreferrer nofollow"))
         .clean(&unsafe_html)
         .to_string()
+}
+
+/// Checks content from a client (length, nesting), renders it, and refuses it when the HTML
+/// would exceed [`CONTENT_HTML_MAX`].
+fn render_content(content: &str) -> Result<String, BlogError> {
+    check_content(content)?;
+    check_nesting(content)?;
+    let html = render_markdown(content);
+    if html.len() > CONTENT_HTML_MAX {
+        return Err(BlogError::ContentRendersTooLarge);
+    }
+    Ok(html)
 }
 
 /// The first words of a post as plain text, for lists.
@@ -458,9 +472,8 @@ impl App {
             }
         };
         let content = match input.content {
-            Some(c) => check_content(&c)
-                .and_then(|()| check_nesting(&c))
-                .map(|()| c)
+            Some(c) => render_content(&c)
+                .map(|html| (c, html))
                 .map_err(|e| errors.push(blog_error("content", e)))
                 .ok(),
             None => {
@@ -482,7 +495,7 @@ impl App {
             None => None,
         };
         let cover_image_key = cover_key(input.cover_image_key.flatten(), &mut errors);
-        let (Some(title), Some(content), Some(tags), true) =
+        let (Some(title), Some((content, content_html)), Some(tags), true) =
             (title, content, tags, errors.is_empty())
         else {
             return Err(AppError::Validation(errors));
@@ -496,7 +509,7 @@ impl App {
                 .clone()
                 .unwrap_or_else(|| Slug::from_title(title.as_str())),
             title: title.into_string(),
-            content_html: render_markdown(&content),
+            content_html,
             excerpt: excerpt(&content),
             content,
             cover_image_key,
@@ -637,9 +650,9 @@ impl App {
             }
         }
         if let Some(content) = input.content {
-            match check_content(&content).and_then(|()| check_nesting(&content)) {
-                Ok(()) => {
-                    post.content_html = render_markdown(&content);
+            match render_content(&content) {
+                Ok(html) => {
+                    post.content_html = html;
                     post.excerpt = excerpt(&content);
                     post.content = content;
                 }
@@ -935,6 +948,26 @@ mod tests {
         ] {
             assert_eq!(check_nesting(&content), Ok(()), "{}", &content[..30]);
         }
+    }
+
+    #[test]
+    fn a_table_whose_rows_are_shorter_than_its_header_is_refused_for_the_html_it_renders() {
+        // 20 KB of Markdown: a header of 5,000 columns, then one-cell rows; each row renders
+        // all 5,000 cells.
+        let columns = 5_000;
+        let table = format!(
+            "{}|\n{}|\n{}",
+            "|a".repeat(columns),
+            "|-".repeat(columns),
+            "x\n".repeat(2_000)
+        );
+        assert!(table.len() < 25_000);
+        assert_eq!(
+            render_content(&table),
+            Err(BlogError::ContentRendersTooLarge)
+        );
+        let small = format!("{}|\n{}|\n{}", "|a".repeat(3), "|-".repeat(3), "x\n".repeat(20));
+        assert!(render_content(&small).is_ok_and(|html| html.contains("<table>")));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub const TITLE_MAX: usize = 200;
 pub const CONTENT_MAX: usize = 100_000;
 /// How deep rendered content may nest: elements inside elements, Markdown's and raw HTML's.
 pub const CONTENT_DEPTH_MAX: usize = 100;
+/// The most bytes of HTML content may render to. Markdown renders to a few bytes a character,
+/// but a table whose rows are much shorter than its header has every missing cell written out
+/// (100 KB of such Markdown renders to 2.5 MB); what is stored and served stays bounded.
+pub const CONTENT_HTML_MAX: usize = 600_000;
 pub const COMMENT_MAX: usize = 5_000;
 pub const TAG_MAX: usize = 50;
 pub const TAGS_PER_POST: usize = 10;
@@ -42,6 +46,8 @@ pub enum BlogError {
     ContentTooLong,
     #[error("Content must not nest more than 100 levels deep (quotes, lists, emphasis, HTML)")]
     ContentTooDeep,
+    #[error("Content must render to at most 600000 bytes of HTML")]
+    ContentRendersTooLarge,
     #[error("Comment must not be empty")]
     EmptyComment,
     #[error("Comment must be at most 5000 characters")]

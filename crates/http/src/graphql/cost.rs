@@ -10,7 +10,9 @@
 //! The maxima come from the domain's limits, so that a change there changes the costs here.
 
 use inkcart_app::page::{DEFAULT_LIMIT, MAX_LIMIT};
-use inkcart_domain::blog::post::{COMMENT_MAX, CONTENT_MAX, TAG_MAX, TAGS_PER_POST, TITLE_MAX};
+use inkcart_domain::blog::post::{
+    COMMENT_MAX, CONTENT_HTML_MAX, CONTENT_MAX, TAG_MAX, TAGS_PER_POST, TITLE_MAX,
+};
 
 /// The longest JSON form of one character: a control character written `\u00XX`.
 const BYTES_PER_CHAR: usize = 6;
@@ -26,10 +28,10 @@ pub(crate) const SLUG: usize = text(inkcart_domain::blog::slug::MAX_LEN);
 /// An excerpt with the ellipsis of a cut.
 pub(crate) const EXCERPT: usize = text(inkcart_app::blog::EXCERPT_LEN + 1);
 pub(crate) const CONTENT: usize = text(CONTENT_MAX);
-/// A post's HTML, taken to be at most as long as the longest Markdown in bytes. Markdown
-/// renders to at most a few bytes per character, except tables whose rows are much shorter
-/// than their header (each missing cell is written out).
-pub(crate) const CONTENT_HTML: usize = text(CONTENT_MAX);
+/// A post's HTML: content that renders to more than `CONTENT_HTML_MAX` bytes is refused when
+/// it is written. In JSON a byte of HTML takes at most two (a quote or a backslash is escaped;
+/// control characters never survive the sanitizer).
+pub(crate) const CONTENT_HTML: usize = (2 * CONTENT_HTML_MAX).div_ceil(UNIT_BYTES);
 /// A post's Markdown and HTML are read together, for either.
 pub(crate) const CONTENT_PAIR: usize = CONTENT + CONTENT_HTML;
 pub(crate) const TAG_NAME: usize = text(TAG_MAX);
