@@ -98,24 +98,31 @@ fn page(page: Option<u64>, limit: Option<u64>) -> Result<PageRequest> {
 /// A registered user.
 pub struct UserObject(User);
 
+impl UserObject {
+    /// Whether the caller may see this account's private fields.
+    fn private(&self, ctx: &Context<'_>) -> bool {
+        caller(ctx).0.is_some_and(|a| a.may_see_private(self.0.id))
+    }
+}
+
 #[Object(name = "User")]
 impl UserObject {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
-    /// Seen by signed-in callers only, as in REST.
-    async fn email(&self, ctx: &Context<'_>) -> Result<&str> {
-        caller(ctx).require()?;
-        Ok(self.0.email.as_str())
+    /// The account's owner and admins only (`null` for others), as in REST.
+    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx).then(|| self.0.email.as_str())
     }
 
     async fn name(&self) -> Option<&str> {
         self.0.name.as_ref().map(inkcart_domain::UserName::as_str)
     }
 
-    async fn role(&self) -> &str {
-        self.0.role.as_str()
+    /// The account's owner and admins only (`null` for others).
+    async fn role(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx).then(|| self.0.role.as_str())
     }
 
     /// Their published posts, newest first.
@@ -321,17 +328,22 @@ impl QueryRoot {
         page: Option<u64>,
         limit: Option<u64>,
     ) -> Result<Vec<UserObject>> {
-        caller(ctx).require()?;
+        let actor = caller(ctx).require()?;
         let query = UserQuery {
             page: self::page(page, limit)?,
             search: None,
+            search_email: false,
             role: None,
             sort: Sort {
                 field: UserSortField::CreatedAt,
                 direction: Direction::Desc,
             },
         };
-        let users: Page<User> = state(ctx).app.list_users(&query).await.map_err(gql_error)?;
+        let users: Page<User> = state(ctx)
+            .app
+            .list_users(actor, &query)
+            .await
+            .map_err(gql_error)?;
         Ok(users.items.into_iter().map(UserObject).collect())
     }
 
@@ -502,18 +514,22 @@ impl MutationRoot {
         Ok(UserObject(user))
     }
 
-    /// Changes a user's name or email (self or admin).
+    /// Changes a user's name or email (self or admin). A new email needs the caller's
+    /// `currentPassword` (an admin's own for another account); it is unverified until the
+    /// link mailed to it is followed, and the previous address is told.
     async fn update_user(
         &self,
         ctx: &Context<'_>,
         id: ID,
         name: Option<String>,
         email: Option<String>,
+        current_password: Option<String>,
     ) -> Result<UserObject> {
         let actor = caller(ctx).require()?;
         let changes = UserChanges {
             email,
             name: name.map(Some),
+            current_password,
             ..UserChanges::default()
         };
         let user = state(ctx)
