@@ -780,3 +780,42 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, event: &OutboxEvent) -> AppResult<()>;
 }
 
+// ---- rate limits ----
+
+/// A budget of requests: `limit` at once, given back evenly over `period` (a full budget
+/// again `period` after it was spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+/// What one request spends from one budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// Names the budget (`ip:203.0.113.7`, `login:ip:203.0.113.7`, `user:<id>`).
+    pub key: String,
+    pub quota: Quota,
+    pub cost: u32,
+}
+
+/// What a limiter decided, told by the tightest budget: the one with the least left when every
+/// charge fits, otherwise the one that refused for longest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until that budget is whole again.
+    pub reset_after: Duration,
+    /// Until the refused request would fit (zero when allowed).
+    pub retry_after: Duration,
+}
+
+/// Request budgets, in this process or shared by every instance.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Spends every charge, or none of them when one would go over its quota. A limiter whose
+    /// shared store cannot be reached decides with its own (local) budgets rather than failing.
+    async fn charge(&self, charges: &[Charge], now: DateTime<Utc>) -> Verdict;
+}

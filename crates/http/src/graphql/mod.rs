@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody, error_name};
-use crate::extract::Json;
+use crate::extract::{ClientIp, Json};
 
 pub use types::{MutationRoot, QueryRoot};
 
@@ -143,11 +143,13 @@ pub struct GraphqlResponseBody {
     (status = 400, body = ErrorBody, description = "Malformed JSON"),
     (status = 401, body = ErrorBody, description = "A token was sent and is not valid"),
     (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "A rate limit is reached (each root mutation field counts as a request of its kind)", headers(("retry-after" = u64))),
 ))]
 pub async fn graphql(
     State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
-    Json(request): Json<async_graphql::Request>,
+    Json(mut request): Json<async_graphql::Request>,
 ) -> ApiResult<Json<async_graphql::Response>> {
     let caller = match headers.get(header::AUTHORIZATION) {
         None => None,
@@ -162,6 +164,9 @@ pub async fn graphql(
             Some(auth.actor)
         }
     };
+    // Each root mutation field costs what a request of its kind would (after the document
+    // guards: this parses the document).
+    crate::ratelimit::charge_graphql(&state, caller, &client_ip, &mut request).await?;
     let app = state.app.clone();
     let request = request
         .data(Caller(caller))

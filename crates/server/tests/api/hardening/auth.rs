@@ -1,11 +1,17 @@
-//! Hardening: authentication. The login throttle under concurrency, tokens of deleted accounts,
-//! the current password for credential changes (and the mails of an email change), and what
-//! others may see of an account.
+//! Hardening: authentication and anti-automation. The login throttle under concurrency, tokens
+//! of deleted accounts, the current password for credential changes (and the mails of an email
+//! change), what others may see of an account, and request rate limits (per address, per
+//! user, per class of request, GraphQL mutations counted, off switch, shared through Redis).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, header};
+use inkcart::config::Config;
+use inkcart_app::ports::Quota;
+use inkcart_app::ratelimit::RateLimitPolicy;
 use sea_orm::ConnectionTrait as _;
 use serde_json::{Value, json};
 
@@ -32,6 +38,53 @@ async fn gql(app: &TestApp, token: Option<&str>, query: &str, variables: Value) 
         json!({"query": query, "variables": variables}),
     )
     .await
+}
+
+/// A request from a client at `ip` (as the server's socket would tell it).
+fn from_ip(
+    ip: &str,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let mut request = request.body(body).unwrap();
+    let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(addr));
+    request
+}
+
+fn quota(limit: u32, secs: u64) -> Quota {
+    Quota {
+        limit,
+        period: Duration::from_secs(secs),
+    }
+}
+
+/// Limits on, every budget roomy but the ones a test names.
+fn limits(config: &mut Config, set: impl FnOnce(&mut RateLimitPolicy)) {
+    let mut policy = RateLimitPolicy {
+        per_ip: quota(10_000, 60),
+        per_user: quota(10_000, 60),
+        sign_up: quota(10_000, 60),
+        login: quota(10_000, 60),
+        refresh: quota(10_000, 60),
+        password_reset: quota(10_000, 60),
+        verification: quota(10_000, 60),
+    };
+    set(&mut policy);
+    config.rate_limits = Some(policy);
 }
 
 fn header_num(r: &TestResponse, name: &str) -> u64 {
@@ -461,3 +514,250 @@ api_test!(
         assert_eq!(app.get("/api/v1/profile", Some(&sam.token)).await.body["email"], "sam@example.com");
     }
 );
+
+// ---- rate limits ----
+
+api_test!(
+    async fn past_the_budget_of_an_address_requests_get_a_429_with_retry_after_and_ratelimit_headers(app, |c: &mut Config| limits(c, |p| p.per_ip = quota(5, 60))) {
+        let get = |ip: &str| app.send(from_ip(ip, Method::GET, "/api/v1/posts", None, None));
+        for left in (0..5).rev() {
+            let r = get("203.0.113.7").await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(header_num(&r, "ratelimit-limit"), 5);
+            assert_eq!(header_num(&r, "ratelimit-remaining"), left);
+            assert!(header_num(&r, "ratelimit-reset") <= 60);
+        }
+        let refused = get("203.0.113.7").await;
+        refused.assert_error(429, "TooManyRequests", "Too many requests, please try again later");
+        assert_eq!(header_num(&refused, "retry-after"), 12, "one request's worth comes back every 12 s");
+        assert_eq!(header_num(&refused, "ratelimit-remaining"), 0);
+        assert_eq!(header_num(&refused, "ratelimit-reset"), 60);
+        // Every API route counts, whatever it answers; health checks never do.
+        let post = app.send(from_ip("203.0.113.7", Method::POST, "/api/v1/auth/login", None, Some(json!({})))).await;
+        assert_eq!(post.status, 429);
+        let health = app.send(from_ip("203.0.113.7", Method::GET, "/health/live", None, None)).await;
+        assert_eq!(health.status, 200);
+        assert_eq!(health.header("ratelimit-limit"), None);
+        // Another address has its own budget; this one refills with time.
+        assert_eq!(get("198.51.100.1").await.status, 200);
+        app.clock.advance(Duration::from_secs(12));
+        assert_eq!(get("203.0.113.7").await.status, 200);
+    }
+);
+
+api_test!(
+    async fn a_signed_in_user_has_one_budget_across_addresses(app, |c: &mut Config| limits(c, |p| p.per_user = quota(3, 60))) {
+        let kim = app.viewer("kim@example.com").await;
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            let r = app.send(from_ip(ip, Method::GET, "/api/v1/profile", Some(&kim.token), None)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        let refused = app.send(from_ip("192.0.2.4", Method::GET, "/api/v1/profile", Some(&kim.token), None)).await;
+        refused.assert_error(429, "TooManyRequests", "Too many requests, please try again later");
+        assert_eq!(header_num(&refused, "ratelimit-limit"), 3);
+        // The address itself is not spent: anonymous requests from it go on.
+        assert_eq!(app.send(from_ip("192.0.2.4", Method::GET, "/api/v1/posts", None, None)).await.status, 200);
+    }
+);
+
+api_test!(
+    async fn sign_up_login_refresh_reset_and_verification_have_budgets_of_their_own(app, |c: &mut Config| limits(c, |p| {
+        p.sign_up = quota(1, 3600);
+        p.login = quota(1, 300);
+        p.refresh = quota(1, 300);
+        p.password_reset = quota(1, 3600);
+        p.verification = quota(1, 3600);
+    })) {
+        let ip = "203.0.113.50";
+        let send = |method: Method, uri: &'static str, token: Option<String>, body: Option<Value>| {
+            app.send(from_ip(ip, method, uri, token.as_deref(), body))
+        };
+        let signed_up = send(Method::POST, "/api/v1/users", None, Some(json!({"email": "lea@example.com", "password": PASSWORD}))).await;
+        assert_eq!(signed_up.status, 201, "{}", signed_up.text);
+        let login = send(Method::POST, "/api/v1/auth/login", None, Some(json!({"email": "lea@example.com", "password": PASSWORD}))).await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        let token = login.body["token"].as_str().unwrap().to_owned();
+        let refresh = login.body["refreshToken"].as_str().unwrap().to_owned();
+        assert_eq!(send(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refreshToken": refresh}))).await.status, 200);
+        assert_eq!(send(Method::POST, "/api/v1/auth/password-reset/request", None, Some(json!({"email": "lea@example.com"}))).await.status, 202);
+        assert_eq!(send(Method::POST, "/api/v1/auth/verify-email/request", Some(token.clone()), None).await.status, 202);
+
+        let second: [(&'static str, Option<String>, Option<Value>); 5] = [
+            ("/api/v1/users", None, Some(json!({"email": "max@example.com", "password": PASSWORD}))),
+            ("/api/v1/auth/login", None, Some(json!({"email": "lea@example.com", "password": PASSWORD}))),
+            ("/api/v1/auth/refresh", None, Some(json!({"refreshToken": "x"}))),
+            ("/api/v1/auth/password-reset/confirm", None, Some(json!({"token": "x", "newPassword": "Whatever9"}))),
+            ("/api/v1/auth/verify-email/confirm", None, Some(json!({"token": "x"}))),
+        ];
+        for (uri, token, body) in second {
+            let r = send(Method::POST, uri, token, body).await;
+            r.assert_error(429, "TooManyRequests", "Too many requests, please try again later");
+            assert_eq!(header_num(&r, "ratelimit-limit"), 1, "{uri}");
+            assert!(header_num(&r, "retry-after") >= 60, "{uri}");
+        }
+        // Nothing was created by the refused sign-up, and the general budget still serves.
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
+        let profile = send(Method::GET, "/api/v1/profile", Some(token), None).await;
+        assert_eq!(profile.status, 200, "{}", profile.text);
+    }
+);
+
+/// `n` aliased `createUser` fields.
+fn create_user_fields(n: usize, offset: usize) -> String {
+    let fields: Vec<String> = (offset..offset + n)
+        .map(|i| format!("u{i}: createUser(email: \"bulk{i}@example.com\", password: \"{PASSWORD}\") {{ id }}"))
+        .collect();
+    fields.join(" ")
+}
+
+fn create_users(n: usize, offset: usize) -> String {
+    format!("mutation {{ {} }}", create_user_fields(n, offset))
+}
+
+api_test!(
+    async fn each_aliased_create_user_mutation_is_charged_as_a_sign_up(app, |c: &mut Config| limits(c, |p| p.sign_up = quota(2, 3600))) {
+        let refused = gql(&app, None, &create_users(3, 0), json!({})).await;
+        refused.assert_error(429, "TooManyRequests", "Too many requests, please try again later");
+        assert_eq!(header_num(&refused, "ratelimit-limit"), 2);
+        // Through a fragment too.
+        let fragment = format!("mutation {{ ...F }} fragment F on MutationRoot {{ {} }}", create_user_fields(3, 10));
+        let refused = gql(&app, None, &fragment, json!({})).await;
+        assert_eq!(refused.status, 429, "{}", refused.text);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox_events").await, 0, "no mail queued");
+
+        let two = gql(&app, None, &create_users(2, 20), json!({})).await;
+        assert_eq!(two.status, 200, "{}", two.text);
+        assert_eq!(two.body.get("errors"), None, "{}", two.text);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 2);
+        // The budget is spent: one more sign-up, by GraphQL or REST, waits.
+        assert_eq!(gql(&app, None, &create_users(1, 30), json!({})).await.status, 429);
+        assert_eq!(app.post("/api/v1/users", None, json!({"email": "rest@example.com", "password": PASSWORD})).await.status, 429);
+        // Queries are not mutations: they still run.
+        let r = gql(&app, None, "{ posts { id } }", json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+);
+
+api_test!(
+    async fn graphql_mutations_spend_the_general_budget_field_by_field(app, |c: &mut Config| limits(c, |p| p.per_ip = quota(4, 60))) {
+        // The request is one, its three root mutations three more: 4 of 4.
+        let first = gql(&app, None, &create_users(3, 0), json!({})).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        assert_eq!(first.body.get("errors"), None, "{}", first.text);
+        let next = gql(&app, None, "{ posts { id } }", json!({})).await;
+        next.assert_error(429, "TooManyRequests", "Too many requests, please try again later");
+        app.clock.advance(Duration::from_secs(60));
+        assert_eq!(gql(&app, None, "{ posts { id } }", json!({})).await.status, 200);
+    }
+);
+
+api_test!(
+    async fn with_rate_limits_off_nothing_is_limited_and_no_budget_is_told(app, |c: &mut Config| c.rate_limits = None) {
+        for _ in 0..200 {
+            let r = app.send(from_ip("203.0.113.9", Method::GET, "/api/v1/posts", None, None)).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("ratelimit-limit"), None);
+        }
+        // More sign-ups from one address than the default budget allows (10 an hour).
+        for i in 0..12 {
+            app.sign_up(&format!("many{i}@example.com"), None).await;
+        }
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 12);
+    }
+);
+
+async fn shared_limiter(prefix: &str) -> Option<inkcart::Connected> {
+    let url = std::env::var("INKCART_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let reachable = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    if let Err(e) = reachable.await {
+        assert!(
+            !std::env::var("INKCART_REQUIRE_REDIS").is_ok_and(|v| v == "1"),
+            "INKCART_REQUIRE_REDIS=1 but Redis at {url} is unreachable: {e}"
+        );
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\n*** Redis not reachable at {url}: skipping the shared rate limit test ***\n"
+        );
+        return None;
+    }
+    let config = Config {
+        redis_url: Some(url),
+        rate_limit_prefix: prefix.to_owned(),
+        ..crate::support::test_config()
+    };
+    let mut with_limits = config;
+    limits(&mut with_limits, |_| {});
+    let limiter = inkcart::connect_rate_limiter(&with_limits).await.unwrap();
+    assert!(limiter.is_some());
+    Some(inkcart::Connected {
+        rate_limiter: limiter,
+        ..inkcart::Connected::default()
+    })
+}
+
+async fn forget(prefix: &str) {
+    let url = std::env::var("INKCART_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Budgets live in Redis, not in the database: the two instances here have a database each, and
+/// the test runs once (not once per database engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_share_one_budget() {
+    let prefix = format!("inkcart-test-{}:", uuid::Uuid::now_v7().simple());
+    let Some(first) = shared_limiter(&prefix).await else {
+        return;
+    };
+    let Some(second) = shared_limiter(&prefix).await else {
+        return;
+    };
+    let configure = |c: &mut Config| limits(c, |p| p.per_ip = quota(4, 60));
+    let a = TestApp::with_connected(inkcart_store::testing::sqlite().await, configure, first);
+    let b = TestApp::with_connected(inkcart_store::testing::sqlite().await, configure, second);
+    async fn get(app: &TestApp, ip: &str) -> TestResponse {
+        app.send(from_ip(ip, Method::GET, "/api/v1/posts", None, None))
+            .await
+    }
+    let ip = "203.0.113.77";
+    let mut remaining = Vec::new();
+    for app in [&a, &b, &a, &b] {
+        let r = get(app, ip).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        remaining.push(header_num(&r, "ratelimit-remaining"));
+    }
+    assert_eq!(remaining, [3, 2, 1, 0], "one budget, spent from both");
+    for app in [&a, &b] {
+        let refused = get(app, ip).await;
+        refused.assert_error(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later",
+        );
+        assert!((14..=15).contains(&header_num(&refused, "retry-after")));
+    }
+    // Another address still has its budget, on either instance.
+    assert_eq!(get(&b, "203.0.113.78").await.status, 200);
+    assert_eq!(get(&a, "203.0.113.78").await.status, 200);
+    forget(&prefix).await;
+}
