@@ -749,22 +749,8 @@ impl App {
         let record = self
             .usable_token(token, TokenPurpose::ResetPassword)
             .await?;
-        let mut user = self
-            .deps
-            .users
-            .find(record.user_id)
-            .await?
-            // A link sent to a previous address resets nothing.
-            .filter(|u| {
-                record
-                    .email
-                    .as_deref()
-                    .is_none_or(|e| e == u.email.as_str())
-            })
-            .ok_or_else(invalid_email_token)?;
         let hash = self.deps.hasher.hash(&password).await?;
         let now = self.deps.clock.now();
-        user.updated_at = now;
         let mut tx = self.deps.store.begin().await?;
         if !self
             .deps
@@ -774,13 +760,25 @@ impl App {
         {
             return Err(invalid_email_token());
         }
-        self.deps
+        // Only the password is written, and only while the account has the address the link
+        // went to: a link sent to a previous address resets nothing, even racing the change.
+        if !self
+            .deps
             .users
-            .update(tx.as_mut(), &user, Some(&hash))
-            .await?;
+            .set_password(
+                tx.as_mut(),
+                record.user_id,
+                &hash,
+                record.email.as_deref(),
+                now,
+            )
+            .await?
+        {
+            return Err(invalid_email_token());
+        }
         self.deps
             .sessions
-            .revoke_all_for_user(tx.as_mut(), user.id, now)
+            .revoke_all_for_user(tx.as_mut(), record.user_id, now)
             .await?;
         tx.commit().await
     }

@@ -74,6 +74,16 @@ pub trait UserRepo: Send + Sync {
         user: &User,
         password_hash: Option<&str>,
     ) -> AppResult<bool>;
+    /// Sets the password hash alone, if the user still has `email` (when given); `false` when
+    /// the user has another address by now (or is gone).
+    async fn set_password(
+        &self,
+        tx: &mut dyn Tx,
+        id: UserId,
+        password_hash: &str,
+        email: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool>;
     /// Deletes the user and, by cascade, what only they owned; `false` when absent.
     async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool>;
 }

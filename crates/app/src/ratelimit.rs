@@ -65,14 +65,15 @@ const fn quota(limit: u32, secs: u64) -> Quota {
 impl Default for RateLimitPolicy {
     /// Numbers no person meets by hand: an address can send 20 requests a second for a minute
     /// (an office behind one NAT), a user 10; sign-ups, resets and verification mails are a
-    /// few an hour, logins and refreshes a few a minute.
+    /// few an hour per address, logins 12 a minute and refreshes one a second (an office's
+    /// sessions all refresh every 15 minutes).
     fn default() -> Self {
         Self {
             per_ip: quota(1200, 60),
             per_user: quota(600, 60),
             sign_up: quota(10, 3600),
-            login: quota(30, 300),
-            refresh: quota(60, 300),
+            login: quota(60, 300),
+            refresh: quota(300, 300),
             password_reset: quota(10, 3600),
             verification: quota(10, 3600),
         }

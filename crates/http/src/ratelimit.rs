@@ -182,7 +182,8 @@ pub async fn rate_limit(
     let mut response = if verdict.allowed {
         next.run(Request::from_parts(parts, body)).await
     } else {
-        tracing::info!(%ip, ?user, path = %parts.uri.path(), "rate limit reached");
+        // The access line logs the 429 already; a flood must not double the log.
+        tracing::debug!(%ip, ?user, path = %parts.uri.path(), "rate limit reached");
         ApiError::rate_limited(verdict).into_response()
     };
     // A handler that refused on a budget of its own (GraphQL mutations) tells which.

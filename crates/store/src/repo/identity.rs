@@ -193,6 +193,25 @@ impl UserRepo for SqlStore {
         Ok(result.rows_affected == 1)
     }
 
+    async fn set_password(
+        &self,
+        tx: &mut dyn Tx,
+        id: UserId,
+        password_hash: &str,
+        email: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        let mut update = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(users::Column::UpdatedAt, Expr::value(at))
+            .filter(users::Column::Id.eq(id.as_uuid()));
+        if let Some(email) = email {
+            update = update.filter(users::Column::Email.eq(email));
+        }
+        let result = update.exec(conn(tx)?).await.map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
     async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool> {
         let result = users::Entity::delete_by_id(id.as_uuid())
             .exec(conn(tx)?)
