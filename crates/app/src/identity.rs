@@ -47,8 +47,8 @@ pub struct UserChanges {
     pub password: Option<String>,
     pub role: Option<Role>,
     pub tier: Option<Tier>,
-    /// The caller's own password, required to change the email or the password (the caller's
-    /// own, also when an admin changes another account).
+    /// The caller's own password (an admin's, when they change another account): required to
+    /// change the email or the password.
     pub current_password: Option<String>,
 }
 
