@@ -518,11 +518,12 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        if explicit_slug.is_some() {
-            self.insert_post(&post, &tags).await?;
+        let inserted = if explicit_slug.is_some() {
+            self.insert_post(&post, &tags).await
         } else {
-            self.insert_with_free_slug(&mut post, &tags).await?;
-        }
+            self.insert_with_free_slug(&mut post, &tags).await
+        };
+        self.unless_actor_gone(actor.id, inserted).await?;
         self.post_detail(&PostKey::Id(post.id)).await
     }
 
@@ -819,24 +820,27 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.deps.store.begin().await?;
-        self.deps
-            .posts
-            .insert_comment(tx.as_mut(), &comment)
+        let written = async {
+            let mut tx = self.deps.store.begin().await?;
+            self.deps
+                .posts
+                .insert_comment(tx.as_mut(), &comment)
+                .await?;
+            self.record_event(
+                tx.as_mut(),
+                &crate::events::Event::CommentAdded {
+                    comment_id: comment.id,
+                    post_id: comment.post_id,
+                    author_id: actor.id.as_uuid(),
+                },
+            )
             .await?;
-        self.record_event(
-            tx.as_mut(),
-            &crate::events::Event::CommentAdded {
-                comment_id: comment.id,
-                post_id: comment.post_id,
-                author_id: actor.id.as_uuid(),
-            },
-        )
-        .await?;
-        let committed = tx.commit().await;
+            tx.commit().await
+        }
+        .await;
         // Lists carry comment counts; a post as shown does not.
         self.post_lists_changed();
-        committed?;
+        self.unless_actor_gone(actor.id, written).await?;
         let author = self.get_user(actor.id).await?;
         Ok(CommentView {
             comment,

@@ -78,4 +78,9 @@ pub mod messages {
     pub const IDEMPOTENCY_MISMATCH: &str = "This Idempotency-Key was used with a different request";
     pub const TOO_MANY_LOGIN_ATTEMPTS: &str =
         "Too many failed login attempts, please try again later";
+    pub const TOO_MANY_PASSWORD_ATTEMPTS: &str = "Too many wrong passwords, please try again later";
+    pub const TOO_MANY_REQUESTS: &str = "Too many requests, please try again later";
+    pub const CURRENT_PASSWORD_REQUIRED: &str =
+        "The current password is required to change the email or the password";
+    pub const CURRENT_PASSWORD_WRONG: &str = "The current password is not correct";
 }

@@ -19,6 +19,12 @@ pub enum Event {
     PasswordResetRequested {
         user_id: Uuid,
     },
+    /// The account's address changed: the new one gets a verification link, the previous one
+    /// (carried here, as the account no longer knows it) is told.
+    EmailChanged {
+        user_id: Uuid,
+        previous_email: String,
+    },
     OrderCreated {
         order_id: Uuid,
         user_id: Uuid,
@@ -48,6 +54,7 @@ impl Event {
             Self::UserRegistered { .. } => "UserRegistered",
             Self::EmailVerificationRequested { .. } => "EmailVerificationRequested",
             Self::PasswordResetRequested { .. } => "PasswordResetRequested",
+            Self::EmailChanged { .. } => "EmailChanged",
             Self::OrderCreated { .. } => "OrderCreated",
             Self::OrderPaid { .. } => "OrderPaid",
             Self::OrderShipped { .. } => "OrderShipped",
@@ -61,7 +68,8 @@ impl Event {
         match self {
             Self::UserRegistered { user_id }
             | Self::EmailVerificationRequested { user_id }
-            | Self::PasswordResetRequested { user_id } => *user_id,
+            | Self::PasswordResetRequested { user_id }
+            | Self::EmailChanged { user_id, .. } => *user_id,
             Self::OrderCreated { order_id, .. }
             | Self::OrderPaid { order_id, .. }
             | Self::OrderShipped { order_id, .. }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::error::messages;
 use crate::events::Event;
 use crate::page::Page;
-use crate::ports::{AccessToken, Claims, RefreshSession, UserQuery};
+use crate::ports::{AccessToken, Claims, RefreshSession, TokenPurpose, UserQuery, UserSortField};
 use crate::{App, AppError, AppResult};
 
 /// Sign-up input, as received.
@@ -47,6 +47,9 @@ pub struct UserChanges {
     pub password: Option<String>,
     pub role: Option<Role>,
     pub tier: Option<Tier>,
+    /// The caller's own password (an admin's, when they change another account): required to
+    /// change the email or the password.
+    pub current_password: Option<String>,
 }
 
 /// Whether `create-admin` made a new account or promoted an existing one.
@@ -153,36 +156,31 @@ impl App {
         let now = self.deps.clock.now();
         let normalized = input.email.trim().to_lowercase();
         let throttle_key = format!("{}|{normalized}", input.client_ip);
-        if let Err(retry_after_secs) = self.deps.login_throttle.check(&throttle_key, now).await {
+        // The attempt is counted before the password is checked, so that concurrent attempts
+        // cannot all pass the count while the first ones are still hashing.
+        if let Err(retry_after_secs) = self.deps.login_throttle.reserve(&throttle_key, now).await {
             return Err(AppError::RateLimited {
                 message: messages::TOO_MANY_LOGIN_ATTEMPTS.to_owned(),
                 retry_after_secs,
             });
         }
-        let found = match Email::parse(&input.email) {
-            Ok(email) => self.deps.users.find_credentials(&email).await?,
-            Err(_) => None,
-        };
-        let verified = match &found {
-            Some((_, hash)) => self.deps.hasher.verify(&input.password, hash).await?,
-            None => {
-                self.deps.hasher.verify_dummy(&input.password).await?;
-                false
+        let user = match self.check_credentials(&input).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                return Err(AppError::Unauthorized(
+                    messages::INVALID_CREDENTIALS.to_owned(),
+                ));
             }
-        };
-        let (Some((user, _)), true) = (found, verified) else {
-            self.deps
-                .login_throttle
-                .record_failure(&throttle_key, now)
-                .await;
-            return Err(AppError::Unauthorized(
-                messages::INVALID_CREDENTIALS.to_owned(),
-            ));
+            Err(e) => {
+                self.deps.login_throttle.release(&throttle_key, now).await;
+                return Err(e);
+            }
         };
         self.deps.login_throttle.clear(&throttle_key).await;
         let family = SessionFamilyId::from_uuid(Uuid::now_v7());
+        let started = self.start_refresh_session(&user, family, now, None).await;
         let refresh_token = self
-            .start_refresh_session(&user, family, now, None)
+            .unless_actor_gone(user.id, started)
             .await?
             .ok_or_else(|| {
                 AppError::internal("a new session replaced no token, yet was refused")
@@ -193,6 +191,89 @@ impl App {
             refresh_token,
             user,
         })
+    }
+
+    /// The account whose password `input` gives, if any. An unknown email costs the time of a
+    /// verification too, so that it cannot be told apart from a wrong password.
+    async fn check_credentials(&self, input: &Login) -> AppResult<Option<User>> {
+        let found = match Email::parse(&input.email) {
+            Ok(email) => self.deps.users.find_credentials(&email).await?,
+            Err(_) => None,
+        };
+        match found {
+            Some((user, hash)) => Ok(self
+                .deps
+                .hasher
+                .verify(&input.password, &hash)
+                .await?
+                .then_some(user)),
+            None => {
+                self.deps.hasher.verify_dummy(&input.password).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks the password of the caller again before a change of credentials. Wrong guesses
+    /// are throttled per account like logins, so that a stolen access token cannot be turned
+    /// into the password by guessing.
+    async fn reauthenticate(&self, actor: Actor, password: Option<&str>) -> AppResult<()> {
+        let Some(password) = password.filter(|p| !p.is_empty()) else {
+            return Err(AppError::field(
+                "currentPassword",
+                messages::CURRENT_PASSWORD_REQUIRED,
+            ));
+        };
+        let now = self.deps.clock.now();
+        let key = format!("reauth|{}", actor.id);
+        if let Err(retry_after_secs) = self.deps.login_throttle.reserve(&key, now).await {
+            return Err(AppError::RateLimited {
+                message: messages::TOO_MANY_PASSWORD_ATTEMPTS.to_owned(),
+                retry_after_secs,
+            });
+        }
+        let checked = async {
+            let hash = self
+                .deps
+                .users
+                .password_hash(actor.id)
+                .await?
+                .ok_or_else(AppError::invalid_token)?;
+            self.deps.hasher.verify(password, &hash).await
+        }
+        .await;
+        match checked {
+            Ok(true) => {
+                self.deps.login_throttle.clear(&key).await;
+                Ok(())
+            }
+            Ok(false) => Err(AppError::field(
+                "currentPassword",
+                messages::CURRENT_PASSWORD_WRONG,
+            )),
+            Err(e) => {
+                self.deps.login_throttle.release(&key, now).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Passes `result` on, unless it failed because the account of `actor` is gone: deleted
+    /// after its token was checked, so that a foreign key refused the row (or the account was
+    /// not found). That is answered as a stale token, 401, never as the database's error.
+    pub(crate) async fn unless_actor_gone<T>(
+        &self,
+        actor: UserId,
+        result: AppResult<T>,
+    ) -> AppResult<T> {
+        match result {
+            Err(AppError::Internal(_) | AppError::NotFound(_))
+                if matches!(self.deps.users.find(actor).await, Ok(None)) =>
+            {
+                Err(AppError::invalid_token())
+            }
+            other => other,
+        }
     }
 
     /// Rotates a refresh token: the presented one is spent and a new one of the same family is
@@ -226,9 +307,10 @@ impl App {
             .find(session.user_id)
             .await?
             .ok_or_else(AppError::invalid_token)?;
-        let new_token = self
+        let started = self
             .start_refresh_session(&user, session.family_id, now, Some(session.id))
-            .await?;
+            .await;
+        let new_token = self.unless_actor_gone(user.id, started).await?;
         let Some(new_token) = new_token else {
             // Another request spent this token between our read and our update.
             self.revoke_family_after_reuse(&session, now).await?;
@@ -299,11 +381,23 @@ impl App {
             .issue(user, now, self.settings.access_token_ttl)
     }
 
-    /// Checks a bearer token and returns who it belongs to.
-    pub fn authenticate(&self, bearer: &str) -> AppResult<Claims> {
+    /// Checks a bearer token's signature and lifetime (no database read): who it was issued to.
+    pub fn verify_token(&self, bearer: &str) -> AppResult<Claims> {
         self.deps
             .tokens
             .verify(bearer)
+            .ok_or_else(AppError::invalid_token)
+    }
+
+    /// The account behind a bearer token. The token must be valid and its account must still
+    /// exist; role and email are the account's as stored, so a deletion or a change of role
+    /// applies at once, not when the token expires. One read by primary key.
+    pub async fn authenticate(&self, bearer: &str) -> AppResult<User> {
+        let claims = self.verify_token(bearer)?;
+        self.deps
+            .users
+            .find(claims.user_id)
+            .await?
             .ok_or_else(AppError::invalid_token)
     }
 
@@ -350,8 +444,20 @@ impl App {
         self.deps.users.find_many(ids).await
     }
 
-    pub async fn list_users(&self, query: &UserQuery) -> AppResult<Page<User>> {
-        self.deps.users.list(query).await
+    /// Lists accounts. Others' emails and roles are for admins: a non-admin's search looks in
+    /// names only, and filtering by role or sorting by email is refused them (either would
+    /// reveal what the answer hides).
+    pub async fn list_users(&self, actor: Actor, query: &UserQuery) -> AppResult<Page<User>> {
+        let mut query = query.clone();
+        if actor.is_admin() {
+            query.search_email = true;
+        } else {
+            if query.role.is_some() || query.sort.field == UserSortField::Email {
+                return Err(AppError::insufficient_permissions());
+            }
+            query.search_email = false;
+        }
+        self.deps.users.list(&query).await
     }
 
     /// `PUT`: email and name are replaced as given (a missing name clears it).
@@ -368,8 +474,11 @@ impl App {
         self.update_user(actor, id, rest).await
     }
 
-    /// `PATCH`: only the given fields change. Role and tier changes need an admin; a new
-    /// password revokes every session of the account.
+    /// `PATCH`: only the given fields change. Role and tier changes need an admin. A new email
+    /// or password needs the caller's current password (an admin's own, for another account).
+    /// A new email is unverified until its link is followed; the link goes to the new address
+    /// and the previous one is told. A new password revokes every session of the account and
+    /// voids the reset links on their way.
     pub async fn update_user(
         &self,
         actor: Actor,
@@ -381,6 +490,7 @@ impl App {
         }
         let mut user = self.get_user(id).await?;
         let name_before = user.name.clone();
+        let email_before = user.email.clone();
         let mut errors = Vec::new();
         if let Some(email) = changes
             .email
@@ -408,6 +518,20 @@ impl App {
         if privileges_change && !actor.may_change_privileges() {
             return Err(AppError::insufficient_permissions());
         }
+        let email_changed = user.email != email_before;
+        if email_changed || password.is_some() {
+            self.reauthenticate(actor, changes.current_password.as_deref())
+                .await?;
+        }
+        if email_changed {
+            if self.asked_within_interval("EmailChanged", user.id).await? {
+                return Err(AppError::RateLimited {
+                    message: "The email was changed less than a minute ago".to_owned(),
+                    retry_after_secs: 60,
+                });
+            }
+            user.email_verified = false;
+        }
         user.role = changes.role.unwrap_or(user.role);
         user.tier = changes.tier.unwrap_or(user.tier);
         let now = self.deps.clock.now();
@@ -430,6 +554,20 @@ impl App {
                 .sessions
                 .revoke_all_for_user(tx.as_mut(), user.id, now)
                 .await?;
+            self.deps
+                .email_tokens
+                .consume_all(tx.as_mut(), user.id, TokenPurpose::ResetPassword, now)
+                .await?;
+        }
+        if email_changed {
+            self.record_event(
+                tx.as_mut(),
+                &Event::EmailChanged {
+                    user_id: user.id.as_uuid(),
+                    previous_email: email_before.into_string(),
+                },
+            )
+            .await?;
         }
         let committed = tx.commit().await;
         if user.name != name_before {
@@ -543,11 +681,10 @@ impl App {
         tx.commit().await
     }
 
-    /// Spends a verification token and marks its user's email verified.
+    /// Spends a verification token and marks its user's email verified, if the account still
+    /// has the address the token was sent to (a link to a previous address verifies nothing).
     pub async fn confirm_email(&self, token: &str) -> AppResult<()> {
-        let record = self
-            .usable_token(token, crate::ports::TokenPurpose::VerifyEmail)
-            .await?;
+        let record = self.usable_token(token, TokenPurpose::VerifyEmail).await?;
         let now = self.deps.clock.now();
         let mut tx = self.deps.store.begin().await?;
         if !self
@@ -558,10 +695,16 @@ impl App {
         {
             return Err(invalid_email_token());
         }
-        self.deps
+        // Conditional on the address in the same statement: an email change committing
+        // meanwhile cannot be marked verified by a link to the previous address.
+        if !self
+            .deps
             .email_tokens
-            .mark_verified(tx.as_mut(), record.user_id, now)
-            .await?;
+            .mark_verified(tx.as_mut(), record.user_id, record.email.as_deref(), now)
+            .await?
+        {
+            return Err(invalid_email_token());
+        }
         tx.commit().await
     }
 
@@ -604,17 +747,10 @@ impl App {
             )
         })?;
         let record = self
-            .usable_token(token, crate::ports::TokenPurpose::ResetPassword)
+            .usable_token(token, TokenPurpose::ResetPassword)
             .await?;
-        let mut user = self
-            .deps
-            .users
-            .find(record.user_id)
-            .await?
-            .ok_or_else(invalid_email_token)?;
         let hash = self.deps.hasher.hash(&password).await?;
         let now = self.deps.clock.now();
-        user.updated_at = now;
         let mut tx = self.deps.store.begin().await?;
         if !self
             .deps
@@ -624,13 +760,25 @@ impl App {
         {
             return Err(invalid_email_token());
         }
-        self.deps
+        // Only the password is written, and only while the account has the address the link
+        // went to: a link sent to a previous address resets nothing, even racing the change.
+        if !self
+            .deps
             .users
-            .update(tx.as_mut(), &user, Some(&hash))
-            .await?;
+            .set_password(
+                tx.as_mut(),
+                record.user_id,
+                &hash,
+                record.email.as_deref(),
+                now,
+            )
+            .await?
+        {
+            return Err(invalid_email_token());
+        }
         self.deps
             .sessions
-            .revoke_all_for_user(tx.as_mut(), user.id, now)
+            .revoke_all_for_user(tx.as_mut(), record.user_id, now)
             .await?;
         tx.commit().await
     }
@@ -638,7 +786,7 @@ impl App {
     async fn usable_token(
         &self,
         token: &str,
-        purpose: crate::ports::TokenPurpose,
+        purpose: TokenPurpose,
     ) -> AppResult<crate::ports::EmailToken> {
         if token.is_empty() {
             return Err(AppError::field("token", "token is required"));

@@ -25,6 +25,7 @@ pub mod kinds {
     pub const WELCOME_EMAIL: &str = "welcome_email";
     pub const VERIFICATION_EMAIL: &str = "verification_email";
     pub const PASSWORD_RESET_EMAIL: &str = "password_reset_email";
+    pub const EMAIL_CHANGED_NOTICE: &str = "email_changed_notice";
     pub const ORDER_CONFIRMATION_EMAIL: &str = "order_confirmation_email";
     pub const ORDER_SHIPPED_EMAIL: &str = "order_shipped_email";
     pub const DAILY_SALES_REPORT: &str = "daily_sales_report";
@@ -38,6 +39,13 @@ pub const RESET_TTL_MINUTES: i64 = 30;
 #[serde(rename_all = "camelCase")]
 struct UserPayload {
     user_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EmailChangedPayload {
+    user_id: Uuid,
+    previous_email: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +96,7 @@ impl App {
             Event::UserRegistered { .. } => &[kinds::WELCOME_EMAIL, kinds::VERIFICATION_EMAIL],
             Event::EmailVerificationRequested { .. } => &[kinds::VERIFICATION_EMAIL],
             Event::PasswordResetRequested { .. } => &[kinds::PASSWORD_RESET_EMAIL],
+            Event::EmailChanged { .. } => &[kinds::VERIFICATION_EMAIL, kinds::EMAIL_CHANGED_NOTICE],
             Event::OrderPaid { .. } => &[kinds::ORDER_CONFIRMATION_EMAIL],
             Event::OrderShipped { .. } => &[kinds::ORDER_SHIPPED_EMAIL],
             Event::OrderCreated { .. }
@@ -272,7 +281,7 @@ impl App {
                         return Ok(());
                     }
                     let token = self
-                        .issue_email_token(user.id, TokenPurpose::VerifyEmail, VERIFICATION_TTL)
+                        .issue_email_token(&user, TokenPurpose::VerifyEmail, VERIFICATION_TTL)
                         .await?;
                     let link = format!("{}/verify-email?token={token}", self.settings.public_url);
                     self.deps
@@ -291,7 +300,7 @@ impl App {
                         let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
                         let token = self
                             .issue_email_token(
-                                user.id,
+                                &user,
                                 TokenPurpose::ResetPassword,
                                 chrono::Duration::minutes(RESET_TTL_MINUTES),
                             )
@@ -301,6 +310,21 @@ impl App {
                         self.deps
                             .mailer
                             .send(&mail::reset_password(&user, &link, RESET_TTL_MINUTES))
+                            .await
+                    },
+                )
+                .await
+            }
+            kinds::EMAIL_CHANGED_NOTICE => {
+                let p: EmailChangedPayload = payload(job)?;
+                self.once(
+                    &format!("email-changed:{}", job.effect_key),
+                    job,
+                    || async {
+                        let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
+                        self.deps
+                            .mailer
+                            .send(&mail::email_changed(&user, &p.previous_email))
                             .await
                     },
                 )
@@ -365,9 +389,10 @@ impl App {
         Ok(())
     }
 
+    /// A token for a link mailed to the user's current address, valid for that address only.
     async fn issue_email_token(
         &self,
-        user: UserId,
+        user: &inkcart_domain::User,
         purpose: TokenPurpose,
         ttl: chrono::Duration,
     ) -> AppResult<String> {
@@ -375,7 +400,8 @@ impl App {
         let now = self.deps.clock.now();
         let record = EmailToken {
             id: Uuid::now_v7(),
-            user_id: user,
+            user_id: user.id,
+            email: Some(user.email.as_str().to_owned()),
             purpose,
             token_hash: hash_refresh_token(&token),
             expires_at: now + ttl,
@@ -405,6 +431,7 @@ impl App {
             .list(&UserQuery {
                 page: PageRequest::new(Some(1), Some(100))?,
                 search: None,
+                search_email: false,
                 role: Some(Role::Admin),
                 sort: Sort {
                     field: UserSortField::CreatedAt,

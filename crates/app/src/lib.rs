@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod mail;
 pub mod page;
 pub mod ports;
+pub mod ratelimit;
 pub mod shop;
 pub mod throttle;
 pub mod uploads;
@@ -56,6 +57,8 @@ pub struct Settings {
     pub job_lease: Duration,
     /// The first retry delay; each later one doubles (with jitter).
     pub job_backoff: Duration,
+    /// Request rate limits; `None`: off.
+    pub rate_limits: Option<ratelimit::RateLimitPolicy>,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             job_max_attempts: 5,
             job_lease: Duration::from_secs(60),
             job_backoff: Duration::from_secs(2),
+            rate_limits: Some(ratelimit::RateLimitPolicy::default()),
         }
     }
 }
@@ -86,6 +90,7 @@ pub struct Deps {
     pub tokens: Arc<dyn ports::TokenIssuer>,
     pub clock: Arc<dyn ports::Clock>,
     pub login_throttle: Arc<dyn ports::LoginThrottle>,
+    pub rate_limiter: Arc<dyn ports::RateLimiter>,
     pub products: Arc<dyn ports::ProductRepo>,
     pub orders: Arc<dyn ports::OrderRepo>,
     pub idempotency: Arc<dyn ports::IdempotencyRepo>,

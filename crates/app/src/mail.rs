@@ -87,6 +87,33 @@ pub fn reset_password(user: &User, link: &str, minutes: i64) -> Mail {
     }
 }
 
+/// To the previous address of an account whose address changed: a stolen session could be
+/// taking the account over, and this address is the one its owner still reads.
+pub fn email_changed(user: &User, previous: &str) -> Mail {
+    let greet = greeting(user);
+    let new = user.email.as_str();
+    Mail {
+        to: previous.to_owned(),
+        subject: "Your email address was changed".to_owned(),
+        text: format!(
+            "{greet}\n\nThe email address of your inkcart account was changed from {previous} \
+             to {new}. Messages about the account now go to the new address.\n\n\
+             If you did not make this change, someone else may be using your account: contact \
+             us at once.\n\n— inkcart\n"
+        ),
+        attachments: Vec::new(),
+        html: html(&format!(
+            "<p>{}</p><p>The email address of your inkcart account was changed from \
+             <strong>{}</strong> to <strong>{}</strong>. Messages about the account now go to the \
+             new address.</p><p>If you did not make this change, someone else may be using your \
+             account: contact us at once.</p>",
+            escape(&greet),
+            escape(previous),
+            escape(new)
+        )),
+    }
+}
+
 fn order_lines(order: &Order) -> (String, String) {
     let mut text = String::new();
     let mut rows = String::new();
@@ -200,6 +227,18 @@ mod tests {
         assert!(!mail.html.contains("<b>Eve"));
         assert!(mail.text.contains("Hello <b>Eve</b>,"));
         assert_eq!(mail.to, "a@b.io");
+    }
+
+    #[test]
+    fn the_email_change_notice_goes_to_the_previous_address_and_names_both() {
+        let mail = email_changed(&user("Ann"), "old<x>@b.io");
+        assert_eq!(mail.to, "old<x>@b.io");
+        assert!(
+            mail.text.contains("from old<x>@b.io to a@b.io"),
+            "{}",
+            mail.text
+        );
+        assert!(mail.html.contains("old&lt;x&gt;@b.io"));
     }
 
     #[test]

@@ -46,8 +46,10 @@ pub enum UserSortField {
 #[derive(Debug, Clone)]
 pub struct UserQuery {
     pub page: PageRequest,
-    /// Case-insensitive substring of the email or the name.
+    /// Case-insensitive substring of the name, or of the email too when `search_email`.
     pub search: Option<String>,
+    /// Whether `search` also looks in emails (admins only: others may not probe addresses).
+    pub search_email: bool,
     pub role: Option<Role>,
     pub sort: Sort<UserSortField>,
 }
@@ -61,6 +63,8 @@ pub trait UserRepo: Send + Sync {
     async fn find_many(&self, ids: &[UserId]) -> AppResult<Vec<User>>;
     /// The user and their password hash, for login.
     async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>>;
+    /// The password hash of a user, to check a password they give again.
+    async fn password_hash(&self, id: UserId) -> AppResult<Option<String>>;
     async fn list(&self, query: &UserQuery) -> AppResult<Page<User>>;
     /// Writes every field of `user` (and the password hash when given); `false` when the user
     /// no longer exists. A taken email is a conflict as for `insert`.
@@ -69,6 +73,16 @@ pub trait UserRepo: Send + Sync {
         tx: &mut dyn Tx,
         user: &User,
         password_hash: Option<&str>,
+    ) -> AppResult<bool>;
+    /// Sets the password hash alone, if the user still has `email` (when given); `false` when
+    /// the user has another address by now (or is gone).
+    async fn set_password(
+        &self,
+        tx: &mut dyn Tx,
+        id: UserId,
+        password_hash: &str,
+        email: Option<&str>,
+        at: DateTime<Utc>,
     ) -> AppResult<bool>;
     /// Deletes the user and, by cascade, what only they owned; `false` when absent.
     async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool>;
@@ -158,12 +172,18 @@ pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// Counts failed logins per key (client IP and email) in a sliding window.
+/// Counts password attempts per key (client address and email for logins) in a sliding
+/// window. An attempt is reserved before the password is checked, atomically with the check of
+/// the count, so that concurrent attempts cannot all pass the check before any is counted.
 #[async_trait]
 pub trait LoginThrottle: Send + Sync {
-    /// `Err(retry_after_secs)` while the key has used up its failures.
-    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64>;
-    async fn record_failure(&self, key: &str, now: DateTime<Utc>);
+    /// Counts an attempt made at `now`; `Err(retry_after_secs)`, counting nothing, while the key
+    /// has used up its attempts.
+    async fn reserve(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64>;
+    /// Gives back the attempt reserved at `at` when the password could not be checked at all
+    /// (the database or the hasher failed): it was no guess.
+    async fn release(&self, key: &str, at: DateTime<Utc>);
+    /// Forgets every attempt of `key` (the right password was given).
     async fn clear(&self, key: &str);
 }
 
@@ -717,6 +737,9 @@ impl TokenPurpose {
 pub struct EmailToken {
     pub id: Uuid,
     pub user_id: UserId,
+    /// The address the token was sent to: it proves nothing about another (`None` for tokens
+    /// issued before addresses were recorded).
+    pub email: Option<String>,
     pub purpose: TokenPurpose,
     pub token_hash: String,
     pub expires_at: DateTime<Utc>,
@@ -730,13 +753,24 @@ pub trait EmailTokenRepo: Send + Sync {
     async fn find_by_hash(&self, hash: &str) -> AppResult<Option<EmailToken>>;
     /// Spends the token, only if unspent; `false` when it was spent already.
     async fn consume(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool>;
-    /// Marks the user's email verified.
+    /// Marks the user's email verified, if it is still `email` (when given); `false` when the
+    /// user has another address by now (or is gone).
     async fn mark_verified(
         &self,
         tx: &mut dyn Tx,
         user: UserId,
+        email: Option<&str>,
         at: DateTime<Utc>,
-    ) -> AppResult<()>;
+    ) -> AppResult<bool>;
+    /// Spends every unspent token of `purpose` the user holds (after a password change, the
+    /// reset links on their way are void).
+    async fn consume_all(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        purpose: TokenPurpose,
+        at: DateTime<Utc>,
+    ) -> AppResult<u64>;
 }
 
 /// An email, with its plain-text and HTML bodies.
@@ -765,4 +799,44 @@ pub trait Mailer: Send + Sync {
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
     async fn publish(&self, event: &OutboxEvent) -> AppResult<()>;
+}
+
+// ---- rate limits ----
+
+/// A budget of requests: `limit` at once, given back evenly over `period` (a full budget
+/// again `period` after it was spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+/// What one request spends from one budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// Names the budget (`ip:203.0.113.7`, `login:ip:203.0.113.7`, `user:<id>`).
+    pub key: String,
+    pub quota: Quota,
+    pub cost: u32,
+}
+
+/// What a limiter decided, told by the tightest budget: the one with the least left when every
+/// charge fits, otherwise the one that refused for longest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until that budget is whole again.
+    pub reset_after: Duration,
+    /// Until the refused request would fit (zero when allowed).
+    pub retry_after: Duration,
+}
+
+/// Request budgets, in this process or shared by every instance.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Spends every charge, or none of them when one would go over its quota. A limiter whose
+    /// shared store cannot be reached decides with its own (local) budgets rather than failing.
+    async fn charge(&self, charges: &[Charge], now: DateTime<Utc>) -> Verdict;
 }

@@ -267,10 +267,12 @@ impl App {
         lines: Vec<LineInput>,
         idempotency: Option<Idempotency<'_>>,
     ) -> AppResult<Outcome> {
-        if let Some(replay) = self.claim(actor.id, idempotency.as_ref()).await? {
+        let claimed = self.claim(actor.id, idempotency.as_ref()).await;
+        if let Some(replay) = self.unless_actor_gone(actor.id, claimed).await? {
             return Ok(replay);
         }
-        let result = self.place_order(actor, &lines, idempotency.as_ref()).await;
+        let placed = self.place_order(actor, &lines, idempotency.as_ref()).await;
+        let result = self.unless_actor_gone(actor.id, placed).await;
         self.settle_claim(actor.id, idempotency.as_ref(), result)
             .await
     }

@@ -9,23 +9,25 @@ use chrono::{DateTime, Utc};
 
 use crate::ports::LoginThrottle;
 
-/// A sliding-window counter of failures per key. Memory stays bounded: a key is forgotten once
-/// its last failure leaves the window, and the map is swept when it grows past `max_keys`.
+/// A sliding window of attempts per key. An attempt is counted when it is reserved, before the
+/// password is checked, under the same lock as the check: however many arrive at once, at most
+/// `max_attempts` get past it in a window. Memory stays bounded: a key is forgotten once its
+/// last attempt leaves the window, and the map is swept when it grows past `max_keys`.
 #[derive(Debug)]
 pub struct InMemoryLoginThrottle {
-    max_failures: usize,
+    max_attempts: usize,
     window: chrono::Duration,
     max_keys: usize,
-    failures: Mutex<HashMap<String, VecDeque<DateTime<Utc>>>>,
+    attempts: Mutex<HashMap<String, VecDeque<DateTime<Utc>>>>,
 }
 
 impl InMemoryLoginThrottle {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    pub fn new(max_attempts: u32, window: Duration) -> Self {
         Self {
-            max_failures: max_failures.max(1) as usize,
+            max_attempts: max_attempts.max(1) as usize,
             window: chrono::Duration::from_std(window).unwrap_or(chrono::Duration::minutes(15)),
             max_keys: 100_000,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -37,7 +39,7 @@ impl InMemoryLoginThrottle {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<DateTime<Utc>>>> {
         // A panic while holding the lock leaves only counters behind: keep using them.
-        self.failures
+        self.attempts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -45,37 +47,34 @@ impl InMemoryLoginThrottle {
 
 #[async_trait]
 impl LoginThrottle for InMemoryLoginThrottle {
-    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64> {
+    async fn reserve(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64> {
         let mut map = self.lock();
-        let Some(queue) = map.get_mut(key) else {
-            return Ok(());
-        };
-        Self::prune(queue, now - self.window);
-        if queue.len() < self.max_failures {
-            if queue.is_empty() {
-                map.remove(key);
-            }
+        let cutoff = now - self.window;
+        if map.len() >= self.max_keys && !map.contains_key(key) {
+            map.retain(|_, q| q.back().is_some_and(|t| *t > cutoff));
+        }
+        let queue = map.entry(key.to_owned()).or_default();
+        Self::prune(queue, cutoff);
+        if queue.len() < self.max_attempts {
+            queue.push_back(now);
             return Ok(());
         }
-        // Blocked until the oldest counted failure leaves the window.
-        let oldest = queue[queue.len() - self.max_failures];
+        // Blocked until the oldest counted attempt leaves the window.
+        let oldest = queue[queue.len() - self.max_attempts];
         let free_at = oldest + self.window;
         let millis = u64::try_from((free_at - now).num_milliseconds()).unwrap_or(0);
         Err(millis.div_ceil(1000).max(1))
     }
 
-    async fn record_failure(&self, key: &str, now: DateTime<Utc>) {
+    async fn release(&self, key: &str, at: DateTime<Utc>) {
         let mut map = self.lock();
-        if map.len() >= self.max_keys && !map.contains_key(key) {
-            let cutoff = now - self.window;
-            map.retain(|_, q| q.back().is_some_and(|t| *t > cutoff));
-        }
-        let queue = map.entry(key.to_owned()).or_default();
-        Self::prune(queue, now - self.window);
-        queue.push_back(now);
-        // Only the newest `max_failures` matter.
-        while queue.len() > self.max_failures {
-            queue.pop_front();
+        if let Some(queue) = map.get_mut(key) {
+            if let Some(i) = queue.iter().rposition(|t| *t == at) {
+                queue.remove(i);
+            }
+            if queue.is_empty() {
+                map.remove(key);
+            }
         }
     }
 
@@ -86,6 +85,8 @@ impl LoginThrottle for InMemoryLoginThrottle {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn t(secs: i64) -> DateTime<Utc> {
@@ -93,26 +94,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn five_failures_block_the_key_until_the_first_leaves_the_window() {
+    async fn five_attempts_block_the_key_until_the_first_leaves_the_window() {
         let throttle = InMemoryLoginThrottle::new(5, Duration::from_secs(900));
         for i in 0..5 {
-            assert!(throttle.check("k", t(i)).await.is_ok());
-            throttle.record_failure("k", t(i)).await;
+            assert!(throttle.reserve("k", t(i)).await.is_ok());
         }
-        assert_eq!(throttle.check("k", t(10)).await, Err(890));
-        assert_eq!(throttle.check("k", t(899)).await, Err(1));
-        assert!(throttle.check("k", t(900)).await.is_ok());
+        assert_eq!(throttle.reserve("k", t(10)).await, Err(890));
+        assert_eq!(throttle.reserve("k", t(899)).await, Err(1));
+        // The refused attempts were not counted: the first slot frees at 900.
+        assert!(throttle.reserve("k", t(900)).await.is_ok());
+        assert!(throttle.reserve("k", t(900)).await.is_err());
     }
 
     #[tokio::test]
     async fn keys_are_counted_apart_and_clearing_resets_one() {
         let throttle = InMemoryLoginThrottle::new(2, Duration::from_secs(60));
-        throttle.record_failure("a", t(0)).await;
-        throttle.record_failure("a", t(1)).await;
-        throttle.record_failure("b", t(1)).await;
-        assert!(throttle.check("a", t(2)).await.is_err());
-        assert!(throttle.check("b", t(2)).await.is_ok());
+        throttle.reserve("a", t(0)).await.unwrap();
+        throttle.reserve("a", t(1)).await.unwrap();
+        throttle.reserve("b", t(1)).await.unwrap();
+        assert!(throttle.reserve("a", t(2)).await.is_err());
+        assert!(throttle.reserve("b", t(2)).await.is_ok());
         throttle.clear("a").await;
-        assert!(throttle.check("a", t(3)).await.is_ok());
+        assert!(throttle.reserve("a", t(3)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_released_attempt_no_longer_counts() {
+        let throttle = InMemoryLoginThrottle::new(1, Duration::from_secs(60));
+        throttle.reserve("k", t(0)).await.unwrap();
+        assert!(throttle.reserve("k", t(1)).await.is_err());
+        throttle.release("k", t(0)).await;
+        assert!(throttle.reserve("k", t(2)).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reservations_never_exceed_the_limit() {
+        let throttle = Arc::new(InMemoryLoginThrottle::new(5, Duration::from_secs(900)));
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let throttle = Arc::clone(&throttle);
+                tokio::spawn(async move { throttle.reserve("k", t(0)).await.is_ok() })
+            })
+            .collect();
+        let mut granted = 0;
+        for task in tasks {
+            granted += usize::from(task.await.unwrap());
+        }
+        assert_eq!(granted, 5);
     }
 }

@@ -139,6 +139,12 @@ impl Actor {
         self.id == target || self.is_admin()
     }
 
+    /// An account's email, role, tier and verification state are for its owner and admins;
+    /// others see its public fields only (id, name, creation time).
+    pub fn may_see_private(&self, target: UserId) -> bool {
+        self.id == target || self.is_admin()
+    }
+
     /// Role and tier are privileges: only an admin hands them out.
     pub fn may_change_privileges(&self) -> bool {
         self.is_admin()
@@ -199,6 +205,16 @@ mod tests {
         assert!(!viewer.may_modify_user(editor.id));
         assert!(!editor.may_modify_user(viewer.id));
         assert!(admin.may_modify_user(viewer.id));
+    }
+
+    #[test]
+    fn private_fields_are_for_the_owner_and_admins() {
+        let viewer = actor(Role::Viewer);
+        let editor = actor(Role::Editor);
+        assert!(viewer.may_see_private(viewer.id));
+        assert!(!viewer.may_see_private(editor.id));
+        assert!(!editor.may_see_private(viewer.id));
+        assert!(actor(Role::Admin).may_see_private(viewer.id));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse as _, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use inkcart_app::Shared;
 use inkcart_app::page::Page;
-use inkcart_domain::{FieldError, Role, Tier, User};
+use inkcart_domain::{Actor, FieldError, Role, Tier, User};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -103,7 +103,9 @@ impl From<TierDto> for Tier {
     }
 }
 
-/// A user account as the API shows it (never with credentials).
+/// A user account as the API shows it (never with credentials). `email`, `role`, `tier`,
+/// `emailVerified` and `updatedAt` are shown to the account's owner and to admins only; others
+/// see the public fields (`id`, `name`, `createdAt`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({
@@ -118,30 +120,67 @@ impl From<TierDto> for Tier {
 }))]
 pub struct UserBody {
     pub id: Uuid,
-    pub email: String,
+    /// Owner and admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub email: Option<String>,
     pub name: Option<String>,
-    pub role: RoleDto,
-    pub tier: TierDto,
-    pub email_verified: bool,
+    /// Owner and admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub role: Option<RoleDto>,
+    /// Owner and admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub tier: Option<TierDto>,
+    /// Owner and admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub email_verified: Option<bool>,
     #[serde(serialize_with = "ts")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "ts")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: DateTime<Utc>,
+    /// Owner and admins only.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ts_opt")]
+    #[schema(value_type = String, format = DateTime, required = false)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl From<User> for UserBody {
-    fn from(u: User) -> Self {
+impl UserBody {
+    /// Every field: for the account's owner and admins.
+    pub fn full(u: User) -> Self {
         Self {
             id: u.id.as_uuid(),
-            email: u.email.into_string(),
             name: u.name.map(|n| n.as_str().to_owned()),
-            role: u.role.into(),
-            tier: u.tier.into(),
-            email_verified: u.email_verified,
             created_at: u.created_at,
-            updated_at: u.updated_at,
+            email: Some(u.email.into_string()),
+            role: Some(u.role.into()),
+            tier: Some(u.tier.into()),
+            email_verified: Some(u.email_verified),
+            updated_at: Some(u.updated_at),
+        }
+    }
+
+    /// The public fields only.
+    pub fn public(u: User) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            name: u.name.map(|n| n.as_str().to_owned()),
+            created_at: u.created_at,
+            email: None,
+            role: None,
+            tier: None,
+            email_verified: None,
+            updated_at: None,
+        }
+    }
+
+    /// What `viewer` may see of `u`.
+    pub fn for_viewer(u: User, viewer: &Actor) -> Self {
+        if viewer.may_see_private(u.id) {
+            Self::full(u)
+        } else {
+            Self::public(u)
         }
     }
 }

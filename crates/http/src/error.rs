@@ -44,6 +44,9 @@ pub struct ApiError {
     errors: Option<Vec<FieldError>>,
     retry_after: Option<u64>,
     cause: Option<String>,
+    /// For a 429 of the rate limiter: the budget that refused, for its headers (boxed: errors
+    /// travel in every `Result` of the handlers).
+    rate_limit: Option<Box<inkcart_app::ports::Verdict>>,
 }
 
 pub const INTERNAL_MESSAGE: &str = "Internal server error";
@@ -56,6 +59,20 @@ impl ApiError {
             errors: None,
             retry_after: None,
             cause: None,
+            rate_limit: None,
+        }
+    }
+
+    /// A 429 for a request that a rate-limit budget refused (`RateLimit-*` headers follow from
+    /// the verdict, added by the rate-limit middleware).
+    pub fn rate_limited(verdict: inkcart_app::ports::Verdict) -> Self {
+        Self {
+            retry_after: Some(crate::ratelimit::ceil_secs(verdict.retry_after).max(1)),
+            rate_limit: Some(Box::new(verdict)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                inkcart_app::error::messages::TOO_MANY_REQUESTS,
+            )
         }
     }
 
@@ -164,6 +181,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(ErrorCause(cause.into()));
+        }
+        if let Some(verdict) = self.rate_limit {
+            response.extensions_mut().insert(*verdict);
         }
         response
     }

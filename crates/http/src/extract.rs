@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, R
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use inkcart_app::error::messages;
-use inkcart_domain::{Actor, FieldError};
+use inkcart_domain::{Actor, FieldError, User};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -279,11 +279,32 @@ where
     }
 }
 
-/// The authenticated caller, from `Authorization: Bearer <access token>`.
+/// The authenticated caller, from `Authorization: Bearer <access token>`. The token's account
+/// is read (one lookup by primary key): a token whose account was deleted is a 401 however
+/// long it still has to live, and the role is the account's as stored, not as it was when the
+/// token was issued.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub actor: Actor,
     pub email: String,
+    /// The caller's account as it is now.
+    pub user: User,
+}
+
+/// The token of an `Authorization: Bearer <token>` header; `None` without the header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, messages::INVALID_TOKEN)),
+    )
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -293,25 +314,17 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        let Some(token) = bearer_token(&parts.headers) else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, messages::NO_TOKEN));
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, messages::INVALID_TOKEN))?;
-        let claims = state.app.authenticate(token)?;
+        let user = state.app.authenticate(token?).await?;
         Ok(Self {
             actor: Actor {
-                id: claims.user_id,
-                role: claims.role,
+                id: user.id,
+                role: user.role,
             },
-            email: claims.email,
+            email: user.email.as_str().to_owned(),
+            user,
         })
     }
 }

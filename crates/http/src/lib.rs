@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod graphql;
 pub mod middleware;
+pub mod ratelimit;
 pub mod routes;
 
 use std::sync::Arc;
@@ -188,6 +189,7 @@ fn api() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
     doc.merge(uploads_api().into_openapi());
+    ratelimit::document(&mut doc);
     no_nul_in_strings(doc)
 }
 
@@ -277,9 +279,11 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .split_for_parts();
     let mut openapi = openapi;
     openapi.merge(upload_doc);
+    ratelimit::document(&mut openapi);
     let openapi = no_nul_in_strings(openapi);
     let api = api.merge(uploads).merge(extra);
 
+    let limits = state.clone();
     let router = api
         .route("/graphql", axum::routing::get(graphql::graphiql))
         .route(
@@ -314,6 +318,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             middleware::timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            ratelimit::rate_limit,
         ))
         .layer(DefaultBodyLimit::max(config.body_limit));
     router.layer(stack)

@@ -108,6 +108,9 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::RETRY_AFTER,
                 header::ETAG,
                 header::LOCATION,
+                crate::ratelimit::RATELIMIT_LIMIT.clone(),
+                crate::ratelimit::RATELIMIT_REMAINING.clone(),
+                crate::ratelimit::RATELIMIT_RESET.clone(),
             ])
             .max_age(Duration::from_secs(600)),
     )

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use inkcart_app::ports::Quota;
+use inkcart_app::ratelimit::RateLimitPolicy;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,10 @@ pub struct Config {
     pub job_backoff: Duration,
     pub job_queue: JobQueueConfig,
     pub redis_url: Option<String>,
+    /// Request rate limits; `None` when `INKCART_RATE_LIMITS=off`.
+    pub rate_limits: Option<RateLimitPolicy>,
+    /// Prefix of the rate-limit keys in Redis (several deployments may share one server).
+    pub rate_limit_prefix: String,
 }
 
 /// Where jobs wait.
@@ -176,6 +182,8 @@ impl Default for Config {
             job_backoff: Duration::from_secs(2),
             job_queue: JobQueueConfig::Database,
             redis_url: None,
+            rate_limits: Some(RateLimitPolicy::default()),
+            rate_limit_prefix: "inkcart:rl:".to_owned(),
         }
     }
 }
@@ -241,6 +249,15 @@ struct Raw {
     job_backoff_ms: Option<String>,
     job_queue: Option<String>,
     redis_url: Option<String>,
+    rate_limits: Option<String>,
+    rate_limit_ip: Option<String>,
+    rate_limit_user: Option<String>,
+    rate_limit_sign_up: Option<String>,
+    rate_limit_login: Option<String>,
+    rate_limit_refresh: Option<String>,
+    rate_limit_password_reset: Option<String>,
+    rate_limit_verification: Option<String>,
+    rate_limit_prefix: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -300,6 +317,15 @@ const KEYS: &[&str] = &[
     "job_backoff_ms",
     "job_queue",
     "redis_url",
+    "rate_limits",
+    "rate_limit_ip",
+    "rate_limit_user",
+    "rate_limit_sign_up",
+    "rate_limit_login",
+    "rate_limit_refresh",
+    "rate_limit_password_reset",
+    "rate_limit_verification",
+    "rate_limit_prefix",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -496,6 +522,64 @@ impl Config {
                 "an address like `Shop <shop@example.com>`",
             );
         }
+        let rate_limits = {
+            let d = RateLimitPolicy::default();
+            let policy = RateLimitPolicy {
+                per_ip: p.quota(
+                    "rate_limit_ip",
+                    "INKCART_RATE_LIMIT_IP",
+                    raw.rate_limit_ip.as_deref(),
+                    d.per_ip,
+                ),
+                per_user: p.quota(
+                    "rate_limit_user",
+                    "INKCART_RATE_LIMIT_USER",
+                    raw.rate_limit_user.as_deref(),
+                    d.per_user,
+                ),
+                sign_up: p.quota(
+                    "rate_limit_sign_up",
+                    "INKCART_RATE_LIMIT_SIGN_UP",
+                    raw.rate_limit_sign_up.as_deref(),
+                    d.sign_up,
+                ),
+                login: p.quota(
+                    "rate_limit_login",
+                    "INKCART_RATE_LIMIT_LOGIN",
+                    raw.rate_limit_login.as_deref(),
+                    d.login,
+                ),
+                refresh: p.quota(
+                    "rate_limit_refresh",
+                    "INKCART_RATE_LIMIT_REFRESH",
+                    raw.rate_limit_refresh.as_deref(),
+                    d.refresh,
+                ),
+                password_reset: p.quota(
+                    "rate_limit_password_reset",
+                    "INKCART_RATE_LIMIT_PASSWORD_RESET",
+                    raw.rate_limit_password_reset.as_deref(),
+                    d.password_reset,
+                ),
+                verification: p.quota(
+                    "rate_limit_verification",
+                    "INKCART_RATE_LIMIT_VERIFICATION",
+                    raw.rate_limit_verification.as_deref(),
+                    d.verification,
+                ),
+            };
+            p.bool(
+                "rate_limits",
+                "INKCART_RATE_LIMITS",
+                raw.rate_limits.as_deref(),
+                true,
+            )
+            .then_some(policy)
+        };
+        let rate_limit_prefix = raw
+            .rate_limit_prefix
+            .clone()
+            .unwrap_or_else(|| d.rate_limit_prefix.clone());
         let jwt_secret = raw
             .jwt_secret
             .filter(|s| !s.is_empty())
@@ -726,6 +810,8 @@ impl Config {
                 raw.trust_proxy.as_deref(),
                 d.trust_proxy,
             ),
+            rate_limits,
+            rate_limit_prefix,
         };
         if config.env == Environment::Production {
             match &config.jwt_secret {
@@ -884,6 +970,45 @@ impl Parser<'_> {
             return default;
         }
         Duration::from_secs(secs)
+    }
+
+    /// A rate-limit quota: `<requests>/<period>`, the period a number of seconds, minutes,
+    /// hours or days (`1200/1m`, `10/1h`, `5/30s`), from one second to one day.
+    fn quota(&mut self, key: &str, var: &str, raw: Option<&str>, default: Quota) -> Quota {
+        let Some(text) = raw else {
+            return default;
+        };
+        let parsed = text.trim().split_once('/').and_then(|(limit, period)| {
+            let limit: u32 = limit
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))?;
+            let period = period.trim();
+            let unit_at = period.find(|c: char| !c.is_ascii_digit())?;
+            let (count, unit) = period.split_at(unit_at);
+            let count: u64 = count.parse().ok()?;
+            let secs = count.checked_mul(match unit {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return None,
+            })?;
+            (1..=86_400).contains(&secs).then(|| Quota {
+                limit,
+                period: Duration::from_secs(secs),
+            })
+        });
+        parsed.unwrap_or_else(|| {
+            self.bad(
+                key,
+                var,
+                text,
+                "<requests>/<period> such as 1200/1m or 10/1h (1 to 1000000 requests, a period from 1s to 1d)",
+            );
+            default
+        })
     }
 
     fn bool(&mut self, key: &str, var: &str, raw: Option<&str>, default: bool) -> bool {
@@ -1047,6 +1172,45 @@ mod tests {
         .0;
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(errors[0].contains("from 1 to 64"), "{errors:#?}");
+    }
+
+    #[test]
+    fn rate_limits_are_on_by_default_and_each_quota_can_be_set_or_turned_off() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.rate_limits, Some(RateLimitPolicy::default()));
+        let config = load(&[
+            ("INKCART_RATE_LIMIT_IP", "5/30s"),
+            ("INKCART_RATE_LIMIT_LOGIN", " 3 / 2h "),
+            ("INKCART_RATE_LIMIT_SIGN_UP", "1/1d"),
+        ])
+        .unwrap();
+        let policy = config.rate_limits.unwrap();
+        assert_eq!(
+            policy.per_ip,
+            Quota {
+                limit: 5,
+                period: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(policy.login.period, Duration::from_secs(7200));
+        assert_eq!(policy.sign_up.period, Duration::from_secs(86_400));
+        assert_eq!(policy.per_user, RateLimitPolicy::default().per_user);
+        assert!(
+            load(&[("INKCART_RATE_LIMITS", "off")])
+                .unwrap()
+                .rate_limits
+                .is_none()
+        );
+        let errors = load(&[
+            ("INKCART_RATE_LIMITS", "sometimes"),
+            ("INKCART_RATE_LIMIT_IP", "0/1m"),
+            ("INKCART_RATE_LIMIT_USER", "10/2d"),
+            ("INKCART_RATE_LIMIT_REFRESH", "10/1w"),
+            ("INKCART_RATE_LIMIT_VERIFICATION", "10"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 5, "{errors:#?}");
     }
 
     #[test]

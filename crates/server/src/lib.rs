@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use inkcart_app::ports::{Clock, EventPublisher, JobQueue, Mailer, ObjectStorage, SystemClock};
+use inkcart_app::ports::{
+    Clock, EventPublisher, JobQueue, Mailer, ObjectStorage, RateLimiter, SystemClock,
+};
+use inkcart_app::ratelimit::InMemoryRateLimiter;
 use inkcart_app::throttle::InMemoryLoginThrottle;
 use inkcart_app::{App, Deps, Settings};
 use inkcart_http::{AppState, HttpConfig};
@@ -22,6 +25,7 @@ use crate::adapters::hasher::Argon2Hasher;
 use crate::adapters::mail::{FileMailer, SmtpMailer};
 use crate::adapters::nats::NatsPublisher;
 use crate::adapters::payments::SandboxGateway;
+use crate::adapters::ratelimit::RedisRateLimiter;
 use crate::adapters::storage::{S3Settings, Storage};
 use crate::adapters::tokens::JwtIssuer;
 use crate::config::{Config, JobQueueConfig, StorageConfig};
@@ -64,6 +68,8 @@ pub struct Connected {
     pub publisher: Option<Arc<dyn EventPublisher>>,
     /// `None`: the job queue in the database.
     pub queue: Option<Arc<dyn JobQueue>>,
+    /// `None`: request budgets in this process.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 /// Connects the configured event broker and Redis job queue, if any.
@@ -83,7 +89,21 @@ pub async fn connect(config: &Config, db: &Db) -> anyhow::Result<Connected> {
     Ok(Connected {
         publisher: connect_publisher(config).await?,
         queue,
+        rate_limiter: connect_rate_limiter(config).await?,
     })
+}
+
+/// Request budgets in Redis when `REDIS_URL` is set (every instance shares them), otherwise
+/// `None` (each instance keeps its own).
+pub async fn connect_rate_limiter(config: &Config) -> anyhow::Result<Option<Arc<dyn RateLimiter>>> {
+    let (Some(url), Some(_)) = (&config.redis_url, &config.rate_limits) else {
+        return Ok(None);
+    };
+    let limiter = RedisRateLimiter::connect(url, &config.rate_limit_prefix)
+        .await
+        .with_context(|| format!("REDIS_URL `{url}` is not usable for rate limits"))?;
+    tracing::info!("rate limits shared through Redis");
+    Ok(Some(Arc::new(limiter)))
 }
 
 /// Connects to the configured event broker, if any.
@@ -146,6 +166,9 @@ pub fn build_app_with(
             config.login_max_failures,
             config.login_window,
         )),
+        rate_limiter: connected
+            .rate_limiter
+            .unwrap_or_else(|| Arc::new(InMemoryRateLimiter::default())),
     };
     Ok(App::new(
         deps,
@@ -159,6 +182,7 @@ pub fn build_app_with(
             job_max_attempts: config.job_max_attempts,
             job_lease: config.job_lease,
             job_backoff: config.job_backoff,
+            rate_limits: config.rate_limits,
             ..Settings::default()
         },
     ))
@@ -244,6 +268,11 @@ pub fn build_router(config: &Config, db: Db) -> anyhow::Result<axum::Router> {
 
 /// The complete router over the use cases of `app`.
 pub fn router_for(config: &Config, app: Arc<App>) -> axum::Router {
+    if config.rate_limits.is_none() {
+        tracing::warn!(
+            "INKCART_RATE_LIMITS=off: no request is rate limited (load tests and local development only)"
+        );
+    }
     inkcart_http::router(AppState::new(
         app,
         http_config(config),

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody, error_name};
-use crate::extract::Json;
+use crate::extract::{ClientIp, Json};
 
 pub use guard::CheckedRequest;
 pub use types::{MutationRoot, QueryRoot};
@@ -213,9 +213,11 @@ pub struct GraphqlResponseBody {
     (status = 400, body = ErrorBody, description = "Malformed JSON, a batch (JSON array), or no string `query`"),
     (status = 401, body = ErrorBody, description = "A token was sent and is not valid"),
     (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "A rate limit is reached (each root mutation field counts as a request of its kind)", headers(("retry-after" = u64))),
 ))]
 pub async fn graphql(
     State(state): State<AppState>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<async_graphql::Response>> {
@@ -251,8 +253,10 @@ pub async fn graphql(
         Ok(checked) => checked,
         Err(errors) => return Ok(Json(async_graphql::Response::from_errors(errors))),
     };
-    // Here the operation is known to run `checked.mutation_fields()`: one entry per root
-    // mutation field, at most `max_mutations` of them.
+    // Each root mutation field the operation runs (at most `max_mutations`) costs what a
+    // request of its kind would: `createUser` is a sign-up.
+    crate::ratelimit::charge_mutations(&state, caller, &client_ip, checked.mutation_fields())
+        .await?;
     Ok(Json(run(&state, caller, checked).await))
 }
 

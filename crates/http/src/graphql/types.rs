@@ -123,17 +123,23 @@ fn page_of(page: Option<u64>, limit: Option<u64>, paging: Paging) -> Result<Page
 /// A registered user.
 pub struct UserObject(User);
 
+impl UserObject {
+    /// Whether the caller may see this account's private fields.
+    fn private(&self, ctx: &Context<'_>) -> bool {
+        caller(ctx).0.is_some_and(|a| a.may_see_private(self.0.id))
+    }
+}
+
 #[Object(name = "User")]
 impl UserObject {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
-    /// Seen by signed-in callers only, as in REST.
+    /// The account's owner and admins only (`null` for others), as in REST.
     #[graphql(complexity = "cost::EMAIL")]
-    async fn email(&self, ctx: &Context<'_>) -> Result<&str> {
-        caller(ctx).require()?;
-        Ok(self.0.email.as_str())
+    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx).then(|| self.0.email.as_str())
     }
 
     #[graphql(complexity = "cost::USER_NAME")]
@@ -141,8 +147,9 @@ impl UserObject {
         self.0.name.as_ref().map(inkcart_domain::UserName::as_str)
     }
 
-    async fn role(&self) -> &str {
-        self.0.role.as_str()
+    /// The account's owner and admins only (`null` for others).
+    async fn role(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx).then(|| self.0.role.as_str())
     }
 
     /// Their published posts, newest first: `limit` 10 by default, at most 20.
@@ -420,17 +427,22 @@ impl QueryRoot {
         page: Option<u64>,
         limit: Option<u64>,
     ) -> Result<Vec<UserObject>> {
-        caller(ctx).require()?;
+        let actor = caller(ctx).require()?;
         let query = UserQuery {
             page: page_of(page, limit, cost::TOP_LEVEL)?,
             search: None,
+            search_email: false,
             role: None,
             sort: Sort {
                 field: UserSortField::CreatedAt,
                 direction: Direction::Desc,
             },
         };
-        let users: Page<User> = state(ctx).app.list_users(&query).await.map_err(gql_error)?;
+        let users: Page<User> = state(ctx)
+            .app
+            .list_users(actor, &query)
+            .await
+            .map_err(gql_error)?;
         Ok(users.items.into_iter().map(UserObject).collect())
     }
 
@@ -629,7 +641,9 @@ impl MutationRoot {
         Ok(UserObject(user))
     }
 
-    /// Changes a user's name or email (self or admin).
+    /// Changes a user's name or email (self or admin). A new email needs the caller's
+    /// `currentPassword` (an admin's own for another account); it is unverified until the
+    /// link mailed to it is followed, and the previous address is told.
     #[graphql(complexity = "cost::object(cost::USER_ROW, child_complexity)")]
     async fn update_user(
         &self,
@@ -637,11 +651,13 @@ impl MutationRoot {
         id: ID,
         name: Option<String>,
         email: Option<String>,
+        current_password: Option<String>,
     ) -> Result<UserObject> {
         let actor = caller(ctx).require()?;
         let changes = UserChanges {
             email,
             name: name.map(Some),
+            current_password,
             ..UserChanges::default()
         };
         let user = state(ctx)

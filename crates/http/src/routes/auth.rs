@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{RoleDto, UserBody};
+use crate::dto::RoleDto;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{AuthUser, ClientIp, Json};
 
@@ -85,16 +85,15 @@ pub async fn login(
         refresh_token,
         user,
     } = session;
-    let user = UserBody::from(user);
     Ok(Json(LoginResponse {
         token: access.token,
         refresh_token,
         expires_in: access.expires_in.as_secs(),
         user: LoginUser {
-            id: user.id,
-            email: user.email,
-            name: user.name,
-            role: user.role,
+            id: user.id.as_uuid(),
+            email: user.email.into_string(),
+            name: user.name.map(|n| n.as_str().to_owned()),
+            role: user.role.into(),
         },
     }))
 }

@@ -26,8 +26,9 @@ pub struct SignUpRequest {
 }
 
 /// `PUT`: the full editable state. `role` and `tier` may be sent only by an admin (or unchanged).
+/// A new `email` or a `password` needs `currentPassword`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplaceUserRequest {
     pub email: String,
     #[serde(default)]
@@ -38,11 +39,16 @@ pub struct ReplaceUserRequest {
     pub role: Option<RoleDto>,
     #[serde(default)]
     pub tier: Option<TierDto>,
+    /// The caller's own password: required to change the email or the password (an admin
+    /// changing another account gives their own).
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
-/// `PATCH`: any subset of the fields; `name: null` clears the name.
+/// `PATCH`: any subset of the fields; `name: null` clears the name. A new `email` or a
+/// `password` needs `currentPassword`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchUserRequest {
     #[serde(default)]
     pub email: Option<String>,
@@ -55,6 +61,10 @@ pub struct PatchUserRequest {
     pub role: Option<RoleDto>,
     #[serde(default)]
     pub tier: Option<TierDto>,
+    /// The caller's own password: required to change the email or the password (an admin
+    /// changing another account gives their own).
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -67,11 +77,13 @@ pub struct ListUsersParams {
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
-    /// Case-insensitive part of the email or the name.
+    /// Case-insensitive part of the name (admins: of the email or the name).
     #[param(max_length = 200)]
     pub search: Option<String>,
+    /// Only users with this role (admins only).
     pub role: Option<RoleDto>,
-    /// `createdAt`, `email` or `name`; prefix `-` for descending (default `-createdAt`).
+    /// `createdAt`, `email` (admins only) or `name`; prefix `-` for descending (default
+    /// `-createdAt`).
     #[param(pattern = "^-?(createdAt|email|name)$")]
     pub sort: Option<String>,
 }
@@ -123,7 +135,7 @@ pub async fn sign_up(
         })
         .await?;
     let location = format!("/api/v1/users/{}", user.id);
-    let mut response = (StatusCode::CREATED, Json(UserBody::from(user))).into_response();
+    let mut response = (StatusCode::CREATED, Json(UserBody::full(user))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -133,21 +145,24 @@ pub async fn sign_up(
 /// The caller's own account.
 #[utoipa::path(get, path = "/api/v1/profile", tag = "users", security(("bearer" = [])), responses(
     (status = 200, body = UserBody),
-    (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "The account was deleted"),
+    (status = 401, body = ErrorBody, description = "No valid token, or its account was deleted"),
 ))]
-pub async fn profile(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<UserBody>> {
-    Ok(Json(state.app.get_user(auth.actor.id).await?.into()))
+pub async fn profile(auth: AuthUser) -> Json<UserBody> {
+    // The extractor has just read the account.
+    Json(UserBody::full(auth.user))
 }
 
-/// Lists users, paginated, searchable and sortable.
+/// Lists users, paginated, searchable and sortable. Others' accounts show their public fields
+/// only, except to admins.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListUsersParams), security(("bearer" = [])), responses(
     (status = 200, body = Paged<UserBody>),
     (status = 400, body = ErrorBody, description = "Bad page, limit, role or sort"),
     (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "A role filter or an email sort by a non-admin"),
 ))]
 pub async fn list(
     State(state): State<AppState>,
-    _auth: AuthUser,
+    auth: AuthUser,
     Query(params): Query<ListUsersParams>,
 ) -> ApiResult<Json<Paged<UserBody>>> {
     let mut errors = Vec::new();
@@ -158,6 +173,7 @@ pub async fn list(
     let query = UserQuery {
         page: PageRequest::new(params.page, params.limit)?,
         search: params.search,
+        search_email: false,
         role: params.role.map(Into::into),
         sort: Sort::parse(
             params.sort.as_deref(),
@@ -168,11 +184,13 @@ pub async fn list(
             },
         )?,
     };
-    let page = state.app.list_users(&query).await?;
-    Ok(Json(Paged::from_page(page, UserBody::from)))
+    let page = state.app.list_users(auth.actor, &query).await?;
+    Ok(Json(Paged::from_page(page, |u| {
+        UserBody::for_viewer(u, &auth.actor)
+    })))
 }
 
-/// One user.
+/// One user: every field to the user and admins, the public ones to others.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = UserBody),
     (status = 400, body = ErrorBody, description = "The id is not a UUID"),
@@ -180,21 +198,24 @@ pub async fn list(
 ))]
 pub async fn get(
     State(state): State<AppState>,
-    _auth: AuthUser,
+    auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UserBody>> {
-    Ok(Json(
-        state.app.get_user(UserId::from_uuid(id)).await?.into(),
-    ))
+    let user = state.app.get_user(UserId::from_uuid(id)).await?;
+    Ok(Json(UserBody::for_viewer(user, &auth.actor)))
 }
 
-/// Replaces a user's email and name (and password, when sent). Self or admin.
+/// Replaces a user's email and name (and password, when sent). Self or admin. A new email or
+/// password needs the caller's `currentPassword`; a new email is unverified until the link
+/// mailed to it is followed, and the previous address is told of the change.
 #[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = ReplaceUserRequest, security(("bearer" = [])), responses(
     (status = 200, body = UserBody),
-    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 400, body = ErrorBody, description = "Invalid fields, or a missing or wrong `currentPassword`"),
+    (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "Not your account, or a role/tier change by a non-admin"),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The email belongs to another user"),
     (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "Too many wrong current passwords, or the email changed less than a minute ago", headers(("retry-after" = u64))),
 ))]
 pub async fn replace(
     State(state): State<AppState>,
@@ -206,6 +227,7 @@ pub async fn replace(
         password: body.password,
         role: body.role.map(Into::into),
         tier: body.tier.map(Into::into),
+        current_password: body.current_password,
         ..UserChanges::default()
     };
     let user = state
@@ -218,17 +240,22 @@ pub async fn replace(
             rest,
         )
         .await?;
-    Ok(Json(user.into()))
+    // The caller is the account's owner or an admin.
+    Ok(Json(UserBody::full(user)))
 }
 
-/// Changes some fields of a user. Self or admin; `role` and `tier` admin only. A new password
-/// ends every session of the account.
+/// Changes some fields of a user. Self or admin; `role` and `tier` admin only. A new email or
+/// password needs the caller's `currentPassword`. A new password ends every session of the
+/// account; a new email is unverified until the link mailed to it is followed, and the previous
+/// address is told of the change.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = PatchUserRequest, security(("bearer" = [])), responses(
     (status = 200, body = UserBody),
-    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 400, body = ErrorBody, description = "Invalid fields, or a missing or wrong `currentPassword`"),
+    (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "Not your account, or a role/tier change by a non-admin"),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The email belongs to another user"),
     (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 429, body = ErrorBody, description = "Too many wrong current passwords, or the email changed less than a minute ago", headers(("retry-after" = u64))),
 ))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -242,12 +269,14 @@ pub async fn patch(
         password: body.password,
         role: body.role.map(Into::into),
         tier: body.tier.map(Into::into),
+        current_password: body.current_password,
     };
     let user = state
         .app
         .update_user(auth.actor, UserId::from_uuid(id), changes)
         .await?;
-    Ok(Json(user.into()))
+    // The caller is the account's owner or an admin.
+    Ok(Json(UserBody::full(user)))
 }
 
 /// Deletes a user (admins only).
@@ -268,20 +297,20 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// v2: a user with their latest published posts.
+/// v2: a user with their latest published posts (the account's fields as for v1).
 #[utoipa::path(get, path = "/api/v2/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = UserWithPosts),
     (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
 ))]
 pub async fn get_v2(
     State(state): State<AppState>,
-    _auth: AuthUser,
+    auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UserWithPosts>> {
     let user = state.app.get_user(UserId::from_uuid(id)).await?;
     let posts = state.app.posts_by(user.id, 20).await?;
     Ok(Json(UserWithPosts {
-        user: user.into(),
+        user: UserBody::for_viewer(user, &auth.actor),
         posts: posts
             .into_iter()
             .map(|p| PostSummary {

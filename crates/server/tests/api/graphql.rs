@@ -56,7 +56,8 @@ api_test!(
         let comment = app
             .post(&format!("/api/v1/posts/{}/comments", post.body["id"].as_str().unwrap()), Some(&jane.token), json!({"content": "Great post!"}))
             .await;
-        let r = gql(&app, Some(&jane), GET_USER_WITH_POSTS, json!({"id": writer.id})).await;
+        // The writer asks: an account's email is for its owner (and admins).
+        let r = gql(&app, Some(&writer), GET_USER_WITH_POSTS, json!({"id": writer.id})).await;
         assert_eq!(r.body.get("errors"), None, "{}", r.text);
         assert_eq!(
             r.body,
@@ -191,9 +192,14 @@ api_test!(
         assert_eq!(created.body["data"]["createPost"], json!({"slug": "graphql-post", "tags": ["gql"], "contentHtml": "<p>Hello <em>there</em></p>\n"}));
         let found = gql(&app, None, r#"{ posts(search: "hello") { title } tags { name postCount } }"#, json!({})).await;
         assert_eq!(found.body["data"], json!({"posts": [{"title": "GraphQL post"}], "tags": [{"name": "gql", "postCount": 1}]}));
-        // E-mail addresses stay private to signed-in callers, as in REST.
-        let anonymous = gql(&app, None, "{ posts { author { email } } }", json!({})).await;
-        assert_eq!(error_code(&anonymous), "Unauthorized");
+        // E-mail addresses and roles are for their owners and admins, as in REST.
+        for caller in [None, Some(&buyer)] {
+            let other = gql(&app, caller, "{ posts { author { name email role } } }", json!({})).await;
+            assert_eq!(other.body.get("errors"), None, "{}", other.text);
+            assert_eq!(other.body["data"]["posts"][0]["author"], json!({"name": null, "email": null, "role": null}));
+        }
+        let own = gql(&app, Some(&editor), "{ posts { author { email role } } }", json!({})).await;
+        assert_eq!(own.body["data"]["posts"][0]["author"], json!({"email": "editor@example.com", "role": "editor"}));
         // Introspection is on in development.
         let schema = gql(&app, None, "{ __schema { queryType { name } } }", json!({})).await;
         assert_eq!(schema.body["data"]["__schema"]["queryType"]["name"], "QueryRoot");

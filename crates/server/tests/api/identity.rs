@@ -418,7 +418,7 @@ api_test!(
         let vera = app.login_as("vera@example.com", PASSWORD).await;
         let path = format!("/api/v1/users/{}", vera.id);
         let replaced = app
-            .call(Method::PUT, &path, Some(&vera.token), Some(json!({"email": "Vera.New@Example.com"})))
+            .call(Method::PUT, &path, Some(&vera.token), Some(json!({"email": "Vera.New@Example.com", "currentPassword": PASSWORD})))
             .await;
         assert_eq!(replaced.status, 200, "{}", replaced.text);
         assert_eq!(replaced.body["email"], "vera.new@example.com");
@@ -448,7 +448,7 @@ api_test!(
         app.sign_up("xena@example.com", None).await;
         let yuri = app.viewer("yuri@example.com").await;
         let r = app
-            .call(Method::PATCH, &format!("/api/v1/users/{}", yuri.id), Some(&yuri.token), Some(json!({"email": "XENA@example.com"})))
+            .call(Method::PATCH, &format!("/api/v1/users/{}", yuri.id), Some(&yuri.token), Some(json!({"email": "XENA@example.com", "currentPassword": PASSWORD})))
             .await;
         r.assert_error(409, "Conflict", "User already exists");
         let me = app.get("/api/v1/profile", Some(&yuri.token)).await;
@@ -462,11 +462,11 @@ api_test!(
         let a = app.login_as("zoe@example.com", PASSWORD).await;
         let b = app.login_as("zoe@example.com", PASSWORD).await;
         let weak = app
-            .call(Method::PATCH, &format!("/api/v1/users/{}", a.id), Some(&a.token), Some(json!({"password": "weak"})))
+            .call(Method::PATCH, &format!("/api/v1/users/{}", a.id), Some(&a.token), Some(json!({"password": "weak", "currentPassword": PASSWORD})))
             .await;
         assert_eq!(weak.error_fields(), ["password"]);
         let changed = app
-            .call(Method::PATCH, &format!("/api/v1/users/{}", a.id), Some(&a.token), Some(json!({"password": "NewSecret456"})))
+            .call(Method::PATCH, &format!("/api/v1/users/{}", a.id), Some(&a.token), Some(json!({"password": "NewSecret456", "currentPassword": PASSWORD})))
             .await;
         assert_eq!(changed.status, 200, "{}", changed.text);
         for refresh in [&a.refresh, &b.refresh] {

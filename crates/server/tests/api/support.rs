@@ -68,6 +68,10 @@ macro_rules! api_test {
 pub fn test_config() -> Config {
     Config {
         jwt_secret: Some(Secret::new(JWT_SECRET.to_vec())),
+        // Tests of other features send many requests from one address (and as one user) in a
+        // moment, which is what rate limits are there to stop. The rate-limit tests turn them
+        // back on (`hardening::auth`).
+        rate_limits: None,
         ..Config::default()
     }
 }
@@ -162,6 +166,24 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
         extra: Router<AppState>,
     ) -> Self {
+        Self::with_parts(db, configure, extra, inkcart::Connected::default())
+    }
+
+    /// [`TestApp::new`] with adapters connected beforehand (a shared rate limiter, say).
+    pub fn with_connected(
+        db: TestDb,
+        configure: impl FnOnce(&mut Config),
+        connected: inkcart::Connected,
+    ) -> Self {
+        Self::with_parts(db, configure, Router::new(), connected)
+    }
+
+    fn with_parts(
+        db: TestDb,
+        configure: impl FnOnce(&mut Config),
+        extra: Router<AppState>,
+        connected: inkcart::Connected,
+    ) -> Self {
         init_test_logging();
         let data_dir = tempfile::tempdir().expect("data dir");
         let mut config = Config {
@@ -170,7 +192,7 @@ impl TestApp {
         };
         configure(&mut config);
         let clock = Arc::new(TestClock::default());
-        let app = inkcart::build_app_with_clock(&config, db.db.clone(), clock.clone())
+        let app = inkcart::build_app_with(&config, db.db.clone(), clock.clone(), connected)
             .expect("build the app");
         let state = AppState::new(
             Arc::new(app),

@@ -285,7 +285,7 @@ async fn events_reach_a_nats_subscriber(db: TestDb) {
         std::sync::Arc::new(SystemClock),
         inkcart::Connected {
             publisher,
-            queue: None,
+            ..inkcart::Connected::default()
         },
     )
     .unwrap();
@@ -428,8 +428,8 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
             db.db.clone(),
             std::sync::Arc::new(SystemClock),
             inkcart::Connected {
-                publisher: None,
                 queue: Some(queue),
+                ..inkcart::Connected::default()
             },
         )
         .unwrap(),

@@ -6,6 +6,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub user_id: Uuid,
+    pub email: Option<String>,
     pub purpose: String,
     pub token_hash: String,
     pub expires_at: DateTimeUtc,

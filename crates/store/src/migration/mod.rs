@@ -10,6 +10,7 @@ mod m20261128_000003_blog;
 mod m20261128_000004_jobs;
 mod m20261128_000005_search_published;
 mod m20261201_000001_published_search;
+mod m20261202_000001_email_token_address;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -90,6 +91,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_jobs::Migration),
             Box::new(m20261128_000005_search_published::Migration),
             Box::new(m20261201_000001_published_search::Migration),
+            Box::new(m20261202_000001_email_token_address::Migration),
         ]
     }
 }

@@ -102,6 +102,14 @@ impl UserRepo for SqlStore {
         Ok(Some((user_from_model(model)?, hash)))
     }
 
+    async fn password_hash(&self, id: UserId) -> AppResult<Option<String>> {
+        Ok(users::Entity::find_by_id(id.as_uuid())
+            .unique(&self.db.reader)
+            .await
+            .map_err(db_err)?
+            .map(|m| m.password_hash))
+    }
+
     async fn list(&self, query: &UserQuery) -> AppResult<Page<User>> {
         let mut select = users::Entity::find();
         if let Some(role) = query.role {
@@ -118,7 +126,11 @@ impl UserRepo for SqlStore {
                 Expr::expr(Func::lower(Expr::col(col)))
                     .like(LikeExpr::new(pattern.clone()).escape('\\'))
             };
-            select = select.filter(like(users::Column::Email).or(like(users::Column::Name)));
+            select = if query.search_email {
+                select.filter(like(users::Column::Email).or(like(users::Column::Name)))
+            } else {
+                select.filter(like(users::Column::Name))
+            };
         }
         let total = select
             .clone()
@@ -178,6 +190,25 @@ impl UserRepo for SqlStore {
             .exec(conn(tx)?)
             .await
             .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn set_password(
+        &self,
+        tx: &mut dyn Tx,
+        id: UserId,
+        password_hash: &str,
+        email: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        let mut update = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(users::Column::UpdatedAt, Expr::value(at))
+            .filter(users::Column::Id.eq(id.as_uuid()));
+        if let Some(email) = email {
+            update = update.filter(users::Column::Email.eq(email));
+        }
+        let result = update.exec(conn(tx)?).await.map_err(db_err)?;
         Ok(result.rows_affected == 1)
     }
 

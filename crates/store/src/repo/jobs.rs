@@ -464,6 +464,7 @@ fn token_from_model(m: email_tokens::Model) -> AppResult<EmailToken> {
     Ok(EmailToken {
         id: m.id,
         user_id: UserId::from_uuid(m.user_id),
+        email: m.email,
         purpose,
         token_hash: m.token_hash,
         expires_at: m.expires_at,
@@ -478,6 +479,7 @@ impl EmailTokenRepo for SqlStore {
         email_tokens::Entity::insert(email_tokens::ActiveModel {
             id: Set(token.id),
             user_id: Set(token.user_id.as_uuid()),
+            email: Set(token.email.clone()),
             purpose: Set(token.purpose.as_str().to_owned()),
             token_hash: Set(token.token_hash.clone()),
             expires_at: Set(token.expires_at),
@@ -516,15 +518,35 @@ impl EmailTokenRepo for SqlStore {
         &self,
         tx: &mut dyn Tx,
         user: UserId,
+        email: Option<&str>,
         at: DateTime<Utc>,
-    ) -> AppResult<()> {
-        users::Entity::update_many()
+    ) -> AppResult<bool> {
+        let mut update = users::Entity::update_many()
             .col_expr(users::Column::EmailVerified, Expr::value(true))
             .col_expr(users::Column::UpdatedAt, Expr::value(at))
-            .filter(users::Column::Id.eq(user.as_uuid()))
+            .filter(users::Column::Id.eq(user.as_uuid()));
+        if let Some(email) = email {
+            update = update.filter(users::Column::Email.eq(email));
+        }
+        let result = update.exec(conn(tx)?).await.map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn consume_all(
+        &self,
+        tx: &mut dyn Tx,
+        user: UserId,
+        purpose: TokenPurpose,
+        at: DateTime<Utc>,
+    ) -> AppResult<u64> {
+        let result = email_tokens::Entity::update_many()
+            .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
+            .filter(email_tokens::Column::UserId.eq(user.as_uuid()))
+            .filter(email_tokens::Column::Purpose.eq(purpose.as_str()))
+            .filter(email_tokens::Column::UsedAt.is_null())
             .exec(conn(tx)?)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(result.rows_affected)
     }
 }
