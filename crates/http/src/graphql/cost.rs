@@ -117,7 +117,7 @@ mod tests {
     fn the_costs_the_configuration_page_lists_hold() {
         assert_eq!(
             (POST_ROW, COMMENT_ROW, PRODUCT_ROW, ORDER_ROW, CONTENT_PAIR),
-            (68, 307, 613, 1_301, 12_000)
+            (68, 307, 613, 1_301, 18_000)
         );
     }
 
