@@ -56,6 +56,8 @@ pub struct Settings {
     pub job_lease: Duration,
     /// The first retry delay; each later one doubles (with jitter).
     pub job_backoff: Duration,
+    /// How uploaded images may be decoded: a pixel budget and a bound on concurrent decodes.
+    pub image_limits: uploads::ImageLimits,
 }
 
 impl Default for Settings {
@@ -72,6 +74,7 @@ impl Default for Settings {
             job_max_attempts: 5,
             job_lease: Duration::from_secs(60),
             job_backoff: Duration::from_secs(2),
+            image_limits: uploads::ImageLimits::default(),
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct App {
     post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
     /// Pages of search results by query.
     post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
+    /// The slots images are decoded in.
+    image_decoding: Arc<uploads::DecodeGate>,
 }
 
 impl std::fmt::Debug for App {
@@ -156,6 +161,7 @@ impl App {
             POST_CACHE_KIB,
             blog::post_page_cache_weight,
         );
+        let image_decoding = Arc::new(uploads::DecodeGate::new(&settings.image_limits));
         Self {
             deps,
             settings,
@@ -163,6 +169,7 @@ impl App {
             post_cache,
             post_list_cache,
             post_search_cache,
+            image_decoding,
         }
     }
 

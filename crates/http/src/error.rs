@@ -133,6 +133,14 @@ impl From<AppError> for ApiError {
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
             },
             AppError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            AppError::Busy {
+                message,
+                retry_after_secs,
+            } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
             AppError::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }

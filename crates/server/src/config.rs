@@ -91,6 +91,13 @@ pub struct Config {
     pub job_backoff: Duration,
     pub job_queue: JobQueueConfig,
     pub redis_url: Option<String>,
+    // Uploads: the limits that keep one image from exhausting the server.
+    /// Largest image accepted for upload, in pixels (checked from the header, before decoding).
+    pub upload_max_pixels: u64,
+    /// Images decoded at once.
+    pub upload_decode_concurrency: usize,
+    /// How long an upload waits for a decoding slot before its 503.
+    pub upload_decode_wait: Duration,
 }
 
 /// Where jobs wait.
@@ -160,6 +167,9 @@ impl Default for Config {
             job_backoff: Duration::from_secs(2),
             job_queue: JobQueueConfig::Database,
             redis_url: None,
+            upload_max_pixels: 40_000_000,
+            upload_decode_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
+            upload_decode_wait: Duration::from_secs(5),
         }
     }
 }
@@ -220,6 +230,9 @@ struct Raw {
     job_backoff_ms: Option<String>,
     job_queue: Option<String>,
     redis_url: Option<String>,
+    upload_max_pixels: Option<String>,
+    upload_decode_concurrency: Option<String>,
+    upload_decode_wait_ms: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -274,6 +287,9 @@ const KEYS: &[&str] = &[
     "job_backoff_ms",
     "job_queue",
     "redis_url",
+    "upload_max_pixels",
+    "upload_decode_concurrency",
+    "upload_decode_wait_ms",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -650,6 +666,27 @@ impl Config {
                 raw.trust_proxy.as_deref(),
                 d.trust_proxy,
             ),
+            upload_max_pixels: p.num(
+                "upload_max_pixels",
+                "INKCART_UPLOAD_MAX_PIXELS",
+                raw.upload_max_pixels.as_deref(),
+                d.upload_max_pixels,
+                1,
+            ),
+            upload_decode_concurrency: p.num(
+                "upload_decode_concurrency",
+                "INKCART_UPLOAD_DECODE_CONCURRENCY",
+                raw.upload_decode_concurrency.as_deref(),
+                d.upload_decode_concurrency,
+                1,
+            ),
+            upload_decode_wait: Duration::from_millis(p.num(
+                "upload_decode_wait_ms",
+                "INKCART_UPLOAD_DECODE_WAIT_MS",
+                raw.upload_decode_wait_ms.as_deref(),
+                5000,
+                0,
+            )),
         };
         if config.env == Environment::Production {
             match &config.jwt_secret {
@@ -960,6 +997,30 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn upload_limits_have_defaults_and_can_be_set() {
+        let d = load(&[]).unwrap();
+        assert_eq!(d.upload_max_pixels, 40_000_000);
+        assert!(d.upload_decode_concurrency >= 1);
+        assert_eq!(d.upload_decode_wait, Duration::from_secs(5));
+        let c = load(&[
+            ("INKCART_UPLOAD_MAX_PIXELS", "1000000"),
+            ("INKCART_UPLOAD_DECODE_CONCURRENCY", "3"),
+            ("INKCART_UPLOAD_DECODE_WAIT_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.upload_max_pixels, 1_000_000);
+        assert_eq!(c.upload_decode_concurrency, 3);
+        assert_eq!(c.upload_decode_wait, Duration::ZERO);
+        let errors = load(&[
+            ("INKCART_UPLOAD_MAX_PIXELS", "many"),
+            ("INKCART_UPLOAD_DECODE_CONCURRENCY", "0"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
     }
 
     #[test]

@@ -159,6 +159,11 @@ pub fn build_app_with(
             job_max_attempts: config.job_max_attempts,
             job_lease: config.job_lease,
             job_backoff: config.job_backoff,
+            image_limits: inkcart_app::uploads::ImageLimits {
+                max_pixels: config.upload_max_pixels,
+                decode_concurrency: config.upload_decode_concurrency,
+                decode_wait: config.upload_decode_wait,
+            },
             ..Settings::default()
         },
     ))
