@@ -101,6 +101,7 @@ pub fn error_name(status: StatusCode, has_field_errors: bool) -> &'static str {
         413 => "PayloadTooLarge",
         415 => "UnsupportedMediaType",
         422 => "UnprocessableEntity",
+        431 => "RequestHeaderFieldsTooLarge",
         429 => "TooManyRequests",
         503 => "ServiceUnavailable",
         s if s >= 500 => "InternalServerError",

@@ -45,6 +45,10 @@ pub struct HttpConfig {
     pub hsts: bool,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
     pub trust_proxy: bool,
+    /// Largest request head (request line and headers), in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// A request body must arrive whole within this time of its head; otherwise 408.
+    pub body_read_timeout: Duration,
     /// Serve GraphiQL at `GET /graphql` (development).
     pub graphiql: bool,
 }
@@ -58,6 +62,8 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             hsts: false,
             trust_proxy: false,
+            max_header_bytes: 16 * 1024,
+            body_read_timeout: Duration::from_secs(20),
             graphiql: true,
         }
     }
@@ -275,6 +281,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .option_layer(middleware::cors(&config.cors_origins))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(MapResponseLayer::new(middleware::envelope_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&config),
+            middleware::edge,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             middleware::timeout,

@@ -2,16 +2,21 @@
 //! timeouts, panics, and the error envelope for errors produced outside our handlers.
 
 use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
+use http_body_util::BodyExt as _;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::{DeadlineBody, TimeoutError};
 use tracing::Instrument as _;
 
+use crate::HttpConfig;
 use crate::error::{ApiError, ErrorCause, INTERNAL_MESSAGE};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -219,4 +224,92 @@ pub fn envelope_errors(response: Response<Body>) -> Response<Body> {
     }
     rebuilt.extensions_mut().extend(parts.extensions);
     rebuilt
+}
+
+/// What every request passes before routing: an oversized head (431) or a declared body over
+/// the limit (413) is answered at once, without reading the body; the body must then arrive
+/// within the body-read timeout (408).
+pub async fn edge(
+    State(config): State<Arc<HttpConfig>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    if head_size(&request) > config.max_header_bytes {
+        return closing(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request headers are too large",
+        ));
+    }
+    let limit = if request.uri().path() == crate::routes::uploads::UPLOADS_PATH {
+        config.upload_limit
+    } else {
+        config.body_limit
+    };
+    if declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
+        return closing(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body is too large",
+        ));
+    }
+    let (request, timed_out) = with_body_deadline(request, config.body_read_timeout);
+    let mut response = next.run(request).await;
+    if timed_out.is_some_and(|flag| flag.load(Ordering::Acquire)) {
+        // Whatever the handler made of the failed read, the client was too slow.
+        response = closing(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request body was not received in time",
+        ));
+    }
+    response
+}
+
+/// An error answered before the body was read: the connection closes after it, so that the
+/// client does not send a body nobody reads.
+fn closing(error: ApiError) -> Response<Body> {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The size of the request head as sent: request line and header lines.
+fn head_size(request: &Request) -> usize {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request.method().as_str().len() + target + " HTTP/1.1\r\n".len() + headers + 2
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Wraps a request body in a deadline counted from now; the flag tells whether it expired.
+fn with_body_deadline(request: Request, timeout: Duration) -> (Request, Option<Arc<AtomicBool>>) {
+    if request.body().is_end_stream() {
+        return (request, None);
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let expired = Arc::clone(&flag);
+    let request = request.map(|body| {
+        Body::new(DeadlineBody::new(timeout, body).map_err(move |err| {
+            if err.is::<TimeoutError>() {
+                expired.store(true, Ordering::Release);
+            }
+            err
+        }))
+    });
+    (request, Some(flag))
 }

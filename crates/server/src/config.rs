@@ -91,7 +91,19 @@ pub struct Config {
     pub job_backoff: Duration,
     pub job_queue: JobQueueConfig,
     pub redis_url: Option<String>,
-    // Uploads: the limits that keep one image from exhausting the server.
+    // Connections, bodies and uploads: the limits that keep one client from pinning or
+    // exhausting the server.
+    /// A connection must deliver a whole request head within this time of opening or of its
+    /// previous response (HTTP/1 keep-alive and idle HTTP/2 connections end after it too).
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this time of its head (408 otherwise).
+    pub body_read_timeout: Duration,
+    /// Connections served at once; the next ones wait in the listen queue.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) answered normally (431 beyond).
+    pub max_header_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_streams: u32,
     /// Largest image accepted for upload, in pixels (checked from the header, before decoding).
     pub upload_max_pixels: u64,
     /// Images decoded at once.
@@ -167,6 +179,11 @@ impl Default for Config {
             job_backoff: Duration::from_secs(2),
             job_queue: JobQueueConfig::Database,
             redis_url: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(20),
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            http2_max_streams: 100,
             upload_max_pixels: 40_000_000,
             upload_decode_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
             upload_decode_wait: Duration::from_secs(5),
@@ -230,6 +247,11 @@ struct Raw {
     job_backoff_ms: Option<String>,
     job_queue: Option<String>,
     redis_url: Option<String>,
+    header_read_timeout_secs: Option<String>,
+    body_read_timeout_secs: Option<String>,
+    max_connections: Option<String>,
+    max_header_bytes: Option<String>,
+    http2_max_streams: Option<String>,
     upload_max_pixels: Option<String>,
     upload_decode_concurrency: Option<String>,
     upload_decode_wait_ms: Option<String>,
@@ -287,6 +309,11 @@ const KEYS: &[&str] = &[
     "job_backoff_ms",
     "job_queue",
     "redis_url",
+    "header_read_timeout_secs",
+    "body_read_timeout_secs",
+    "max_connections",
+    "max_header_bytes",
+    "http2_max_streams",
     "upload_max_pixels",
     "upload_decode_concurrency",
     "upload_decode_wait_ms",
@@ -666,6 +693,39 @@ impl Config {
                 raw.trust_proxy.as_deref(),
                 d.trust_proxy,
             ),
+            header_read_timeout: p.secs(
+                "header_read_timeout_secs",
+                "INKCART_HEADER_READ_TIMEOUT_SECS",
+                raw.header_read_timeout_secs.as_deref(),
+                d.header_read_timeout,
+            ),
+            body_read_timeout: p.secs(
+                "body_read_timeout_secs",
+                "INKCART_BODY_READ_TIMEOUT_SECS",
+                raw.body_read_timeout_secs.as_deref(),
+                d.body_read_timeout,
+            ),
+            max_connections: p.num(
+                "max_connections",
+                "INKCART_MAX_CONNECTIONS",
+                raw.max_connections.as_deref(),
+                d.max_connections,
+                1,
+            ),
+            max_header_bytes: p.num(
+                "max_header_bytes",
+                "INKCART_MAX_HEADER_BYTES",
+                raw.max_header_bytes.as_deref(),
+                d.max_header_bytes,
+                1024,
+            ),
+            http2_max_streams: p.num(
+                "http2_max_streams",
+                "INKCART_HTTP2_MAX_STREAMS",
+                raw.http2_max_streams.as_deref(),
+                d.http2_max_streams,
+                1,
+            ),
             upload_max_pixels: p.num(
                 "upload_max_pixels",
                 "INKCART_UPLOAD_MAX_PIXELS",
@@ -1017,6 +1077,36 @@ mod tests {
         let errors = load(&[
             ("INKCART_UPLOAD_MAX_PIXELS", "many"),
             ("INKCART_UPLOAD_DECODE_CONCURRENCY", "0"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_can_be_set() {
+        let d = load(&[]).unwrap();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(d.max_connections, 4096);
+        assert_eq!(d.max_header_bytes, 16 * 1024);
+        assert_eq!(d.http2_max_streams, 100);
+        let c = load(&[
+            ("INKCART_HEADER_READ_TIMEOUT_SECS", "3"),
+            ("INKCART_BODY_READ_TIMEOUT_SECS", "4"),
+            ("INKCART_MAX_CONNECTIONS", "100"),
+            ("INKCART_MAX_HEADER_BYTES", "8192"),
+            ("INKCART_HTTP2_MAX_STREAMS", "16"),
+        ])
+        .unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(4));
+        assert_eq!(c.max_connections, 100);
+        assert_eq!(c.max_header_bytes, 8192);
+        assert_eq!(c.http2_max_streams, 16);
+        let errors = load(&[
+            ("INKCART_MAX_CONNECTIONS", "0"),
+            ("INKCART_MAX_HEADER_BYTES", "100"),
         ])
         .unwrap_err()
         .0;

@@ -52,6 +52,9 @@ pub struct UploadForm {
     pub file: Vec<u8>,
 }
 
+/// Where uploads are posted (they have their own body limit).
+pub const UPLOADS_PATH: &str = "/api/v1/uploads";
+
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
 }

@@ -1,12 +1,393 @@
-//! Hardening: the server and its resources. Image decompression bombs and the decoding bound.
+//! Hardening: the server and its resources. Slow and oversized connections over a real socket,
+//! image decompression bombs and the decoding bound.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
+use inkcart::listen::ServerLimits;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 
 use crate::api_test;
 use crate::support::{Login, TestApp, TestResponse};
+
+/// A generous bound for answers that must come "at once" or after a short timeout: a
+/// failure guard, not a measurement.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// A real server on a real socket.
+
+struct Served {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _app: TestApp,
+}
+
+impl Served {
+    async fn start(
+        configure: impl FnOnce(&mut inkcart::config::Config),
+        limits: ServerLimits,
+    ) -> Self {
+        let app = TestApp::new(inkcart_store::testing::sqlite().await, configure);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = app.router.clone();
+        let task = tokio::spawn(async move {
+            inkcart::listen::serve(
+                listener,
+                router,
+                async move {
+                    let _ = stopped.await;
+                },
+                &limits,
+            )
+            .await
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+            _app: app,
+        }
+    }
+
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.unwrap()
+    }
+
+    /// A normal request on a new connection: it must be answered.
+    async fn assert_live(&self) {
+        let mut stream = self.connect().await;
+        stream
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: inkcart\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_response(&mut stream).await;
+        assert_eq!(response.status, 200, "{}", response.text);
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn short_limits() -> ServerLimits {
+    ServerLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..ServerLimits::default()
+    }
+}
+
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    head: String,
+    text: String,
+}
+
+impl RawResponse {
+    fn body(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
+    #[track_caller]
+    fn assert_error(&self, status: u16, error: &str, message: &str) {
+        assert_eq!(self.status, status, "{}\r\n\r\n{}", self.head, self.text);
+        let body = self.body();
+        assert_eq!(body["error"], error, "{}", self.text);
+        assert_eq!(body["message"], message, "{}", self.text);
+        assert_eq!(body["statusCode"], status, "{}", self.text);
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "{}",
+            self.head
+        );
+    }
+}
+
+/// Reads one HTTP/1.1 response (head, then a `Content-Length` body), within [`PATIENCE`].
+async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    tokio::time::timeout(PATIENCE, async {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            let n = stream.read(&mut chunk).await.expect("read a response");
+            assert!(n > 0, "the connection closed before a response: {bytes:?}");
+            bytes.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&bytes[..head_end]).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = bytes[head_end + 4..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await.expect("read a body");
+            assert!(n > 0, "the connection closed inside a body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        RawResponse {
+            status,
+            head,
+            text: String::from_utf8_lossy(&body).into_owned(),
+        }
+    })
+    .await
+    .expect("a response in time")
+}
+
+/// Waits until the server closes the connection (end of stream or a reset), reading and
+/// dropping whatever it sends first.
+async fn assert_closed_by_server(stream: &mut TcpStream) {
+    tokio::time::timeout(PATIENCE, async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_sent_byte_by_byte_is_cut_after_the_header_read_timeout() {
+    let server = Served::start(|_| {}, short_limits()).await;
+    let mut slow = server.connect().await;
+    // The head is never finished: a byte, then another, the way a slowloris client sends it.
+    let mut cut = false;
+    for byte in b"GET /health/live HTTP/1.1\r\nHost: inkcart\r\nX-Slow: 1".iter() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !cut {
+        assert_closed_by_server(&mut slow).await;
+    }
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    let server = Served::start(|_| {}, short_limits()).await;
+    let mut silent = server.connect().await;
+    assert_closed_by_server(&mut silent).await;
+    // An HTTP/2 client that opens the connection and then no stream is closed as well.
+    let mut h2 = server.connect().await;
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    h2.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(); // an empty SETTINGS frame
+    assert_closed_by_server(&mut h2).await;
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let server = Served::start(|_| {}, short_limits()).await;
+    let mut idle = server.connect().await;
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: inkcart\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut idle).await.status, 200);
+    assert_closed_by_server(&mut idle).await;
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_gets_a_408() {
+    let server = Served::start(
+        |c| c.body_read_timeout = Duration::from_secs(1),
+        ServerLimits::default(),
+    )
+    .await;
+    let mut slow = server.connect().await;
+    slow.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: inkcart\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":",
+    )
+    .await
+    .unwrap();
+    // Nothing more is sent.
+    let response = read_response(&mut slow).await;
+    response.assert_error(
+        408,
+        "RequestTimeout",
+        "Request body was not received in time",
+    );
+    assert_eq!(response.header("connection").as_deref(), Some("close"));
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_limit_is_a_413_before_the_body_is_sent() {
+    let server = Served::start(|_| {}, ServerLimits::default()).await;
+    let cases = [
+        // 50 MB declared for a JSON route (limit 1 MiB).
+        ("/api/v1/users", 50_000_000_u64),
+        // 5 MB: over the JSON limit, under the upload limit; still a JSON route.
+        ("/api/v1/auth/login", 5_000_000),
+        ("/graphql", 50_000_000),
+        // 50 MB declared for an upload (limit 10 MiB).
+        ("/api/v1/uploads", 50_000_000),
+    ];
+    for (path, length) in cases {
+        let mut stream = server.connect().await;
+        // Only the head: an answer that waited for the body would never come.
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: inkcart\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let response = read_response(&mut stream).await;
+        response.assert_error(413, "PayloadTooLarge", "Request body is too large");
+        assert_eq!(
+            response.header("connection").as_deref(),
+            Some("close"),
+            "{path}"
+        );
+    }
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_holds_and_a_waiting_connection_is_served_when_one_closes() {
+    let server = Served::start(
+        |_| {},
+        ServerLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(120),
+            ..ServerLimits::default()
+        },
+    )
+    .await;
+    // Two kept-alive connections take both slots (each answered, so each was accepted).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = server.connect().await;
+        stream
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: inkcart\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut stream).await.status, 200);
+        held.push(stream);
+    }
+    // A third waits in the listen queue: its request is not answered while both are held.
+    let mut waiting = server.connect().await;
+    waiting
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: inkcart\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut byte)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past the cap of two"
+    );
+    // One closes: the waiting connection is served.
+    drop(held.pop());
+    let response = read_response(&mut waiting).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    drop(held);
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_get_a_431_with_the_envelope_up_to_twice_the_limit_and_a_bare_one_beyond() {
+    let server = Served::start(|_| {}, ServerLimits::default()).await;
+    // 20 KiB of headers: over the 16 KiB limit, within what hyper reads (32 KiB).
+    let mut stream = server.connect().await;
+    let filler = "a".repeat(1000);
+    let mut head = String::from("GET /health/live HTTP/1.1\r\nHost: inkcart\r\n");
+    for i in 0..20 {
+        head.push_str(&format!("X-Filler-{i}: {filler}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    read_response(&mut stream).await.assert_error(
+        431,
+        "RequestHeaderFieldsTooLarge",
+        "Request headers are too large",
+    );
+    // 40 KiB: hyper stops reading and answers by itself, without a body (the documented
+    // limitation), then closes.
+    let mut stream = server.connect().await;
+    let mut head = String::from("GET /health/live HTTP/1.1\r\nHost: inkcart\r\n");
+    for i in 0..40 {
+        head.push_str(&format!("X-Filler-{i}: {filler}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).await;
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 431, "{}", response.head);
+    assert_eq!(response.text, "");
+    server.assert_live().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_gets_the_http_library_s_bare_400_and_the_server_goes_on() {
+    let server = Served::start(|_| {}, ServerLimits::default()).await;
+    let mut stream = server.connect().await;
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: inkcart\r\nthis is not a header\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 400, "{}", response.head);
+    assert_eq!(response.text, "");
+    server.assert_live().await;
+    server.stop().await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Uploads: decompression bombs and the decoding bound.
