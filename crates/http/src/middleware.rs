@@ -2,12 +2,13 @@
 //! timeouts, panics, and the error envelope for errors produced outside our handlers.
 
 use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody as _};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -226,14 +227,18 @@ pub fn envelope_errors(response: Response<Body>) -> Response<Body> {
     rebuilt
 }
 
-/// What every request passes before routing: an oversized head (431) or a declared body over
-/// the limit (413) is answered at once, without reading the body; the body must then arrive
-/// within the body-read timeout (408).
+/// What every request passes before routing: plain-http requests behind a TLS-terminating proxy
+/// are redirected; an oversized head (431) or a declared body over the limit (413) is answered
+/// at once, without reading the body; the body must then arrive within the body-read timeout
+/// (408). Responses that may carry tokens or personal data are marked `no-store`.
 pub async fn edge(
     State(config): State<Arc<HttpConfig>>,
     request: Request,
     next: Next,
 ) -> Response<Body> {
+    if let Some(redirect) = https_redirect(&config, &request) {
+        return redirect;
+    }
     if head_size(&request) > config.max_header_bytes {
         return closing(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -251,6 +256,7 @@ pub async fn edge(
             "Request body is too large",
         ));
     }
+    let no_store = no_store(&request);
     let (request, timed_out) = with_body_deadline(request, config.body_read_timeout);
     let mut response = next.run(request).await;
     if timed_out.is_some_and(|flag| flag.load(Ordering::Acquire)) {
@@ -259,6 +265,20 @@ pub async fn edge(
             StatusCode::REQUEST_TIMEOUT,
             "Request body was not received in time",
         ));
+    }
+    match no_store {
+        NoStore::Always => {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        NoStore::Unless => {
+            response
+                .headers_mut()
+                .entry(header::CACHE_CONTROL)
+                .or_insert_with(|| HeaderValue::from_static("no-store"));
+        }
+        NoStore::No => {}
     }
     response
 }
@@ -312,4 +332,63 @@ fn with_body_deadline(request: Request, timeout: Duration) -> (Request, Option<A
         }))
     });
     (request, Some(flag))
+}
+
+enum NoStore {
+    /// Tokens or personal data whatever the handler says.
+    Always,
+    /// Signed-in requests: unless the handler set its own `Cache-Control` (public data).
+    Unless,
+    No,
+}
+
+fn no_store(request: &Request) -> NoStore {
+    let path = request.uri().path();
+    let personal = path.starts_with("/api/v1/auth/")
+        || path == "/api/v1/profile"
+        || path == "/api/v1/users"
+        || path.starts_with("/api/v1/users/")
+        || path.starts_with("/api/v2/users/")
+        || path == "/graphql";
+    if personal {
+        NoStore::Always
+    } else if request.headers().contains_key(header::AUTHORIZATION) {
+        NoStore::Unless
+    } else {
+        NoStore::No
+    }
+}
+
+/// A permanent redirect to https for a request that a trusted proxy received over plain http.
+/// Health checks are left alone (load balancers probe them over http).
+fn https_redirect(config: &HttpConfig, request: &Request) -> Option<Response<Body>> {
+    if !config.https_redirect || request.uri().path().starts_with("/health/") {
+        return None;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if config
+        .proxies
+        .forwarded_proto(peer, request.headers())
+        .as_deref()
+        != Some("http")
+    {
+        return None;
+    }
+    let origin = match &config.https_origin {
+        Some(origin) => origin.clone(),
+        None => {
+            let host = request.headers().get(header::HOST)?.to_str().ok()?;
+            let authority: axum::http::uri::Authority = host.parse().ok()?;
+            format!("https://{}", authority.host())
+        }
+    };
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::from_str(&format!("{origin}{target}")).ok()?;
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    response.headers_mut().insert(header::LOCATION, location);
+    Some(response)
 }

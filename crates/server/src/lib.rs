@@ -32,7 +32,7 @@ pub fn db_options(config: &Config) -> DbOptions {
         url: config.database_url.clone(),
         data_dir: config.data_dir.clone(),
         max_connections: config.db_max_connections,
-        acquire_timeout: std::time::Duration::from_secs(10),
+        acquire_timeout: config.db_acquire_timeout,
     }
 }
 
@@ -232,11 +232,25 @@ pub fn http_config(config: &Config) -> HttpConfig {
         request_timeout: config.request_timeout,
         cors_origins: config.cors_origins.clone(),
         hsts: config.hsts,
-        trust_proxy: config.trust_proxy,
+        proxies: inkcart_http::proxy::TrustedProxies::new(
+            config.trust_proxy,
+            config.trusted_proxies.clone(),
+        ),
         max_header_bytes: config.max_header_bytes,
         body_read_timeout: config.body_read_timeout,
+        https_redirect: config.https_redirect,
+        https_origin: https_origin(&config.public_url),
         graphiql: config.env == crate::config::Environment::Development,
     }
+}
+
+/// The scheme and authority of the public URL, when it is an https URL: where plain-http
+/// requests are redirected.
+fn https_origin(public_url: &str) -> Option<String> {
+    let uri: axum::http::Uri = public_url.parse().ok()?;
+    (uri.scheme_str() == Some("https"))
+        .then(|| uri.authority().map(|a| format!("https://{a}")))
+        .flatten()
 }
 
 /// The connection limits of `config`.

@@ -1,19 +1,23 @@
 //! Hardening: the server and its resources. Slow and oversized connections over a real socket,
-//! image decompression bombs and the decoding bound.
+//! image decompression bombs and the decoding bound, the client address behind proxies,
+//! response headers, and a PostgreSQL outage.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Request, header};
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, header};
 use inkcart::listen::ServerLimits;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tower::ServiceExt as _;
 
 use crate::api_test;
-use crate::support::{Login, TestApp, TestResponse};
+use crate::support::{Login, TestApp, TestResponse, test_config};
 
 /// A generous bound for answers that must come "at once" or after a short timeout: a
 /// failure guard, not a measurement.
@@ -510,3 +514,368 @@ api_test!(
         assert_eq!(normal.status, 201, "{}", normal.text);
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// The client address behind proxies.
+
+/// A request as it reaches inkcart from `peer`.
+fn from_peer(mut request: Request<Body>, peer: &str) -> Request<Body> {
+    let addr: SocketAddr = format!("{peer}:40000").parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(addr));
+    request
+}
+
+fn login_request(email: &str, password: &str, forwarded_for: &str) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-forwarded-for", forwarded_for)
+        .body(Body::from(
+            json!({"email": email, "password": password}).to_string(),
+        ))
+        .unwrap()
+}
+
+api_test!(
+    async fn a_forged_first_forwarded_hop_does_not_change_the_address_the_login_throttle_sees(app, |c| {
+        c.trust_proxy = true;
+        c.login_max_failures = 2;
+    }) {
+        app.sign_up("victim@example.com", None).await;
+        // Behind one proxy (127.0.0.1) that appends the real client, 203.0.113.7, the client
+        // forges a different first hop on every attempt.
+        for i in 1..=2 {
+            let forged = format!("198.51.100.{i}, 203.0.113.7");
+            let r = app
+                .send(from_peer(login_request("victim@example.com", "wrong-password", &forged), "127.0.0.1"))
+                .await;
+            assert_eq!(r.status, 401, "{}", r.text);
+        }
+        let third = app
+            .send(from_peer(
+                login_request("victim@example.com", crate::support::PASSWORD, "198.51.100.3, 203.0.113.7"),
+                "127.0.0.1",
+            ))
+            .await;
+        assert_eq!(third.status, 429, "the throttle saw a new address: {}", third.text);
+        // Another client behind the same proxy is not blocked.
+        let other = app
+            .send(from_peer(
+                login_request("victim@example.com", crate::support::PASSWORD, "203.0.113.8"),
+                "127.0.0.1",
+            ))
+            .await;
+        assert_eq!(other.status, 200, "{}", other.text);
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Response headers.
+
+api_test!(
+    async fn responses_that_carry_tokens_or_personal_data_are_marked_no_store(app) {
+        let signed_up = app
+            .post("/api/v1/users", None, json!({"email": "private@example.com", "password": crate::support::PASSWORD}))
+            .await;
+        assert_eq!(signed_up.status, 201);
+        assert_eq!(signed_up.header("cache-control"), Some("no-store"));
+        let login = app
+            .post("/api/v1/auth/login", None, json!({"email": "private@example.com", "password": crate::support::PASSWORD}))
+            .await;
+        assert_eq!(login.status, 200);
+        assert_eq!(login.header("cache-control"), Some("no-store"));
+        let token = login.body["token"].as_str().unwrap().to_owned();
+        let id = login.body["user"]["id"].as_str().unwrap().to_owned();
+        for path in [
+            "/api/v1/profile".to_owned(),
+            format!("/api/v1/users/{id}"),
+            format!("/api/v2/users/{id}"),
+            "/api/v1/orders".to_owned(),
+        ] {
+            let r = app.get(&path, Some(&token)).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+        }
+        let refreshed = app
+            .post("/api/v1/auth/refresh", None, json!({"refreshToken": login.body["refreshToken"]}))
+            .await;
+        assert_eq!(refreshed.header("cache-control"), Some("no-store"), "{}", refreshed.text);
+        let graphql = app
+            .post("/graphql", Some(&token), json!({"query": "{ users { id } }"}))
+            .await;
+        assert_eq!(graphql.status, 200, "{}", graphql.text);
+        assert_eq!(graphql.header("cache-control"), Some("no-store"));
+        // Errors on those routes too.
+        let denied = app.get("/api/v1/profile", Some("not-a-token")).await;
+        assert_eq!(denied.status, 401);
+        assert_eq!(denied.header("cache-control"), Some("no-store"));
+        // Public data keeps its own caching.
+        let posts = app.get("/api/v1/posts", None).await;
+        assert_eq!(posts.status, 200);
+        assert_eq!(posts.header("cache-control"), None);
+    }
+);
+
+api_test!(
+    async fn behind_a_tls_proxy_plain_http_requests_are_redirected_to_https_but_health_checks_are_not(app, |c| {
+        c.trust_proxy = true;
+        c.https_redirect = true;
+        c.public_url = "https://shop.example.com".to_owned();
+    }) {
+        let request = |path: &str, proto: &str| {
+            from_peer(
+                Request::builder()
+                    .uri(path)
+                    .header(header::HOST, "internal:3000")
+                    .header("x-forwarded-proto", proto)
+                    .body(Body::empty())
+                    .unwrap(),
+                "127.0.0.1",
+            )
+        };
+        let plain = app.send(request("/api/v1/posts?limit=5", "http")).await;
+        assert_eq!(plain.status, 308);
+        assert_eq!(plain.header("location"), Some("https://shop.example.com/api/v1/posts?limit=5"));
+        let health = app.send(request("/health/live", "http")).await;
+        assert_eq!(health.status, 200);
+        let ready = app.send(request("/health/ready", "http")).await;
+        assert_eq!(ready.status, 200);
+        let secure = app.send(request("/api/v1/posts?limit=5", "https")).await;
+        assert_eq!(secure.status, 200, "{}", secure.text);
+    }
+);
+
+api_test!(
+    async fn a_forwarded_scheme_from_an_untrusted_peer_is_ignored(app, |c| {
+        c.trust_proxy = true;
+        c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        c.https_redirect = true;
+    }) {
+        let request = |peer: &str| {
+            from_peer(
+                Request::builder()
+                    .uri("/api/v1/posts")
+                    .header(header::HOST, "shop.example.com:8080")
+                    .header("x-forwarded-proto", "http")
+                    .body(Body::empty())
+                    .unwrap(),
+                peer,
+            )
+        };
+        let untrusted = app.send(request("192.0.2.1")).await;
+        assert_eq!(untrusted.status, 200, "{}", untrusted.text);
+        // From a listed proxy, and without an https public URL: the request's host, port 443.
+        let trusted = app.send(request("10.1.2.3")).await;
+        assert_eq!(trusted.status, 308);
+        assert_eq!(trusted.header("location"), Some("https://shop.example.com/api/v1/posts"));
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// A PostgreSQL outage.
+
+/// How the proxy in front of PostgreSQL behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// Connections are refused, as by a stopped server.
+    Refused,
+    /// Connections are accepted and never answered, as across a network partition.
+    Silent,
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore, leaving the server
+/// itself (shared with other tests) alone. Cutting it also drops the connections it carries.
+struct CuttableProxy {
+    addr: SocketAddr,
+    link: watch::Sender<Link>,
+    applied: watch::Receiver<Link>,
+    /// Each carried connection holds a permit: all back means none is left.
+    pipes: Arc<Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const MAX_PIPES: u32 = 1024;
+
+impl CuttableProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (link, link_rx) = watch::channel(Link::Up);
+        let (applied_tx, applied) = watch::channel(Link::Up);
+        let pipes = Arc::new(Semaphore::new(MAX_PIPES as usize));
+        let task = tokio::spawn(Self::run(
+            listener,
+            upstream,
+            link_rx,
+            applied_tx,
+            Arc::clone(&pipes),
+        ));
+        Self {
+            addr,
+            link,
+            applied,
+            pipes,
+            task,
+        }
+    }
+
+    async fn run(
+        mut listener: TcpListener,
+        upstream: SocketAddr,
+        mut link: watch::Receiver<Link>,
+        applied: watch::Sender<Link>,
+        pipes: Arc<Semaphore>,
+    ) {
+        let addr = listener.local_addr().unwrap();
+        let mut silent = Vec::new();
+        loop {
+            let mode = *link.borrow_and_update();
+            if mode == Link::Refused {
+                // No listener, no connection: the port refuses until it is bound again.
+                drop(listener);
+                silent.clear();
+                applied.send_replace(mode);
+                let _ = link.wait_for(|l| *l != Link::Refused).await;
+                listener = TcpListener::bind(addr).await.unwrap();
+                continue;
+            }
+            if mode == Link::Up {
+                silent.clear();
+            }
+            applied.send_replace(mode);
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut client, _)) = accepted else { return };
+                    if mode == Link::Silent {
+                        silent.push(client);
+                        continue;
+                    }
+                    let Ok(permit) = Arc::clone(&pipes).acquire_owned().await else { return };
+                    let mut cut = link.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = cut.wait_for(|l| *l != Link::Up) => {}
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+                _ = link.changed() => {}
+            }
+        }
+    }
+
+    /// Switches the link and waits until the proxy behaves so (cut: no connection left).
+    async fn set(&mut self, link: Link) {
+        self.link.send_replace(link);
+        self.applied.wait_for(|l| *l == link).await.unwrap();
+        if link != Link::Up {
+            drop(self.pipes.acquire_many(MAX_PIPES).await.unwrap());
+        }
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `url` with its host and port replaced by `addr`, and the address it named.
+async fn through(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let (userinfo, host_port) = authority
+        .rsplit_once('@')
+        .map_or(("", authority), |(u, h)| (u, h));
+    let upstream = tokio::net::lookup_host(host_port)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let userinfo = if userinfo.is_empty() {
+        String::new()
+    } else {
+        format!("{userinfo}@")
+    };
+    (format!("{scheme}://{userinfo}{addr}/{path}"), upstream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_unreachable_requests_fail_fast_and_readiness_says_so_then_recover_at_once()
+ {
+    let Some(db) = inkcart_store::testing::postgres().await else {
+        return;
+    };
+    // The database's own URL tells where PostgreSQL is; the app reaches it through the proxy.
+    let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let (_, upstream) = through(&db.url(), placeholder).await;
+    let mut proxy = CuttableProxy::start(upstream).await;
+    let (url, _) = through(&db.url(), proxy.addr).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = inkcart::config::Config {
+        database_url: Some(url),
+        data_dir: data_dir.path().to_path_buf(),
+        post_cache_ttl: Duration::ZERO,
+        search_cache_ttl: Duration::ZERO,
+        ..test_config()
+    };
+    let app_db = inkcart::open_database(&config).await.unwrap();
+    let router = inkcart::router_for(
+        &config,
+        Arc::new(inkcart::build_app(&config, app_db).unwrap()),
+    );
+    let get = |path: &'static str| {
+        let router = router.clone();
+        async move {
+            let started = Instant::now();
+            let response = router
+                .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                started.elapsed(),
+            )
+        }
+    };
+    assert_eq!(get("/api/v1/posts").await.0, 200);
+    assert_eq!(get("/health/ready").await.0, 200);
+
+    // Well under the 10 s every request used to wait (the default acquire timeout is 2 s).
+    let bound = Duration::from_secs(8);
+    for link in [Link::Refused, Link::Silent] {
+        proxy.set(link).await;
+        let (status, body, took) = get("/api/v1/posts").await;
+        assert_eq!(status, 503, "{link:?}: {body}");
+        assert_eq!(body["error"], "ServiceUnavailable");
+        assert_eq!(body["message"], "Database unavailable");
+        assert_eq!(body["statusCode"], 503);
+        assert!(
+            took < bound,
+            "{link:?}: a request waited {took:?} for the database"
+        );
+        let (status, body, took) = get("/health/ready").await;
+        assert_eq!(status, 503, "{link:?}: {body}");
+        assert_eq!(body["status"], "unavailable");
+        assert_eq!(body["checks"]["database"], "unreachable");
+        assert!(took < bound, "{link:?}: readiness took {took:?}");
+        // The process itself is fine.
+        assert_eq!(get("/health/live").await.0, 200);
+    }
+
+    proxy.set(Link::Up).await;
+    let (status, body, _) = get("/api/v1/posts").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get("/health/ready").await.0, 200);
+}
