@@ -35,6 +35,15 @@ pub enum AppError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// The input is larger than the server is willing to process (bytes, pixels).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Every slot for this kind of work is taken: try again after a while.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

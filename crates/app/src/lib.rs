@@ -59,6 +59,8 @@ pub struct Settings {
     pub job_backoff: Duration,
     /// Request rate limits; `None`: off.
     pub rate_limits: Option<ratelimit::RateLimitPolicy>,
+    /// How uploaded images may be decoded: a pixel budget and a bound on concurrent decodes.
+    pub image_limits: uploads::ImageLimits,
 }
 
 impl Default for Settings {
@@ -76,6 +78,7 @@ impl Default for Settings {
             job_lease: Duration::from_secs(60),
             job_backoff: Duration::from_secs(2),
             rate_limits: Some(ratelimit::RateLimitPolicy::default()),
+            image_limits: uploads::ImageLimits::default(),
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct App {
     post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
     /// Pages of search results by query.
     post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
+    /// The slots images are decoded in.
+    image_decoding: Arc<uploads::DecodeGate>,
 }
 
 impl std::fmt::Debug for App {
@@ -161,6 +166,7 @@ impl App {
             POST_CACHE_KIB,
             blog::post_page_cache_weight,
         );
+        let image_decoding = Arc::new(uploads::DecodeGate::new(&settings.image_limits));
         Self {
             deps,
             settings,
@@ -168,6 +174,7 @@ impl App {
             post_cache,
             post_list_cache,
             post_search_cache,
+            image_decoding,
         }
     }
 

@@ -118,6 +118,7 @@ pub fn error_name(status: StatusCode, has_field_errors: bool) -> &'static str {
         413 => "PayloadTooLarge",
         415 => "UnsupportedMediaType",
         422 => "UnprocessableEntity",
+        431 => "RequestHeaderFieldsTooLarge",
         429 => "TooManyRequests",
         503 => "ServiceUnavailable",
         s if s >= 500 => "InternalServerError",
@@ -150,6 +151,14 @@ impl From<AppError> for ApiError {
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
             },
             AppError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            AppError::Busy {
+                message,
+                retry_after_secs,
+            } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
             AppError::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }

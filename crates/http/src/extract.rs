@@ -351,8 +351,9 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
     }
 }
 
-/// The client's IP address: the socket peer, or the first `X-Forwarded-For` hop when the
-/// server is configured to trust its proxy.
+/// The client's IP address: the socket peer or, behind trusted proxies, the right-most
+/// `X-Forwarded-For` hop that is not one of them (see [`crate::proxy::TrustedProxies`]).
+/// `unknown` when neither is known (in-process calls without a socket).
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
@@ -363,26 +364,17 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if state.http.trust_proxy {
-            let forwarded = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
-            if let Some(ip) = forwarded {
-                return Ok(Self(ip.to_owned()));
-            }
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(
-                || "unknown".to_owned(),
-                |ConnectInfo(addr)| addr.ip().to_string(),
-            );
-        Ok(Self(peer))
+            .map(|ConnectInfo(addr)| addr.ip());
+        Ok(Self(
+            state
+                .http
+                .proxies
+                .client_ip(peer, &parts.headers)
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        ))
     }
 }
 

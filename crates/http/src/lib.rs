@@ -10,6 +10,7 @@ pub mod extract;
 pub mod graphql;
 pub mod middleware;
 pub mod ratelimit;
+pub mod proxy;
 pub mod routes;
 
 use std::sync::Arc;
@@ -44,8 +45,16 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security`.
     pub hsts: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
-    pub trust_proxy: bool,
+    /// Whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (only proxies you control).
+    pub proxies: proxy::TrustedProxies,
+    /// Largest request head (request line and headers), in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// A request body must arrive whole within this time of its head; otherwise 408.
+    pub body_read_timeout: Duration,
+    /// Redirect requests that a trusted proxy received over plain http to https.
+    pub https_redirect: bool,
+    /// Where those redirects go (`https://host[:port]`); `None`: the request's host.
+    pub https_origin: Option<String>,
     /// Serve GraphiQL at `GET /graphql` (development).
     pub graphiql: bool,
 }
@@ -58,7 +67,11 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             hsts: false,
-            trust_proxy: false,
+            proxies: proxy::TrustedProxies::default(),
+            max_header_bytes: 16 * 1024,
+            body_read_timeout: Duration::from_secs(20),
+            https_redirect: false,
+            https_origin: None,
             graphiql: true,
         }
     }
@@ -315,6 +328,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .option_layer(middleware::cors(&config.cors_origins))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(MapResponseLayer::new(middleware::envelope_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&config),
+            middleware::edge,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             middleware::timeout,

@@ -2,16 +2,22 @@
 //! timeouts, panics, and the error envelope for errors produced outside our handlers.
 
 use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::body::{Body, HttpBody as _};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
+use http_body_util::BodyExt as _;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::{DeadlineBody, TimeoutError};
 use tracing::Instrument as _;
 
+use crate::HttpConfig;
 use crate::error::{ApiError, ErrorCause, INTERNAL_MESSAGE};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -222,4 +228,170 @@ pub fn envelope_errors(response: Response<Body>) -> Response<Body> {
     }
     rebuilt.extensions_mut().extend(parts.extensions);
     rebuilt
+}
+
+/// What every request passes before routing: plain-http requests behind a TLS-terminating proxy
+/// are redirected; an oversized head (431) or a declared body over the limit (413) is answered
+/// at once, without reading the body; the body must then arrive within the body-read timeout
+/// (408). Responses that may carry tokens or personal data are marked `no-store`.
+pub async fn edge(
+    State(config): State<Arc<HttpConfig>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    if let Some(redirect) = https_redirect(&config, &request) {
+        return redirect;
+    }
+    if head_size(&request) > config.max_header_bytes {
+        return closing(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request headers are too large",
+        ));
+    }
+    let limit = if request.uri().path() == crate::routes::uploads::UPLOADS_PATH {
+        config.upload_limit
+    } else {
+        config.body_limit
+    };
+    if declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
+        return closing(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body is too large",
+        ));
+    }
+    let no_store = no_store(&request);
+    let (request, timed_out) = with_body_deadline(request, config.body_read_timeout);
+    let mut response = next.run(request).await;
+    if timed_out.is_some_and(|flag| flag.load(Ordering::Acquire)) {
+        // Whatever the handler made of the failed read, the client was too slow.
+        response = closing(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request body was not received in time",
+        ));
+    }
+    match no_store {
+        NoStore::Always => {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        NoStore::Unless => {
+            response
+                .headers_mut()
+                .entry(header::CACHE_CONTROL)
+                .or_insert_with(|| HeaderValue::from_static("no-store"));
+        }
+        NoStore::No => {}
+    }
+    response
+}
+
+/// An error answered before the body was read: the connection closes after it, so that the
+/// client does not send a body nobody reads.
+fn closing(error: ApiError) -> Response<Body> {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The size of the request head as sent: request line and header lines.
+fn head_size(request: &Request) -> usize {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request.method().as_str().len() + target + " HTTP/1.1\r\n".len() + headers + 2
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Wraps a request body in a deadline counted from now; the flag tells whether it expired.
+fn with_body_deadline(request: Request, timeout: Duration) -> (Request, Option<Arc<AtomicBool>>) {
+    if request.body().is_end_stream() {
+        return (request, None);
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let expired = Arc::clone(&flag);
+    let request = request.map(|body| {
+        Body::new(DeadlineBody::new(timeout, body).map_err(move |err| {
+            if err.is::<TimeoutError>() {
+                expired.store(true, Ordering::Release);
+            }
+            err
+        }))
+    });
+    (request, Some(flag))
+}
+
+enum NoStore {
+    /// Tokens or personal data whatever the handler says.
+    Always,
+    /// Signed-in requests: unless the handler set its own `Cache-Control` (public data).
+    Unless,
+    No,
+}
+
+fn no_store(request: &Request) -> NoStore {
+    let path = request.uri().path();
+    let personal = path.starts_with("/api/v1/auth/")
+        || path == "/api/v1/profile"
+        || path == "/api/v1/users"
+        || path.starts_with("/api/v1/users/")
+        || path.starts_with("/api/v2/users/")
+        || path == "/graphql";
+    if personal {
+        NoStore::Always
+    } else if request.headers().contains_key(header::AUTHORIZATION) {
+        NoStore::Unless
+    } else {
+        NoStore::No
+    }
+}
+
+/// A permanent redirect to https for a request that a trusted proxy received over plain http.
+/// Health checks are left alone (load balancers probe them over http).
+fn https_redirect(config: &HttpConfig, request: &Request) -> Option<Response<Body>> {
+    if !config.https_redirect || request.uri().path().starts_with("/health/") {
+        return None;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if config
+        .proxies
+        .forwarded_proto(peer, request.headers())
+        .as_deref()
+        != Some("http")
+    {
+        return None;
+    }
+    let origin = match &config.https_origin {
+        Some(origin) => origin.clone(),
+        None => {
+            let host = request.headers().get(header::HOST)?.to_str().ok()?;
+            let authority: axum::http::uri::Authority = host.parse().ok()?;
+            format!("https://{}", authority.host())
+        }
+    };
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::from_str(&format!("{origin}{target}")).ok()?;
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    response.headers_mut().insert(header::LOCATION, location);
+    Some(response)
 }

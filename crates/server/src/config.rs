@@ -108,6 +108,32 @@ pub struct Config {
     pub rate_limits: Option<RateLimitPolicy>,
     /// Prefix of the rate-limit keys in Redis (several deployments may share one server).
     pub rate_limit_prefix: String,
+    // Connections, bodies, proxies, outages and uploads: the limits that keep one client from
+    // pinning or exhausting the server.
+    /// A connection must deliver a whole request head within this time of opening or of its
+    /// previous response (HTTP/1 keep-alive and idle HTTP/2 connections end after it too).
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this time of its head (408 otherwise).
+    pub body_read_timeout: Duration,
+    /// Connections served at once; the next ones wait in the listen queue.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) answered normally (431 beyond).
+    pub max_header_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_streams: u32,
+    /// Proxies whose `X-Forwarded-*` headers are believed, with `trust_proxy`; empty: the
+    /// socket peer only.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Redirect plain-http requests reported by a trusted proxy to https.
+    pub https_redirect: bool,
+    /// How long a request waits for a database connection before its 503.
+    pub db_acquire_timeout: Duration,
+    /// Largest image accepted for upload, in pixels (checked from the header, before decoding).
+    pub upload_max_pixels: u64,
+    /// Images decoded at once.
+    pub upload_decode_concurrency: usize,
+    /// How long an upload waits for a decoding slot before its 503.
+    pub upload_decode_wait: Duration,
 }
 
 /// Where jobs wait.
@@ -184,6 +210,17 @@ impl Default for Config {
             redis_url: None,
             rate_limits: Some(RateLimitPolicy::default()),
             rate_limit_prefix: "inkcart:rl:".to_owned(),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(20),
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            http2_max_streams: 100,
+            trusted_proxies: Vec::new(),
+            https_redirect: false,
+            db_acquire_timeout: Duration::from_secs(2),
+            upload_max_pixels: 40_000_000,
+            upload_decode_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
+            upload_decode_wait: Duration::from_secs(5),
         }
     }
 }
@@ -258,6 +295,17 @@ struct Raw {
     rate_limit_password_reset: Option<String>,
     rate_limit_verification: Option<String>,
     rate_limit_prefix: Option<String>,
+    header_read_timeout_secs: Option<String>,
+    body_read_timeout_secs: Option<String>,
+    max_connections: Option<String>,
+    max_header_bytes: Option<String>,
+    http2_max_streams: Option<String>,
+    trusted_proxies: Option<String>,
+    https_redirect: Option<String>,
+    db_acquire_timeout_ms: Option<String>,
+    upload_max_pixels: Option<String>,
+    upload_decode_concurrency: Option<String>,
+    upload_decode_wait_ms: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -326,6 +374,17 @@ const KEYS: &[&str] = &[
     "rate_limit_password_reset",
     "rate_limit_verification",
     "rate_limit_prefix",
+    "header_read_timeout_secs",
+    "body_read_timeout_secs",
+    "max_connections",
+    "max_header_bytes",
+    "http2_max_streams",
+    "trusted_proxies",
+    "https_redirect",
+    "db_acquire_timeout_ms",
+    "upload_max_pixels",
+    "upload_decode_concurrency",
+    "upload_decode_wait_ms",
 ];
 
 /// The problems found in the configuration, one line per bad key.
@@ -580,6 +639,28 @@ impl Config {
             .rate_limit_prefix
             .clone()
             .unwrap_or_else(|| d.rate_limit_prefix.clone());
+        let mut trusted_proxies = Vec::new();
+        for entry in raw
+            .trusted_proxies
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            match entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => p.bad(
+                    "trusted_proxies",
+                    "INKCART_TRUSTED_PROXIES",
+                    entry,
+                    "IP addresses or CIDR ranges separated by commas",
+                ),
+            }
+        }
         let jwt_secret = raw
             .jwt_secret
             .filter(|s| !s.is_empty())
@@ -628,7 +709,13 @@ impl Config {
                 .filter(|l| !l.trim().is_empty())
                 .unwrap_or(d.log_filter),
             cors_origins,
-            hsts: p.bool("hsts", "INKCART_HSTS", raw.hsts.as_deref(), d.hsts),
+            // HSTS is on in production unless turned off.
+            hsts: p.bool(
+                "hsts",
+                "INKCART_HSTS",
+                raw.hsts.as_deref(),
+                env == Environment::Production,
+            ),
             body_limit_bytes: p.num(
                 "body_limit_bytes",
                 "INKCART_BODY_LIMIT_BYTES",
@@ -812,7 +899,82 @@ impl Config {
             ),
             rate_limits,
             rate_limit_prefix,
+            header_read_timeout: p.secs(
+                "header_read_timeout_secs",
+                "INKCART_HEADER_READ_TIMEOUT_SECS",
+                raw.header_read_timeout_secs.as_deref(),
+                d.header_read_timeout,
+            ),
+            body_read_timeout: p.secs(
+                "body_read_timeout_secs",
+                "INKCART_BODY_READ_TIMEOUT_SECS",
+                raw.body_read_timeout_secs.as_deref(),
+                d.body_read_timeout,
+            ),
+            max_connections: p.num(
+                "max_connections",
+                "INKCART_MAX_CONNECTIONS",
+                raw.max_connections.as_deref(),
+                d.max_connections,
+                1,
+            ),
+            max_header_bytes: p.num(
+                "max_header_bytes",
+                "INKCART_MAX_HEADER_BYTES",
+                raw.max_header_bytes.as_deref(),
+                d.max_header_bytes,
+                1024,
+            ),
+            http2_max_streams: p.num(
+                "http2_max_streams",
+                "INKCART_HTTP2_MAX_STREAMS",
+                raw.http2_max_streams.as_deref(),
+                d.http2_max_streams,
+                1,
+            ),
+            trusted_proxies,
+            // Redirecting to https is on in production unless turned off (it acts only on
+            // requests a trusted proxy says came over plain http).
+            https_redirect: p.bool(
+                "https_redirect",
+                "INKCART_HTTPS_REDIRECT",
+                raw.https_redirect.as_deref(),
+                env == Environment::Production,
+            ),
+            db_acquire_timeout: Duration::from_millis(p.num(
+                "db_acquire_timeout_ms",
+                "INKCART_DB_ACQUIRE_TIMEOUT_MS",
+                raw.db_acquire_timeout_ms.as_deref(),
+                2000,
+                1,
+            )),
+            upload_max_pixels: p.num(
+                "upload_max_pixels",
+                "INKCART_UPLOAD_MAX_PIXELS",
+                raw.upload_max_pixels.as_deref(),
+                d.upload_max_pixels,
+                1,
+            ),
+            upload_decode_concurrency: p.num(
+                "upload_decode_concurrency",
+                "INKCART_UPLOAD_DECODE_CONCURRENCY",
+                raw.upload_decode_concurrency.as_deref(),
+                d.upload_decode_concurrency,
+                1,
+            ),
+            upload_decode_wait: Duration::from_millis(p.num(
+                "upload_decode_wait_ms",
+                "INKCART_UPLOAD_DECODE_WAIT_MS",
+                raw.upload_decode_wait_ms.as_deref(),
+                5000,
+                0,
+            )),
         };
+        if !config.trusted_proxies.is_empty() && !config.trust_proxy {
+            errors.push(
+                "INKCART_TRUSTED_PROXIES: set, but INKCART_TRUST_PROXY is off, so it would be ignored; turn trust_proxy on or unset the list".to_owned(),
+            );
+        }
         if config.env == Environment::Production {
             match &config.jwt_secret {
                 None => errors.push(
@@ -1233,6 +1395,126 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn hsts_and_the_https_redirect_are_on_in_production_unless_turned_off() {
+        let dev = load(&[]).unwrap();
+        assert!(!dev.hsts && !dev.https_redirect);
+        let secret = "x".repeat(32);
+        let prod = load(&[
+            ("INKCART_ENV", "production"),
+            ("INKCART_JWT_SECRET", &secret),
+        ])
+        .unwrap();
+        assert!(prod.hsts && prod.https_redirect);
+        let off = load(&[
+            ("INKCART_ENV", "production"),
+            ("INKCART_JWT_SECRET", &secret),
+            ("INKCART_HSTS", "false"),
+            ("INKCART_HTTPS_REDIRECT", "off"),
+        ])
+        .unwrap();
+        assert!(!off.hsts && !off.https_redirect);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges_and_need_trust_proxy() {
+        let config = load(&[
+            ("INKCART_TRUST_PROXY", "true"),
+            (
+                "INKCART_TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.10 ,2001:db8::/32",
+            ),
+        ])
+        .unwrap();
+        let nets: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.10/32", "2001:db8::/32"]);
+        assert!(load(&[]).unwrap().trusted_proxies.is_empty());
+        let errors = load(&[
+            ("INKCART_TRUST_PROXY", "true"),
+            ("INKCART_TRUSTED_PROXIES", "10.0.0.0/8, nginx"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("`nginx`"), "{errors:#?}");
+        let errors = load(&[("INKCART_TRUSTED_PROXIES", "10.0.0.1")])
+            .unwrap_err()
+            .0;
+        assert!(
+            errors[0].starts_with("INKCART_TRUSTED_PROXIES"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn upload_limits_have_defaults_and_can_be_set() {
+        let d = load(&[]).unwrap();
+        assert_eq!(d.upload_max_pixels, 40_000_000);
+        assert!(d.upload_decode_concurrency >= 1);
+        assert_eq!(d.upload_decode_wait, Duration::from_secs(5));
+        let c = load(&[
+            ("INKCART_UPLOAD_MAX_PIXELS", "1000000"),
+            ("INKCART_UPLOAD_DECODE_CONCURRENCY", "3"),
+            ("INKCART_UPLOAD_DECODE_WAIT_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.upload_max_pixels, 1_000_000);
+        assert_eq!(c.upload_decode_concurrency, 3);
+        assert_eq!(c.upload_decode_wait, Duration::ZERO);
+        let errors = load(&[
+            ("INKCART_UPLOAD_MAX_PIXELS", "many"),
+            ("INKCART_UPLOAD_DECODE_CONCURRENCY", "0"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_can_be_set() {
+        let d = load(&[]).unwrap();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(d.max_connections, 4096);
+        assert_eq!(d.max_header_bytes, 16 * 1024);
+        assert_eq!(d.http2_max_streams, 100);
+        let c = load(&[
+            ("INKCART_HEADER_READ_TIMEOUT_SECS", "3"),
+            ("INKCART_BODY_READ_TIMEOUT_SECS", "4"),
+            ("INKCART_MAX_CONNECTIONS", "100"),
+            ("INKCART_MAX_HEADER_BYTES", "8192"),
+            ("INKCART_HTTP2_MAX_STREAMS", "16"),
+        ])
+        .unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(4));
+        assert_eq!(c.max_connections, 100);
+        assert_eq!(c.max_header_bytes, 8192);
+        assert_eq!(c.http2_max_streams, 16);
+        let errors = load(&[
+            ("INKCART_MAX_CONNECTIONS", "0"),
+            ("INKCART_MAX_HEADER_BYTES", "100"),
+        ])
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+    }
+
+    #[test]
+    fn the_database_acquire_timeout_is_short_by_default_and_can_be_set() {
+        assert_eq!(
+            load(&[]).unwrap().db_acquire_timeout,
+            Duration::from_secs(2)
+        );
+        let c = load(&[("INKCART_DB_ACQUIRE_TIMEOUT_MS", "500")]).unwrap();
+        assert_eq!(c.db_acquire_timeout, Duration::from_millis(500));
+        assert!(load(&[("INKCART_DB_ACQUIRE_TIMEOUT_MS", "0")]).is_err());
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 pub mod adapters;
 pub mod config;
+pub mod listen;
 pub mod seed;
 pub mod telemetry;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -36,7 +36,7 @@ pub fn db_options(config: &Config) -> DbOptions {
         url: config.database_url.clone(),
         data_dir: config.data_dir.clone(),
         max_connections: config.db_max_connections,
-        acquire_timeout: std::time::Duration::from_secs(10),
+        acquire_timeout: config.db_acquire_timeout,
     }
 }
 
@@ -183,6 +183,11 @@ pub fn build_app_with(
             job_lease: config.job_lease,
             job_backoff: config.job_backoff,
             rate_limits: config.rate_limits,
+            image_limits: inkcart_app::uploads::ImageLimits {
+                max_pixels: config.upload_max_pixels,
+                decode_concurrency: config.upload_decode_concurrency,
+                decode_wait: config.upload_decode_wait,
+            },
             ..Settings::default()
         },
     ))
@@ -256,8 +261,35 @@ pub fn http_config(config: &Config) -> HttpConfig {
         request_timeout: config.request_timeout,
         cors_origins: config.cors_origins.clone(),
         hsts: config.hsts,
-        trust_proxy: config.trust_proxy,
+        proxies: inkcart_http::proxy::TrustedProxies::new(
+            config.trust_proxy,
+            config.trusted_proxies.clone(),
+        ),
+        max_header_bytes: config.max_header_bytes,
+        body_read_timeout: config.body_read_timeout,
+        https_redirect: config.https_redirect,
+        https_origin: https_origin(&config.public_url),
         graphiql: config.env == crate::config::Environment::Development,
+    }
+}
+
+/// The scheme and authority of the public URL, when it is an https URL: where plain-http
+/// requests are redirected.
+fn https_origin(public_url: &str) -> Option<String> {
+    let uri: axum::http::Uri = public_url.parse().ok()?;
+    (uri.scheme_str() == Some("https"))
+        .then(|| uri.authority().map(|a| format!("https://{a}")))
+        .flatten()
+}
+
+/// The connection limits of `config`.
+pub fn server_limits(config: &Config) -> listen::ServerLimits {
+    listen::ServerLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        max_header_bytes: config.max_header_bytes,
+        http2_max_streams: config.http2_max_streams,
+        grace: config.shutdown_grace,
     }
 }
 
@@ -280,39 +312,19 @@ pub fn router_for(config: &Config, app: Arc<App>) -> axum::Router {
     ))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections
-/// and lets in-flight requests finish, for at most `grace`.
+/// Serves `router` on `listener` with the default connection limits until `shutdown` resolves,
+/// then stops accepting connections and lets in-flight requests finish, for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
 ) -> anyhow::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stopping_tx.send(());
+    let limits = listen::ServerLimits {
+        grace,
+        ..listen::ServerLimits::default()
     };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let deadline = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result.context("server error"),
-        () = deadline => {
-            tracing::warn!(?grace, "in-flight requests did not finish in time; stopping anyway");
-            Ok(())
-        }
-    }
+    listen::serve(listener, router, shutdown, &limits).await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -212,7 +212,13 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    let served = inkcart::serve(listener, router, stopped(stop), config.shutdown_grace).await;
+    let served = inkcart::listen::serve(
+        listener,
+        router,
+        stopped(stop),
+        &inkcart::server_limits(config),
+    )
+    .await;
     if let Some(worker) = worker {
         worker.await.context("the worker ended abnormally")?;
     }

@@ -52,19 +52,26 @@ pub struct UploadForm {
     pub file: Vec<u8>,
 }
 
+/// Where uploads are posted (they have their own body limit).
+pub const UPLOADS_PATH: &str = "/api/v1/uploads";
+
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
 }
 
 /// Uploads an image (any signed-in user). A thumbnail is made beside it.
+///
+/// The image's dimensions are read from its header and held against the pixel budget before
+/// anything is decoded.
 #[utoipa::path(post, path = "/api/v1/uploads", tag = "uploads",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     security(("bearer" = [])), responses(
     (status = 201, body = UploadBody),
     (status = 400, body = ErrorBody, description = "No `file` field, or not a PNG/JPEG/WebP/GIF image"),
     (status = 401, body = ErrorBody),
-    (status = 413, body = ErrorBody, description = "Larger than the upload limit"),
+    (status = 413, body = ErrorBody, description = "Larger than the upload limit, or an image whose header claims more pixels than the pixel budget"),
     (status = 415, body = ErrorBody, description = "Not multipart/form-data"),
+    (status = 503, body = ErrorBody, description = "Every image decoder stayed busy; try again after `Retry-After` seconds"),
 ))]
 pub async fn upload(
     State(state): State<AppState>,
