@@ -970,7 +970,12 @@ mod tests {
             render_content(&table),
             Err(BlogError::ContentRendersTooLarge)
         );
-        let small = format!("{}|\n{}|\n{}", "|a".repeat(3), "|-".repeat(3), "x\n".repeat(20));
+        let small = format!(
+            "{}|\n{}|\n{}",
+            "|a".repeat(3),
+            "|-".repeat(3),
+            "x\n".repeat(20)
+        );
         assert!(render_content(&small).is_ok_and(|html| html.contains("<table>")));
     }
 

@@ -76,6 +76,14 @@ impl ApiError {
         }
     }
 
+    /// A 503 for a request the server has no room for now, with `Retry-After`.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
     pub fn validation(errors: Vec<FieldError>) -> Self {
         Self {
             errors: Some(errors),
@@ -116,6 +124,7 @@ pub fn error_name(status: StatusCode, has_field_errors: bool) -> &'static str {
         408 => "RequestTimeout",
         409 => "Conflict",
         413 => "PayloadTooLarge",
+        414 => "URITooLong",
         415 => "UnsupportedMediaType",
         422 => "UnprocessableEntity",
         431 => "RequestHeaderFieldsTooLarge",
@@ -155,10 +164,7 @@ impl From<AppError> for ApiError {
             AppError::Busy {
                 message,
                 retry_after_secs,
-            } => Self {
-                retry_after: Some(retry_after_secs),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-            },
+            } => Self::busy(message, retry_after_secs),
             AppError::Internal(e) => Self::internal(format!("{e:#}")),
         }
     }

@@ -9,8 +9,8 @@ pub mod error;
 pub mod extract;
 pub mod graphql;
 pub mod middleware;
-pub mod ratelimit;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routes;
 
 use std::sync::Arc;
@@ -51,6 +51,8 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// A request body must arrive whole within this time of its head; otherwise 408.
     pub body_read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once, all requests together; past it 503.
+    pub body_memory_bytes: usize,
     /// Redirect requests that a trusted proxy received over plain http to https.
     pub https_redirect: bool,
     /// Where those redirects go (`https://host[:port]`); `None`: the request's host.
@@ -70,6 +72,7 @@ impl Default for HttpConfig {
             proxies: proxy::TrustedProxies::default(),
             max_header_bytes: 16 * 1024,
             body_read_timeout: Duration::from_secs(20),
+            body_memory_bytes: 256 * 1024 * 1024,
             https_redirect: false,
             https_origin: None,
             graphiql: true,
@@ -329,7 +332,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(MapResponseLayer::new(middleware::envelope_errors))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&config),
+            middleware::Edge::new(Arc::clone(&config)),
             middleware::edge,
         ))
         .layer(axum::middleware::from_fn_with_state(

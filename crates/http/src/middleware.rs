@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody as _};
@@ -230,17 +230,40 @@ pub fn envelope_errors(response: Response<Body>) -> Response<Body> {
     rebuilt
 }
 
+/// The state of [`edge`]: the configuration and the budget of request bodies held in memory.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub config: Arc<HttpConfig>,
+    pub bodies: Arc<BodyBudget>,
+}
+
+impl Edge {
+    pub fn new(config: Arc<HttpConfig>) -> Self {
+        let bodies = Arc::new(BodyBudget::new(config.body_memory_bytes));
+        Self { config, bodies }
+    }
+}
+
 /// What every request passes before routing: plain-http requests behind a TLS-terminating proxy
-/// are redirected; an oversized head (431) or a declared body over the limit (413) is answered
-/// at once, without reading the body; the body must then arrive within the body-read timeout
-/// (408). Responses that may carry tokens or personal data are marked `no-store`.
-pub async fn edge(
-    State(config): State<Arc<HttpConfig>>,
-    request: Request,
-    next: Next,
-) -> Response<Body> {
-    if let Some(redirect) = https_redirect(&config, &request) {
+/// are redirected; an oversized request target (414) or head (431) or a declared body over the
+/// limit (413) is answered at once, without reading the body; the body must then arrive within
+/// the body-read timeout (408), and fit, with every other body being received or held, in the
+/// body memory budget (503). Responses that may carry tokens or personal data are marked
+/// `no-store`.
+pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response<Body> {
+    let config = &edge.config;
+    if let Some(redirect) = https_redirect(config, &request) {
         return redirect;
+    }
+    if request
+        .uri()
+        .path_and_query()
+        .is_some_and(|target| target.as_str().len() > config.max_header_bytes)
+    {
+        return closing(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "Request URI is too long",
+        ));
     }
     if head_size(&request) > config.max_header_bytes {
         return closing(ApiError::new(
@@ -261,6 +284,7 @@ pub async fn edge(
     }
     let no_store = no_store(&request);
     let (request, timed_out) = with_body_deadline(request, config.body_read_timeout);
+    let (request, held) = BodyBudget::hold(&edge.bodies, request);
     let mut response = next.run(request).await;
     if timed_out.is_some_and(|flag| flag.load(Ordering::Acquire)) {
         // Whatever the handler made of the failed read, the client was too slow.
@@ -268,7 +292,14 @@ pub async fn edge(
             StatusCode::REQUEST_TIMEOUT,
             "Request body was not received in time",
         ));
+    } else if held.as_ref().is_some_and(Held::refused) {
+        response = closing(ApiError::busy(
+            "The server is receiving too many request bodies at once; try again shortly",
+            1,
+        ));
     }
+    // The body the handler read is gone with it: its bytes return to the budget.
+    drop(held);
     match no_store {
         NoStore::Always => {
             response
@@ -317,6 +348,142 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Bytes of request bodies that may be in memory at once, across all requests: what a body
+/// brings in is counted as it arrives and given back when its request is answered (or
+/// abandoned). A body that does not fit is cut off, and its request answered 503, so that many
+/// large bodies at once (uploads, JSON) cannot take the process's memory.
+#[derive(Debug)]
+pub struct BodyBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl BodyBudget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes counted now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Counts `request`'s body against the budget; the returned [`Held`] gives the bytes back
+    /// when dropped.
+    fn hold(budget: &Arc<Self>, request: Request) -> (Request, Option<Held>) {
+        if request.body().is_end_stream() {
+            return (request, None);
+        }
+        let held = Held {
+            budget: Arc::clone(budget),
+            counted: Arc::new(Counted::default()),
+        };
+        let counted = Arc::clone(&held.counted);
+        let budget = Arc::clone(budget);
+        let request = request.map(|body| {
+            Body::new(Budgeted {
+                inner: body,
+                budget,
+                counted,
+            })
+        });
+        (request, Some(held))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counted {
+    bytes: AtomicUsize,
+    refused: AtomicBool,
+}
+
+/// One request's share of the [`BodyBudget`].
+#[derive(Debug)]
+struct Held {
+    budget: Arc<BodyBudget>,
+    counted: Arc<Counted>,
+}
+
+impl Held {
+    fn refused(&self) -> bool {
+        self.counted.refused.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget
+            .give_back(self.counted.bytes.swap(0, Ordering::AcqRel));
+    }
+}
+
+/// The error of a body cut off by the budget.
+#[derive(Debug)]
+struct OverBudget;
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request bodies over the memory budget")
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+/// A request body whose data frames are counted against the budget as they arrive.
+struct Budgeted {
+    inner: Body,
+    budget: Arc<BodyBudget>,
+    counted: Arc<Counted>,
+}
+
+impl axum::body::HttpBody for Budgeted {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(data)) = frame
+            .as_ref()
+            .map(|f| f.as_ref().map(http_body::Frame::data_ref))
+            && let Some(data) = data
+        {
+            let bytes = data.len();
+            if !self.budget.take(bytes) {
+                self.counted.refused.store(true, Ordering::Release);
+                return std::task::Poll::Ready(Some(Err(OverBudget.into())));
+            }
+            self.counted.bytes.fetch_add(bytes, Ordering::AcqRel);
+        }
+        std::task::Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Wraps a request body in a deadline counted from now; the flag tells whether it expired.

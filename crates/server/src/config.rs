@@ -115,6 +115,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// A request body must arrive whole within this time of its head (408 otherwise).
     pub body_read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once, all requests together.
+    pub body_memory_bytes: usize,
     /// Connections served at once; the next ones wait in the listen queue.
     pub max_connections: usize,
     /// Largest request head (request line and headers) answered normally (431 beyond).
@@ -212,6 +214,7 @@ impl Default for Config {
             rate_limit_prefix: "inkcart:rl:".to_owned(),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(20),
+            body_memory_bytes: 256 * 1024 * 1024,
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
             http2_max_streams: 100,
@@ -297,6 +300,7 @@ struct Raw {
     rate_limit_prefix: Option<String>,
     header_read_timeout_secs: Option<String>,
     body_read_timeout_secs: Option<String>,
+    body_memory_bytes: Option<String>,
     max_connections: Option<String>,
     max_header_bytes: Option<String>,
     http2_max_streams: Option<String>,
@@ -376,6 +380,7 @@ const KEYS: &[&str] = &[
     "rate_limit_prefix",
     "header_read_timeout_secs",
     "body_read_timeout_secs",
+    "body_memory_bytes",
     "max_connections",
     "max_header_bytes",
     "http2_max_streams",
@@ -911,6 +916,13 @@ impl Config {
                 raw.body_read_timeout_secs.as_deref(),
                 d.body_read_timeout,
             ),
+            body_memory_bytes: p.num(
+                "body_memory_bytes",
+                "INKCART_BODY_MEMORY_BYTES",
+                raw.body_memory_bytes.as_deref(),
+                d.body_memory_bytes,
+                1,
+            ),
             max_connections: p.num(
                 "max_connections",
                 "INKCART_MAX_CONNECTIONS",
@@ -970,6 +982,12 @@ impl Config {
                 0,
             )),
         };
+        if config.body_memory_bytes < config.upload_limit_bytes.max(config.body_limit_bytes) {
+            errors.push(format!(
+                "INKCART_BODY_MEMORY_BYTES: must hold at least one largest body ({} bytes: the larger of INKCART_UPLOAD_LIMIT_BYTES and INKCART_BODY_LIMIT_BYTES)",
+                config.upload_limit_bytes.max(config.body_limit_bytes)
+            ));
+        }
         if !config.trusted_proxies.is_empty() && !config.trust_proxy {
             errors.push(
                 "INKCART_TRUSTED_PROXIES: set, but INKCART_TRUST_PROXY is off, so it would be ignored; turn trust_proxy on or unset the list".to_owned(),

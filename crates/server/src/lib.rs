@@ -267,6 +267,7 @@ pub fn http_config(config: &Config) -> HttpConfig {
         ),
         max_header_bytes: config.max_header_bytes,
         body_read_timeout: config.body_read_timeout,
+        body_memory_bytes: config.body_memory_bytes,
         https_redirect: config.https_redirect,
         https_origin: https_origin(&config.public_url),
         graphiql: config.env == crate::config::Environment::Development,

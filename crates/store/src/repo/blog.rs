@@ -966,7 +966,6 @@ impl PostRepo for SqlStore {
             .collect()
     }
 
-
     async fn insert_comment(&self, tx: &mut dyn Tx, c: &Comment) -> AppResult<()> {
         comments::Entity::insert(comments::ActiveModel {
             id: Set(c.id),

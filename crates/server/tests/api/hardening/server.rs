@@ -458,6 +458,94 @@ async fn upload(app: &TestApp, user: &Login, bytes: &[u8]) -> TestResponse {
     .await
 }
 
+/// A request whose JSON body the test streams in chunks: `feed` returns once the server has
+/// taken the previous chunk (the channel holds one), so what the server holds is known without
+/// waiting on time.
+struct Streamed {
+    chunks: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    answer: tokio::task::JoinHandle<u16>,
+}
+
+impl Streamed {
+    fn start(app: &TestApp, uri: &str, length: usize) -> Self {
+        let (chunks, receiver) = tokio::sync::mpsc::channel(1);
+        let body = Body::from_stream(futures::stream::unfold(receiver, |mut r| async move {
+            r.recv().await.map(|chunk| (chunk, r))
+        }));
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, length)
+            .body(body)
+            .unwrap();
+        let router = app.router.clone();
+        let answer =
+            tokio::spawn(async move { router.oneshot(request).await.unwrap().status().as_u16() });
+        Self { chunks, answer }
+    }
+
+    /// Sends `bytes`, then waits until the server has read them.
+    async fn feed(&self, bytes: Vec<u8>) {
+        self.chunks.send(Ok(bytes.into())).await.unwrap();
+        // The channel holds one chunk: this send completes once the server took the first.
+        let _ = self.chunks.send(Ok(axum::body::Bytes::new())).await;
+    }
+}
+
+api_test!(
+    async fn request_bodies_beyond_the_memory_budget_are_refused_while_the_others_go_on(app, |c| {
+        c.body_limit_bytes = 1024 * 1024;
+        c.upload_limit_bytes = 1024 * 1024;
+        c.body_memory_bytes = 2 * 1024 * 1024;
+    }) {
+        // A sign-up body of 900 KB: a JSON object whose name is too long.
+        let body = |filler: &str| {
+            format!(r#"{{"email":"a@example.com","password":"Secret123","name":"{}"}}"#, filler.repeat(900_000))
+                .into_bytes()
+        };
+        let full = body("x");
+        let (head, tail) = full.split_at(full.len() - 10);
+        // Two bodies of 900 KB are held at once, each short of its last bytes.
+        let first = Streamed::start(&app, "/api/v1/users", full.len());
+        first.feed(head.to_vec()).await;
+        let second = Streamed::start(&app, "/api/v1/users", full.len());
+        second.feed(head.to_vec()).await;
+        // A third does not fit in 2 MiB: 503 at once, while the others are still arriving.
+        let third = Streamed::start(&app, "/api/v1/users", full.len());
+        third.chunks.send(Ok(head.to_vec().into())).await.unwrap();
+        assert_eq!(third.answer.await.unwrap(), 503);
+        // The first two complete and are answered on their merits (a name that long is a 400).
+        first.feed(tail.to_vec()).await;
+        drop(first.chunks);
+        assert_eq!(first.answer.await.unwrap(), 400);
+        second.feed(tail.to_vec()).await;
+        drop(second.chunks);
+        assert_eq!(second.answer.await.unwrap(), 400);
+        // Their bytes went back to the budget: two more fit again.
+        for _ in 0..2 {
+            let again = Streamed::start(&app, "/api/v1/users", full.len());
+            again.feed(full.clone()).await;
+            drop(again.chunks);
+            assert_eq!(again.answer.await.unwrap(), 400);
+        }
+        let r = app
+            .post("/api/v1/users", None, json!({"email": "ok@example.com", "password": "Secret123"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+);
+
+api_test!(
+    async fn a_request_target_longer_than_the_head_limit_is_a_414(app) {
+        let long = format!("/api/v1/products?search={}", "a".repeat(20_000));
+        let r = app.get(&long, None).await;
+        r.assert_error(414, "URITooLong", "Request URI is too long");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(app.get("/api/v1/products?search=mug", None).await.status, 200);
+    }
+);
+
 api_test!(
     async fn a_png_bomb_is_refused_from_its_header_without_being_decoded(app) {
         let user = app.viewer("bomber@example.com").await;
