@@ -198,7 +198,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::payments))
         .routes(routes!(orders::top_products))
         .routes(routes!(orders::sales))
-        .routes(routes!(graphql::graphql))
+        .routes(routes!(graphql::graphql, graphql::graphiql))
 }
 
 /// The OpenAPI document of the REST API.
@@ -211,7 +211,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// No text the server takes may hold NUL (PostgreSQL text cannot store it, and the extractors
 /// refuse it): every string schema without a pattern, format or enum of its own says so with a
-/// pattern. Patterns written by hand exclude NUL themselves.
+/// pattern. Patterns written by hand exclude NUL themselves. The GraphQL request is the
+/// exception: a NUL in its document or operation name is answered as any other bad document,
+/// with a GraphQL error in a 200 (and a NUL in a variable's string is a `ValidationError`).
 fn no_nul_in_strings(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     use serde_json::Value;
     fn walk(value: &mut Value) {
@@ -237,12 +239,27 @@ fn no_nul_in_strings(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi 
     let Ok(mut value) = serde_json::to_value(&doc) else {
         return doc;
     };
+    let schemas = value
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut);
+    let graphql = schemas.and_then(|schemas| schemas.remove(GRAPHQL_REQUEST));
     walk(&mut value);
+    if let (Some(graphql), Some(schemas)) = (
+        graphql,
+        value
+            .pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut),
+    ) {
+        schemas.insert(GRAPHQL_REQUEST.to_owned(), graphql);
+    }
     serde_json::from_value(value).unwrap_or(doc)
 }
 
 /// The pattern of text without NUL.
 pub const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// The schema of `POST /graphql`'s body, whose strings may hold NUL ([`no_nul_in_strings`]).
+const GRAPHQL_REQUEST: &str = "GraphqlRequestBody";
 
 fn uploads_api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(routes::uploads::upload))
@@ -301,7 +318,6 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
 
     let limits = state.clone();
     let router = api
-        .route("/graphql", axum::routing::get(graphql::graphiql))
         .route(
             "/graphql/assets/{file}",
             axum::routing::get(graphql::graphiql_asset),

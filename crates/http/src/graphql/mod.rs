@@ -331,7 +331,12 @@ fn graphiql_off() -> crate::error::ApiError {
     )
 }
 
-/// `GET /graphql`: GraphiQL, in development.
+/// The GraphiQL explorer, an HTML page that sends its queries to `POST /graphql`. Served in
+/// development only (`INKCART_ENV=development`).
+#[utoipa::path(get, path = "/graphql", tag = "graphql", security(()), responses(
+    (status = 200, content_type = "text/html", body = String, description = "The GraphiQL page"),
+    (status = 404, body = ErrorBody, description = "GraphiQL is off (production)"),
+))]
 pub async fn graphiql(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     if !state.http.graphiql {

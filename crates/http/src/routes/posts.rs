@@ -540,6 +540,7 @@ pub struct ListCommentsParams {
 #[utoipa::path(get, path = "/api/v1/posts/{post}/comments", tag = "posts", params(("post" = String, Path, description = "The post's id or slug"), ListCommentsParams), responses(
     (status = 200, body = CommentList),
     (status = 400, body = ErrorBody, description = "Bad cursor or limit"),
+    (status = 401, body = ErrorBody, description = "A token was sent and is not valid"),
     (status = 404, body = ErrorBody),
 ))]
 pub async fn comments(

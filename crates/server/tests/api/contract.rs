@@ -97,3 +97,37 @@ fn every_documented_error_answers_with_the_envelope() {
         }
     }
 }
+
+crate::api_test!(
+    async fn a_token_that_is_not_valid_is_a_documented_401_wherever_it_is_refused(app) {
+        // Every operation, with a token no server issued: where it answers 401 (optional-auth
+        // reads included), the document must say so; nowhere may it be a 5xx.
+        let doc = serde_json::to_value(inkcart_http::openapi()).unwrap();
+        let id = "0193a4c2-0000-7000-8000-000000000000";
+        let mut refused = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let mut uri = String::new();
+            for (n, part) in path.split('{').enumerate() {
+                match part.split_once('}') {
+                    Some((_, rest)) if n > 0 => uri.push_str(&format!("{id}{rest}")),
+                    _ => uri.push_str(part),
+                }
+            }
+            for (method, op) in item.as_object().unwrap() {
+                let method: axum::http::Method = method.to_uppercase().parse().unwrap();
+                let body = matches!(method.as_str(), "POST" | "PUT" | "PATCH")
+                    .then(|| serde_json::json!({}));
+                let response = app.call(method.clone(), &uri, Some("not-a-token"), body).await;
+                assert!(response.status.as_u16() < 500, "{method} {path}: {}", response.text);
+                if response.status == 401 {
+                    refused += 1;
+                    assert!(
+                        op["responses"]["401"].is_object(),
+                        "{method} {path} answers an invalid token with 401 but does not document it"
+                    );
+                }
+            }
+        }
+        assert!(refused > 30, "only {refused} operations refused the token");
+    }
+);
