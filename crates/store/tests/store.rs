@@ -1059,7 +1059,7 @@ db_test!(
 
 db_test!(
     async fn posts_written_before_the_published_search_migration_are_searched_as_if_each_had_been_written_after_it(db) {
-        // The migration m20261201_000001_published_search gave PostgreSQL's search its
+        // The migration m20261201_000001 (published_search) gave PostgreSQL's search its
         // own table of published posts, filled from the posts already there (on SQLite it
         // changes nothing). The later ones are undone first (m20261202_000001_email_token_address
         // adds a column to email tokens), so that this one still runs on posts written before it.

@@ -1,6 +1,9 @@
 //! Migrations, written once with SeaQuery's schema builder so that SQLite and PostgreSQL get
 //! the same tables, constraints (named `<table>_<cols>_key`, `<table>_<col>_fkey`) and indexes
 //! (`idx_<table>_<cols>`). Versions are timestamps; a migration never changes once released.
+//! A file's name says what its migration does and on which engine; the name a database records
+//! is the migration's `name()`, which never changes (two files were renamed after release and
+//! keep their first names there).
 
 use sea_orm_migration::prelude::*;
 
@@ -8,8 +11,8 @@ mod m20261128_000001_identity;
 mod m20261128_000002_shop;
 mod m20261128_000003_blog;
 mod m20261128_000004_jobs;
-mod m20261128_000005_search_published;
-mod m20261201_000001_published_search;
+mod m20261128_000005_sqlite_fts_of_published_posts;
+mod m20261201_000001_postgres_published_search_table;
 mod m20261202_000001_email_token_address;
 
 #[derive(Debug)]
@@ -89,9 +92,36 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_shop::Migration),
             Box::new(m20261128_000003_blog::Migration),
             Box::new(m20261128_000004_jobs::Migration),
-            Box::new(m20261128_000005_search_published::Migration),
-            Box::new(m20261201_000001_published_search::Migration),
+            Box::new(m20261128_000005_sqlite_fts_of_published_posts::Migration),
+            Box::new(m20261201_000001_postgres_published_search_table::Migration),
             Box::new(m20261202_000001_email_token_address::Migration),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_databases_recorded_never_change() {
+        // A database knows which migrations it ran by these names: a new name would run a
+        // migration again. Only new names may be added, at the end.
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "m20261128_000001_identity",
+                "m20261128_000002_shop",
+                "m20261128_000003_blog",
+                "m20261128_000004_jobs",
+                "m20261128_000005_search_published",
+                "m20261201_000001_published_search",
+                "m20261202_000001_email_token_address",
+            ]
+        );
     }
 }

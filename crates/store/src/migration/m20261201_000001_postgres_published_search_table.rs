@@ -14,8 +14,15 @@ use sea_orm_migration::sea_orm::DbBackend;
 
 use super::execute_on;
 
-#[derive(DeriveMigrationName)]
 pub struct Migration;
+
+/// The name databases recorded when they ran this migration (under its first file name): it
+/// must never change, or the migration would run again.
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261201_000001_published_search"
+    }
+}
 
 const UP: &[&str] = &[
     "CREATE TABLE published_search ( \

@@ -13,8 +13,15 @@ use sea_orm_migration::sea_orm::DbBackend;
 use super::execute_on;
 use super::m20261128_000003_blog::{SQLITE_FTS_INSERT_TRIGGER, SQLITE_FTS_UPDATE_TRIGGER};
 
-#[derive(DeriveMigrationName)]
 pub struct Migration;
+
+/// The name databases recorded when they ran this migration (under its first file name): it
+/// must never change, or the migration would run again.
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261128_000005_search_published"
+    }
+}
 
 const UP: &[&str] = &[
     "DROP TRIGGER posts_search_insert",
