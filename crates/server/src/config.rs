@@ -1,15 +1,23 @@
 //! Typed configuration from the environment and an optional `inkcart.toml`, validated at
-//! start. Every key is listed in `docs/configuration.md`.
+//! start.
+//!
+//! Every key is declared once, in the `keys!` table below: its file name, environment
+//! variable, type, default, check, documentation and, when it is one, its field of [`Config`].
+//! The tables of `docs/configuration.md` are generated from that table (a test fails when the
+//! file is out of date).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use inkcart_app::ports::Quota;
 use inkcart_app::ratelimit::RateLimitPolicy;
 use serde::Deserialize;
+
+use crate::adapters::mail::{SmtpSettings, SmtpTls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -43,101 +51,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub env: Environment,
-    pub data_dir: PathBuf,
-    pub database_url: Option<String>,
-    pub db_max_connections: u32,
-    pub bind: IpAddr,
-    pub port: u16,
-    /// `None` in development until [`Config::ensure_jwt_secret`] has generated one.
-    pub jwt_secret: Option<Secret>,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub log_format: LogFormat,
-    pub log_filter: String,
-    pub cors_origins: Vec<String>,
-    pub hsts: bool,
-    pub body_limit_bytes: usize,
-    pub request_timeout: Duration,
-    pub shutdown_grace: Duration,
-    pub login_max_failures: u32,
-    pub login_window: Duration,
-    pub trust_proxy: bool,
-    /// Zero: no product cache.
-    pub product_cache_ttl: Duration,
-    /// Lifetime of cached posts and post-list pages; zero: no post caches.
-    pub post_cache_ttl: Duration,
-    /// Life of a cached page of search results; zero turns that cache off.
-    pub search_cache_ttl: Duration,
-    /// The URL clients reach this server at (links in emails, local file URLs).
-    pub public_url: String,
-    pub upload_limit_bytes: usize,
-    pub storage: StorageConfig,
-    pub graphql_depth_limit: usize,
-    pub graphql_complexity_limit: usize,
-    pub graphql_introspection: bool,
-    /// Longest GraphQL document (`query`), in bytes.
-    pub graphql_max_document_bytes: usize,
-    /// Longest GraphQL `variables`, in bytes of compact JSON.
-    pub graphql_max_variables_bytes: usize,
-    /// Deepest nesting in a GraphQL request (brackets before parsing, selections through
-    /// fragments, variables); at most 64.
-    pub graphql_max_nesting: usize,
-    /// Most nodes of a GraphQL document with its fragments expanded (and values in its variables).
-    pub graphql_max_nodes: usize,
-    /// Most root mutation fields one GraphQL request may run.
-    pub graphql_max_mutations: usize,
-    /// SMTP server for outgoing mail; `None`: `.eml` files in `<data dir>/mail`.
-    pub smtp: Option<crate::adapters::mail::SmtpSettings>,
-    /// The sender of every email (`Name <address>`).
-    pub mail_from: String,
-    /// NATS server that outbox events are published to, if any.
-    pub nats_url: Option<String>,
-    pub worker_concurrency: usize,
-    pub worker_poll: Duration,
-    pub job_timeout: Duration,
-    pub job_lease: Duration,
-    pub job_max_attempts: i32,
-    pub job_backoff: Duration,
-    pub job_queue: JobQueueConfig,
-    pub redis_url: Option<String>,
-    /// Request rate limits; `None` when `INKCART_RATE_LIMITS=off`.
-    pub rate_limits: Option<RateLimitPolicy>,
-    /// Prefix of the rate-limit keys in Redis (several deployments may share one server).
-    pub rate_limit_prefix: String,
-    // Connections, bodies, proxies, outages and uploads: the limits that keep one client from
-    // pinning or exhausting the server.
-    /// A connection must deliver a whole request head within this time of opening or of its
-    /// previous response (HTTP/1 keep-alive and idle HTTP/2 connections end after it too).
-    pub header_read_timeout: Duration,
-    /// A request body must arrive whole within this time of its head (408 otherwise).
-    pub body_read_timeout: Duration,
-    /// Bytes of request bodies held in memory at once, all requests together.
-    pub body_memory_bytes: usize,
-    /// Connections served at once; the next ones wait in the listen queue.
-    pub max_connections: usize,
-    /// Largest request head (request line and headers) answered normally (431 beyond).
-    pub max_header_bytes: usize,
-    /// Concurrent streams per HTTP/2 connection.
-    pub http2_max_streams: u32,
-    /// Proxies whose `X-Forwarded-*` headers are believed, with `trust_proxy`; empty: the
-    /// socket peer only.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Redirect plain-http requests reported by a trusted proxy to https.
-    pub https_redirect: bool,
-    /// How long a request waits for a database connection before its 503.
-    pub db_acquire_timeout: Duration,
-    /// Largest image accepted for upload, in pixels (checked from the header, before decoding).
-    pub upload_max_pixels: u64,
-    /// Images decoded at once.
-    pub upload_decode_concurrency: usize,
-    /// How long an upload waits for a decoding slot before its 503.
-    pub upload_decode_wait: Duration,
-}
-
 /// Where jobs wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobQueueConfig {
@@ -163,234 +76,719 @@ pub enum StorageConfig {
     },
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            env: Environment::Development,
-            data_dir: PathBuf::from("./data"),
-            database_url: None,
-            db_max_connections: 16,
-            bind: IpAddr::from([127, 0, 0, 1]),
-            port: 3000,
-            jwt_secret: None,
-            access_token_ttl: Duration::from_secs(15 * 60),
-            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
-            log_format: LogFormat::Text,
-            log_filter: "info,sqlx=warn".to_owned(),
-            cors_origins: Vec::new(),
-            hsts: false,
-            body_limit_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(30),
-            login_max_failures: 5,
-            login_window: Duration::from_secs(15 * 60),
-            trust_proxy: false,
-            product_cache_ttl: Duration::from_secs(30),
-            post_cache_ttl: Duration::from_secs(5),
-            search_cache_ttl: Duration::from_secs(60),
-            public_url: "http://127.0.0.1:3000".to_owned(),
-            upload_limit_bytes: 10 * 1024 * 1024,
-            storage: StorageConfig::Local { dir: None },
-            graphql_depth_limit: 10,
-            graphql_complexity_limit: 50_000,
-            graphql_introspection: true,
-            graphql_max_document_bytes: 32 * 1024,
-            graphql_max_variables_bytes: 512 * 1024,
-            graphql_max_nesting: 32,
-            graphql_max_nodes: 10_000,
-            graphql_max_mutations: 5,
-            smtp: None,
-            mail_from: "inkcart <no-reply@localhost>".to_owned(),
-            nats_url: None,
-            worker_concurrency: 4,
-            worker_poll: Duration::from_millis(500),
-            job_timeout: Duration::from_secs(60),
-            job_lease: Duration::from_secs(60),
-            job_max_attempts: 5,
-            job_backoff: Duration::from_secs(2),
-            job_queue: JobQueueConfig::Database,
-            redis_url: None,
-            rate_limits: Some(RateLimitPolicy::default()),
-            rate_limit_prefix: "inkcart:rl:".to_owned(),
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(20),
-            body_memory_bytes: 256 * 1024 * 1024,
-            max_connections: 4096,
-            max_header_bytes: 16 * 1024,
-            http2_max_streams: 100,
-            trusted_proxies: Vec::new(),
-            https_redirect: false,
-            db_acquire_timeout: Duration::from_secs(2),
-            upload_max_pixels: 40_000_000,
-            upload_decode_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
-            upload_decode_wait: Duration::from_secs(5),
+/// The `storage` key, before the keys of the chosen storage are read into a [`StorageConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StorageKind {
+    Local,
+    S3,
+}
+
+/// `Some` of its argument, or `None` without one (an optional part of a key declaration).
+macro_rules! opt {
+    () => {
+        None
+    };
+    ($value:expr) => {
+        Some($value)
+    };
+}
+
+/// Declares every configuration key, and from that one table generates: the fields of
+/// [`Config`], the keys the file may hold (`Raw`), the environment variables read
+/// (`NAMES`), the reading and checking of each key, and the documentation's tables.
+///
+/// A key is `name: Type => field { ... }`: `name` is its name in the file (and, upper-cased
+/// after `INKCART_`, in the environment), `field` the [`Config`] field it sets (none when a
+/// field made of several keys, in `composed`, uses it). In the braces: `var`, a conventional
+/// variable read besides `INKCART_<NAME>` that wins over it and names the key in errors;
+/// `default`, which may use the keys declared above it; `shown`, the default as the
+/// documentation says it when not the default itself; `check`, a [`Check`] that turns the
+/// text into the value; `when`, a condition on the keys above, without which the key is not
+/// read. Its doc comment is its line in `docs/configuration.md`.
+macro_rules! keys {
+    (
+        $(
+            section $section:literal {
+                $(
+                    $(#[doc = $doc:literal])*
+                    $key:ident : $ty:ty $(=> $field:ident)? {
+                        $(var: $var:literal,)?
+                        default: $default:expr,
+                        $(shown: $shown:literal,)?
+                        check: $check:expr,
+                        $(when: $when:expr,)?
+                    }
+                )*
+            }
+        )*
+        composed {
+            $(
+                $(#[doc = $cdoc:literal])*
+                $cfield:ident : $cty:ty = $build:expr;
+            )*
         }
+    ) => {
+        /// The validated configuration: a field for each key that is one (its meaning is in
+        /// `docs/configuration.md`), and the fields made of several keys.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $($($(pub $field: $ty,)?)*)*
+            $(
+                $(#[doc = $cdoc])*
+                pub $cfield: $cty,
+            )*
+        }
+
+        /// Every key as text, before validation.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            $($($key: Option<String>,)*)*
+        }
+
+        /// Every key, in the order of the documentation.
+        const NAMES: &[Name] = &[$($(Name { key: stringify!($key), var: opt!($($var)?) },)*)*];
+
+        impl Config {
+            /// Each key read and checked on its own; the problems in the returned errors.
+            fn read_keys(raw: &Raw, errors: &mut Errors) -> Self {
+                $($(
+                    let $key: $ty = {
+                        let default: $ty = $default;
+                        let text = raw.$key.as_deref();
+                        $(let text = text.filter(|_| $when);)?
+                        match text {
+                            Some(text) => Check::<$ty>::read(
+                                &$check,
+                                &Name { key: stringify!($key), var: opt!($($var)?) },
+                                text,
+                                default,
+                                errors,
+                            ),
+                            None => default,
+                        }
+                    };
+                )*)*
+                Self {
+                    $($($($field: $key,)?)*)*
+                    $($cfield: $build,)*
+                }
+            }
+        }
+
+        /// Every key as the documentation lists it, in order.
+        fn documented() -> Vec<Documented> {
+            let mut keys = Vec::new();
+            $($(
+                let $key: $ty = $default;
+                keys.push(Documented {
+                    section: $section,
+                    name: Name { key: stringify!($key), var: opt!($($var)?) },
+                    default: opt!($($shown)?)
+                        .map_or_else(|| Check::<$ty>::show(&$check, &$key), str::to_owned),
+                    doc: concat!($($doc),*).trim(),
+                });
+            )*)*
+            keys
+        }
+    };
+}
+
+keys! {
+    section "General" {
+        /// `development` or `production`. Production refuses to start without a JWT secret of
+        /// at least 32 bytes, or with a wildcard CORS origin.
+        env: Environment => env {
+            default: Environment::Development,
+            check: Choice,
+        }
+        /// Where the embedded SQLite database (`inkcart.db`) and the development JWT secret
+        /// (`jwt-secret`) live. Created if missing.
+        data_dir: PathBuf => data_dir {
+            default: PathBuf::from("./data"),
+            check: AsIs,
+        }
+        /// Unset: embedded SQLite in the data dir. `postgres://user@host:5432/db` (or
+        /// `postgresql://`): PostgreSQL. `sqlite:///path/file.db`: another SQLite file.
+        database_url: Option<String> => database_url {
+            var: "DATABASE_URL",
+            default: None,
+            check: DatabaseUrl,
+        }
+        /// Size of the PostgreSQL pool, or of the SQLite reader pool (SQLite writes always go
+        /// through one connection).
+        db_max_connections: u32 => db_max_connections {
+            default: 16,
+            check: Num { min: 1 },
+        }
+        /// How long a request waits for a database connection (a free one in the pool, or a
+        /// new one being opened) before it is answered 503 `Database unavailable`. While
+        /// PostgreSQL is down, every request fails after this long and `/health/ready` turns
+        /// not-ready within it (it reads twice: up to twice this); once PostgreSQL is back, the
+        /// next request succeeds. On SQLite it is also the busy timeout of the database file.
+        /// Also bounds the first connection at start.
+        db_acquire_timeout_ms: Duration => db_acquire_timeout {
+            default: Duration::from_secs(2),
+            check: Millis { min: 1 },
+        }
+        /// Address to listen on (`0.0.0.0` for every interface).
+        bind: IpAddr => bind {
+            default: IpAddr::from([127, 0, 0, 1]),
+            check: Parse("an IP address such as 127.0.0.1 or 0.0.0.0"),
+        }
+        /// Port to listen on.
+        port: u16 => port {
+            var: "PORT",
+            default: 3000,
+            check: Parse("a port number (0-65535)"),
+        }
+        /// HS256 key for access tokens. In development, when unset, 64 random bytes are
+        /// generated once and kept in `<data_dir>/jwt-secret` (mode 0600). Required (≥ 32
+        /// bytes) in production.
+        jwt_secret: Option<Secret> => jwt_secret {
+            default: None,
+            shown: "generated in development",
+            check: NonEmpty,
+        }
+        /// Lifetime of an access token (15 minutes).
+        access_token_ttl_secs: Duration => access_token_ttl {
+            default: Duration::from_secs(15 * 60),
+            check: Secs,
+        }
+        /// Lifetime of a refresh token (7 days); each rotation starts a new lifetime.
+        refresh_token_ttl_secs: Duration => refresh_token_ttl {
+            default: Duration::from_secs(7 * 24 * 3600),
+            check: Secs,
+        }
+        /// `text` (readable) or `json` (one JSON object per line).
+        log_format: LogFormat => log_format {
+            default: LogFormat::Text,
+            check: Choice,
+        }
+        /// Log filter in `RUST_LOG` syntax, e.g. `debug` or `info,inkcart_http=debug`. At
+        /// `info`, each request writes one access line (request id, method, path, status,
+        /// latency); `debug` also wraps everything logged while serving a request in a
+        /// `request` span carrying its id. Lines are written by a thread of their own; none is
+        /// dropped.
+        log: String => log_filter {
+            default: "info,sqlx=warn".to_owned(),
+            check: NonBlank,
+        }
+        /// Comma-separated allowed origins (`https://app.example.com`). Empty: no CORS
+        /// headers. `*`: any origin (development only).
+        cors_origins: Vec<String> => cors_origins {
+            default: Vec::new(),
+            check: Origins,
+        }
+        /// Send `Strict-Transport-Security: max-age=31536000; includeSubDomains`. Production is
+        /// expected to be served over HTTPS (directly or behind a TLS-terminating proxy); turn
+        /// it off only if it is not.
+        hsts: bool => hsts {
+            default: env == Environment::Production,
+            shown: "`true` in production, `false` in development",
+            check: Flag,
+        }
+        /// Largest accepted request body outside uploads (JSON, GraphQL); larger bodies get
+        /// 413. A `Content-Length` over it is answered 413 at once, before any of the body is
+        /// read, and the connection is closed.
+        body_limit_bytes: usize => body_limit_bytes {
+            default: 1024 * 1024,
+            check: Num { min: 1 },
+        }
+        /// A request still running after this long is answered with 503.
+        request_timeout_secs: Duration => request_timeout {
+            default: Duration::from_secs(30),
+            check: Secs,
+        }
+        /// A connection must deliver a complete request head (request line and headers)
+        /// within this time of being opened, or of the end of its previous response; otherwise
+        /// it is closed without an answer. This also closes HTTP/1.1 keep-alive connections
+        /// idle this long, and HTTP/2 connections with no request in progress this long (after
+        /// a GOAWAY, and at most as long again). Behind a proxy that keeps connections to
+        /// inkcart open, set the proxy's idle timeout below this (nginx: `keepalive_timeout` in
+        /// the `upstream` block).
+        header_read_timeout_secs: Duration => header_read_timeout {
+            default: Duration::from_secs(10),
+            check: Secs,
+        }
+        /// A request body must arrive whole within this time of the request head; otherwise
+        /// the request is answered 408 `RequestTimeout` and the connection closed. Keep it
+        /// below `request_timeout_secs` (else the 503 comes first). A whole upload
+        /// (`upload_limit_bytes`) must fit in it: 10 MiB in 20 s needs about 4 Mbit/s.
+        body_read_timeout_secs: Duration => body_read_timeout {
+            default: Duration::from_secs(20),
+            check: Secs,
+        }
+        /// Bytes of request bodies held in memory at once, all requests together (256 MiB): a
+        /// body is counted as it arrives and given back when its request is answered. A body
+        /// that does not fit is cut off and its request answered 503 `ServiceUnavailable` with
+        /// `Retry-After: 1` and `Connection: close`, so that many large bodies at once (4,096
+        /// connections × a 10 MiB upload would be 40 GiB) cannot exhaust memory. At least the
+        /// larger of `upload_limit_bytes` and `body_limit_bytes`.
+        body_memory_bytes: usize => body_memory_bytes {
+            default: 256 * 1024 * 1024,
+            check: Num { min: 1 },
+        }
+        /// Connections served at once. Past it, new connections wait in the operating system's
+        /// listen queue until one closes (they are not refused). Keep it below the process's
+        /// open-file limit (`ulimit -n`) minus the database pool.
+        max_connections: usize => max_connections {
+            default: 4096,
+            check: Num { min: 1 },
+        }
+        /// Largest request head (request line and headers). A request target (path and query)
+        /// longer than it is answered 414 `URITooLong` with the error envelope. A head over it
+        /// and up to twice its size is answered 431 `RequestHeaderFieldsTooLarge` with the
+        /// error envelope; past twice its size the HTTP library (hyper) stops reading and
+        /// answers a bare `431` without a body, then closes the connection. More than 100
+        /// header fields get the same bare 431, and a malformed request (an unparsable request
+        /// line or header) a bare `400`: hyper writes those answers itself before inkcart sees
+        /// the request, so they cannot carry the envelope. At least 1024.
+        max_header_bytes: usize => max_header_bytes {
+            default: 16 * 1024,
+            check: Num { min: 1024 },
+        }
+        /// Requests in progress at once on one HTTP/2 connection (HTTP/2 without TLS, "prior
+        /// knowledge"; TLS is the proxy's). The HTTP/2 header list is limited like an HTTP/1.1
+        /// head (twice `max_header_bytes`).
+        http2_max_streams: u32 => http2_max_streams {
+            default: 100,
+            check: Num { min: 1 },
+        }
+        /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the
+        /// process exits.
+        shutdown_grace_secs: Duration => shutdown_grace {
+            default: Duration::from_secs(30),
+            check: Secs,
+        }
+        /// Login attempts allowed per (client address, email) within the window; then 429 with
+        /// `Retry-After`, even for the right password. An attempt counts from the moment it is
+        /// made (before the password is checked), so concurrent attempts cannot exceed it; a
+        /// successful login clears the count. The same number of wrong current passwords is
+        /// allowed per account (changing the email or the password). Stays on with
+        /// `rate_limits = off`: it protects accounts, not capacity.
+        login_max_failures: u32 => login_max_failures {
+            default: 5,
+            check: Num { min: 1 },
+        }
+        /// The window for the count above (15 minutes).
+        login_window_secs: Duration => login_window {
+            default: Duration::from_secs(15 * 60),
+            check: Secs,
+        }
+        /// Behind a reverse proxy you control: believe `X-Forwarded-For` and
+        /// `X-Forwarded-Proto` from the proxies of `trusted_proxies`. The client address (for
+        /// the login throttle and the logs) is then the right-most `X-Forwarded-For` hop that
+        /// is not a trusted proxy: a proxy appends the address it was called from, and
+        /// everything to the left of that was written by the client. Off: the socket peer,
+        /// whatever the headers say.
+        trust_proxy: bool => trust_proxy {
+            default: false,
+            check: Flag,
+        }
+        /// With `trust_proxy`: the proxies, as IP addresses and CIDR ranges separated by
+        /// commas (`10.0.0.0/8, 192.0.2.10`). Requests from any other peer have their
+        /// forwarding headers ignored; trusted hops are skipped from the right of
+        /// `X-Forwarded-For`. Empty: whatever peer connects is taken as the one proxy in front
+        /// of inkcart (right for a proxy on the same host or network namespace). Setting it
+        /// without `trust_proxy` is an error.
+        trusted_proxies: Vec<ipnet::IpNet> => trusted_proxies {
+            default: Vec::new(),
+            shown: "empty: the socket peer only",
+            check: Networks,
+        }
+        /// With `trust_proxy`: a request that a trusted proxy reports (`X-Forwarded-Proto:
+        /// http`) as received over plain http is answered `308 Permanent Redirect` to the same
+        /// path and query on https: the origin of `public_url` when that is an `https://` URL,
+        /// else the request's host on port 443. `/health/*` is never redirected (load balancers
+        /// probe it over http). Without `trust_proxy` it does nothing.
+        https_redirect: bool => https_redirect {
+            default: env == Environment::Production,
+            shown: "`true` in production, `false` in development",
+            check: Flag,
+        }
+    }
+
+    section "Files and caches" {
+        /// The URL clients reach this server at: file URLs of local storage (and, later, links
+        /// in emails).
+        public_url: String => public_url {
+            default: "http://127.0.0.1:3000".to_owned(),
+            check: HttpUrl,
+        }
+        /// How long a product stays in the in-process cache. Writes through this instance
+        /// invalidate at once; this bounds staleness caused by other instances. `0` turns the
+        /// cache off (every read goes to the database). At most a year.
+        product_cache_ttl_secs: Duration => product_cache_ttl {
+            default: Duration::from_secs(30),
+            check: CacheTtl,
+        }
+        /// How long a published post (`GET /api/v1/posts/{post}`, GraphQL `post`) and a page of
+        /// the post list (`GET /api/v1/posts`, GraphQL `posts`) stay in the in-process caches;
+        /// drafts are never cached. Every post or comment write, author-name change and account
+        /// deletion through this instance clears both caches at once; this bounds staleness
+        /// caused by other instances. An entry read in the second half of its life is reloaded
+        /// in the background while it is served, so busy posts and pages never expire under
+        /// load. `0` turns both caches off (every read goes to the database). At most a year.
+        post_cache_ttl_secs: Duration => post_cache_ttl {
+            default: Duration::from_secs(5),
+            check: CacheTtl,
+        }
+        /// How long a page of search results (`GET /api/v1/posts?search=…`, GraphQL
+        /// `posts(search:)`) stays in its in-process cache. Cleared with the post caches by
+        /// every write through this instance; the lifetime bounds staleness caused by other
+        /// instances. Longer than a post's because ranking a search page costs tens of
+        /// milliseconds of the database, and results a minute behind another instance's write
+        /// are acceptable where a post page that old is not. `0` turns it off. At most a year.
+        search_cache_ttl_secs: Duration => search_cache_ttl {
+            default: Duration::from_secs(60),
+            check: CacheTtl,
+        }
+        /// Largest accepted upload (10 MiB); larger ones get 413 (a `Content-Length` over it:
+        /// at once, before the body is read).
+        upload_limit_bytes: usize => upload_limit_bytes {
+            default: 10 * 1024 * 1024,
+            check: Num { min: 1 },
+        }
+        /// Most pixels (width × height) an uploaded image may have. Read from the image's
+        /// header before anything is decoded; over it: 413 `PayloadTooLarge` naming the image's
+        /// size. The decoded pixels may take at most 4 bytes each (so 16-bit-per-channel images
+        /// get half as many): 160 MB at the default. The decoder's allocation limit is twice
+        /// that (320 MB); the PNG and GIF decoders keep to it, the JPEG and WebP decoders are
+        /// bounded by the pixel check only. Animated GIF and WebP count once: only the first
+        /// frame is decoded (for the thumbnail).
+        upload_max_pixels: u64 => upload_max_pixels {
+            default: 40_000_000,
+            check: Num { min: 1 },
+        }
+        /// Images decoded at once (each on a thread of the blocking pool, never on the threads
+        /// that serve requests). With the defaults, decoding takes at most this × 320 MB.
+        upload_decode_concurrency: usize => upload_decode_concurrency {
+            default: std::thread::available_parallelism().map_or(1, usize::from),
+            shown: "the number of cores",
+            check: Num { min: 1 },
+        }
+        /// How long an upload waits for a decoding slot; then 503 `ServiceUnavailable` with
+        /// `Retry-After: 2`. `0`: no wait.
+        upload_decode_wait_ms: Duration => upload_decode_wait {
+            default: Duration::from_secs(5),
+            check: Millis { min: 0 },
+        }
+        /// Where uploads go: `local` (a directory, served by inkcart at `/files/{key}`) or `s3`
+        /// (any S3-compatible service).
+        storage: StorageKind {
+            default: StorageKind::Local,
+            check: Choice,
+        }
+        /// The directory of `local` storage.
+        storage_dir: Option<PathBuf> {
+            default: None,
+            shown: "`<data_dir>/files`",
+            check: AsIs,
+        }
+        /// The S3-compatible endpoint, e.g. `http://127.0.0.1:9000` (MinIO) — unset for AWS
+        /// itself. `http://` endpoints are allowed.
+        s3_endpoint: Option<String> {
+            default: None,
+            shown: "AWS",
+            check: NonBlank,
+        }
+        /// The bucket (required with `storage = s3`).
+        s3_bucket: Option<String> {
+            default: None,
+            shown: "—",
+            check: NonBlank,
+        }
+        /// The region.
+        s3_region: String {
+            default: "us-east-1".to_owned(),
+            check: AsIs,
+        }
+        /// With the secret below; without them the usual AWS sources apply (instance roles,
+        /// `AWS_*` variables).
+        s3_access_key_id: Option<String> {
+            default: None,
+            shown: "from the environment",
+            check: AsIs,
+        }
+        /// The secret of the access key above.
+        s3_secret_access_key: Option<String> {
+            default: None,
+            shown: "from the environment",
+            check: AsIs,
+        }
+        /// Path-style URLs (`<endpoint>/<bucket>/<key>`), as MinIO and most S3-compatible
+        /// servers want; `false` for virtual-hosted style.
+        s3_path_style: bool {
+            default: true,
+            check: Flag,
+            when: storage == StorageKind::S3,
+        }
+        /// Where clients fetch uploaded files from (a CDN in front of the bucket, say). Objects
+        /// are written under `uploads/`; the bucket must let clients read them (a bucket policy
+        /// or the CDN).
+        storage_public_url: Option<String> {
+            default: None,
+            shown: "the bucket's URL",
+            check: AsIs,
+        }
+    }
+
+    section "GraphQL" {
+        /// Deepest nesting of selections a GraphQL query may have (`{ posts { author { name } }
+        /// }` is 3).
+        graphql_depth_limit: usize => graphql_depth_limit {
+            default: 10,
+            check: Num { min: 1 },
+        }
+        /// Most a GraphQL query may cost. A unit is about 100 bytes of the response or of the
+        /// rows read to answer it: a field costs 1, or its longest value (a text of `n`
+        /// characters costs `6n/100`: a title 12, a comment 300, a post's content 6,000; its
+        /// HTML, at most 600 KB, 12,000 — both are read together, so each costs 18,000); a list
+        /// costs 1 plus, for each item of the largest page it may return (its `limit`, or the
+        /// default), whichever is more of what the item reads (a post 68, a comment 307, a
+        /// product 613, an order with its 100 lines 1,301) and what is selected of it. The
+        /// default bounds the response and the rows read for the worst accepted query to about
+        /// 5 MB (see "GraphQL" in `docs/api.md`).
+        graphql_complexity_limit: usize => graphql_complexity_limit {
+            default: 50_000,
+            check: Num { min: 1 },
+        }
+        /// Answer `__schema` / `__type` queries. GraphiQL (`GET /graphql`) follows the
+        /// environment: development only.
+        graphql_introspection: bool => graphql_introspection {
+            default: env == Environment::Development,
+            shown: "`true` in development, `false` in production",
+            check: Flag,
+        }
+        /// Longest GraphQL document (the `query` text), in bytes; a longer one is refused
+        /// unparsed (`PayloadTooLarge`). Long texts belong in variables.
+        graphql_max_document_bytes: usize => graphql_max_document_bytes {
+            default: 32 * 1024,
+            check: Num { min: 1 },
+        }
+        /// Longest GraphQL `variables`, in bytes of compact JSON (`PayloadTooLarge`). The
+        /// default fits a post of 100,000 four-byte characters.
+        graphql_max_variables_bytes: usize => graphql_max_variables_bytes {
+            default: 512 * 1024,
+            check: Num { min: 1 },
+        }
+        /// Deepest nesting in a GraphQL request: of `{`, `[` and `(` in the document (outside
+        /// strings and comments), counted before it is parsed; of selections once fragment
+        /// spreads are expanded (a spread counts as a level); of lists and objects in the
+        /// variables. Deeper is refused (`BadRequest`): the parser and validation recurse once
+        /// per level. At most 64; keep it above `graphql_depth_limit` plus the nesting of your
+        /// arguments.
+        graphql_max_nesting: usize => graphql_max_nesting {
+            default: 32,
+            // The parser and validation recurse once per level or more.
+            check: NumUpTo { min: 1, max: inkcart_http::graphql::MAX_NESTING_CEILING },
+        }
+        /// Most nodes (fields, fragment spreads, inline fragments, directives, arguments,
+        /// values, variable definitions) a GraphQL document may have once every fragment spread
+        /// is replaced by its fragment, and most values its variables may hold. Measured in
+        /// time linear in the document before validation, which walks the expanded document:
+        /// fragments that spread the previous one several times would otherwise make it
+        /// exponential.
+        graphql_max_nodes: usize => graphql_max_nodes {
+            default: 10_000,
+            check: Num { min: 1 },
+        }
+        /// Most root mutation fields one GraphQL request may run, aliases and fields spread
+        /// from fragments included (`BadRequest` before any runs).
+        graphql_max_mutations: usize => graphql_max_mutations {
+            default: 5,
+            check: Num { min: 1 },
+        }
+    }
+
+    section "Mail, events and jobs" {
+        /// SMTP server for outgoing mail. Unset: each message is written as an `.eml` file
+        /// under `<data_dir>/mail` and logged.
+        smtp_host: Option<String> {
+            default: None,
+            check: NonBlank,
+        }
+        /// `starttls`, `tls` (implicit TLS) or `none` (local relays and tests only).
+        smtp_tls: SmtpTls {
+            default: SmtpTls::StartTls,
+            check: Choice,
+            when: smtp_host.is_some(),
+        }
+        /// Port (the default follows `smtp_tls`).
+        smtp_port: u16 {
+            default: match smtp_tls {
+                SmtpTls::StartTls => 587,
+                SmtpTls::Tls => 465,
+                SmtpTls::None => 25,
+            },
+            shown: "587 / 465 / 25",
+            check: Parse("a port number"),
+            when: smtp_host.is_some(),
+        }
+        /// With the password below, SMTP authentication.
+        smtp_username: Option<String> {
+            default: None,
+            check: NonEmpty,
+        }
+        /// The password of `smtp_username`.
+        smtp_password: Option<String> {
+            default: None,
+            check: NonEmpty,
+        }
+        /// Sender of every email.
+        mail_from: String => mail_from {
+            default: "inkcart <no-reply@localhost>".to_owned(),
+            check: Mailbox,
+        }
+        /// Publish every outbox event to NATS JetStream (`inkcart.events.<Type>`, stream
+        /// `INKCART_EVENTS`).
+        nats_url: Option<String> => nats_url {
+            default: None,
+            check: NonBlank,
+        }
+        /// Where jobs wait: `database` (the `jobs` table; enqueued in the transaction of the
+        /// event) or `redis`.
+        job_queue: JobQueueConfig => job_queue {
+            default: JobQueueConfig::Database,
+            check: Choice,
+        }
+        /// Redis, e.g. `redis://127.0.0.1:6379`: for `job_queue = redis`, and, whenever it is
+        /// set (and `rate_limits` is on), for request budgets shared by every instance.
+        redis_url: Option<String> => redis_url {
+            var: "REDIS_URL",
+            default: None,
+            check: NonBlank,
+        }
+        /// Jobs one worker process runs at once.
+        worker_concurrency: usize => worker_concurrency {
+            default: 4,
+            check: Num { min: 1 },
+        }
+        /// How often an idle worker looks for due jobs and new events.
+        worker_poll_ms: Duration => worker_poll {
+            default: Duration::from_millis(500),
+            check: Millis { min: 1 },
+        }
+        /// A job running longer fails (and is retried).
+        job_timeout_secs: Duration => job_timeout {
+            default: Duration::from_secs(60),
+            check: Secs,
+        }
+        /// How long a worker holds a job; renewed every third of it while the job runs. A
+        /// worker that dies loses its jobs to others when the lease ends.
+        job_lease_secs: Duration => job_lease {
+            default: Duration::from_secs(60),
+            check: Secs,
+        }
+        /// Attempts before a job is `dead` (kept with its last error; an admin can retry it).
+        job_max_attempts: i32 => job_max_attempts {
+            default: 5,
+            check: Num { min: 1 },
+        }
+        /// First retry delay; each next one doubles (capped at an hour), with 50–100 % jitter.
+        job_backoff_ms: Duration => job_backoff {
+            default: Duration::from_secs(2),
+            check: Millis { min: 1 },
+        }
+    }
+
+    section "Rate limits" {
+        /// Request rate limits (below). `off` turns every one of them off, with a warning in
+        /// the log at start: for load tests and local development only. The failed-login
+        /// throttle and the one-mail-a-minute rules stay.
+        rate_limits: bool {
+            default: true,
+            shown: "`on`",
+            check: Flag,
+        }
+        /// Requests per client address, on every route but `/health/*`.
+        rate_limit_ip: Quota {
+            default: RateLimitPolicy::default().per_ip,
+            check: RateQuota,
+        }
+        /// Requests per signed-in user (a bearer token with a valid signature), from all their
+        /// addresses together; charged besides the address's.
+        rate_limit_user: Quota {
+            default: RateLimitPolicy::default().per_user,
+            check: RateQuota,
+        }
+        /// `POST /api/v1/users`, and each GraphQL `createUser`.
+        rate_limit_sign_up: Quota {
+            default: RateLimitPolicy::default().sign_up,
+            check: RateQuota,
+        }
+        /// `POST /api/v1/auth/login` (password spraying across accounts; the per-account
+        /// throttle is `login_max_failures`).
+        rate_limit_login: Quota {
+            default: RateLimitPolicy::default().login,
+            check: RateQuota,
+        }
+        /// `POST /api/v1/auth/refresh` (an office's sessions all refresh every 15 minutes
+        /// through one address).
+        rate_limit_refresh: Quota {
+            default: RateLimitPolicy::default().refresh,
+            check: RateQuota,
+        }
+        /// `POST /api/v1/auth/password-reset/request` and `/confirm` together.
+        rate_limit_password_reset: Quota {
+            default: RateLimitPolicy::default().password_reset,
+            check: RateQuota,
+        }
+        /// `POST /api/v1/auth/verify-email/request` and `/confirm` together.
+        rate_limit_verification: Quota {
+            default: RateLimitPolicy::default().verification,
+            check: RateQuota,
+        }
+        /// Prefix of the budget keys in Redis (deployments sharing one Redis use different
+        /// ones).
+        rate_limit_prefix: String => rate_limit_prefix {
+            default: "inkcart:rl:".to_owned(),
+            check: AsIs,
+        }
+    }
+
+    composed {
+        /// Where uploaded files go: `storage` and the keys of that storage.
+        storage: StorageConfig = match storage {
+            StorageKind::Local => StorageConfig::Local { dir: storage_dir },
+            StorageKind::S3 => StorageConfig::S3 {
+                endpoint: s3_endpoint,
+                bucket: s3_bucket.unwrap_or_default(),
+                region: s3_region,
+                access_key_id: s3_access_key_id,
+                secret_access_key: s3_secret_access_key,
+                path_style: s3_path_style,
+                public_url: storage_public_url,
+            },
+        };
+        /// SMTP server for outgoing mail; `None`: `.eml` files in `<data dir>/mail`.
+        smtp: Option<SmtpSettings> = smtp_host.map(|host| SmtpSettings {
+            host: host.trim().to_owned(),
+            port: smtp_port,
+            tls: smtp_tls,
+            username: smtp_username,
+            password: smtp_password,
+        });
+        /// Request rate limits; `None` when `INKCART_RATE_LIMITS=off`.
+        rate_limits: Option<RateLimitPolicy> = rate_limits.then_some(RateLimitPolicy {
+            per_ip: rate_limit_ip,
+            per_user: rate_limit_user,
+            sign_up: rate_limit_sign_up,
+            login: rate_limit_login,
+            refresh: rate_limit_refresh,
+            password_reset: rate_limit_password_reset,
+            verification: rate_limit_verification,
+        });
     }
 }
 
-/// Every key as text, before validation. File keys and the environment variables
-/// `INKCART_<KEY>` use these names; `DATABASE_URL` and `PORT` are also read as such.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    env: Option<String>,
-    data_dir: Option<String>,
-    database_url: Option<String>,
-    db_max_connections: Option<String>,
-    bind: Option<String>,
-    port: Option<String>,
-    jwt_secret: Option<String>,
-    access_token_ttl_secs: Option<String>,
-    refresh_token_ttl_secs: Option<String>,
-    log_format: Option<String>,
-    log: Option<String>,
-    cors_origins: Option<String>,
-    hsts: Option<String>,
-    body_limit_bytes: Option<String>,
-    request_timeout_secs: Option<String>,
-    shutdown_grace_secs: Option<String>,
-    login_max_failures: Option<String>,
-    login_window_secs: Option<String>,
-    trust_proxy: Option<String>,
-    product_cache_ttl_secs: Option<String>,
-    post_cache_ttl_secs: Option<String>,
-    search_cache_ttl_secs: Option<String>,
-    public_url: Option<String>,
-    upload_limit_bytes: Option<String>,
-    storage: Option<String>,
-    storage_dir: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_bucket: Option<String>,
-    s3_region: Option<String>,
-    s3_access_key_id: Option<String>,
-    s3_secret_access_key: Option<String>,
-    s3_path_style: Option<String>,
-    storage_public_url: Option<String>,
-    graphql_depth_limit: Option<String>,
-    graphql_complexity_limit: Option<String>,
-    graphql_introspection: Option<String>,
-    graphql_max_document_bytes: Option<String>,
-    graphql_max_variables_bytes: Option<String>,
-    graphql_max_nesting: Option<String>,
-    graphql_max_nodes: Option<String>,
-    graphql_max_mutations: Option<String>,
-    smtp_host: Option<String>,
-    smtp_port: Option<String>,
-    smtp_tls: Option<String>,
-    smtp_username: Option<String>,
-    smtp_password: Option<String>,
-    mail_from: Option<String>,
-    nats_url: Option<String>,
-    worker_concurrency: Option<String>,
-    worker_poll_ms: Option<String>,
-    job_timeout_secs: Option<String>,
-    job_lease_secs: Option<String>,
-    job_max_attempts: Option<String>,
-    job_backoff_ms: Option<String>,
-    job_queue: Option<String>,
-    redis_url: Option<String>,
-    rate_limits: Option<String>,
-    rate_limit_ip: Option<String>,
-    rate_limit_user: Option<String>,
-    rate_limit_sign_up: Option<String>,
-    rate_limit_login: Option<String>,
-    rate_limit_refresh: Option<String>,
-    rate_limit_password_reset: Option<String>,
-    rate_limit_verification: Option<String>,
-    rate_limit_prefix: Option<String>,
-    header_read_timeout_secs: Option<String>,
-    body_read_timeout_secs: Option<String>,
-    body_memory_bytes: Option<String>,
-    max_connections: Option<String>,
-    max_header_bytes: Option<String>,
-    http2_max_streams: Option<String>,
-    trusted_proxies: Option<String>,
-    https_redirect: Option<String>,
-    db_acquire_timeout_ms: Option<String>,
-    upload_max_pixels: Option<String>,
-    upload_decode_concurrency: Option<String>,
-    upload_decode_wait_ms: Option<String>,
+impl Default for Config {
+    /// The configuration of an empty environment without a file.
+    fn default() -> Self {
+        Self::read_keys(&Raw::default(), &mut Errors::default())
+    }
 }
-
-const KEYS: &[&str] = &[
-    "env",
-    "data_dir",
-    "database_url",
-    "db_max_connections",
-    "bind",
-    "port",
-    "jwt_secret",
-    "access_token_ttl_secs",
-    "refresh_token_ttl_secs",
-    "log_format",
-    "log",
-    "cors_origins",
-    "hsts",
-    "body_limit_bytes",
-    "request_timeout_secs",
-    "shutdown_grace_secs",
-    "login_max_failures",
-    "login_window_secs",
-    "trust_proxy",
-    "product_cache_ttl_secs",
-    "post_cache_ttl_secs",
-    "search_cache_ttl_secs",
-    "public_url",
-    "upload_limit_bytes",
-    "storage",
-    "storage_dir",
-    "s3_endpoint",
-    "s3_bucket",
-    "s3_region",
-    "s3_access_key_id",
-    "s3_secret_access_key",
-    "s3_path_style",
-    "storage_public_url",
-    "graphql_depth_limit",
-    "graphql_complexity_limit",
-    "graphql_introspection",
-    "graphql_max_document_bytes",
-    "graphql_max_variables_bytes",
-    "graphql_max_nesting",
-    "graphql_max_nodes",
-    "graphql_max_mutations",
-    "smtp_host",
-    "smtp_port",
-    "smtp_tls",
-    "smtp_username",
-    "smtp_password",
-    "mail_from",
-    "nats_url",
-    "worker_concurrency",
-    "worker_poll_ms",
-    "job_timeout_secs",
-    "job_lease_secs",
-    "job_max_attempts",
-    "job_backoff_ms",
-    "job_queue",
-    "redis_url",
-    "rate_limits",
-    "rate_limit_ip",
-    "rate_limit_user",
-    "rate_limit_sign_up",
-    "rate_limit_login",
-    "rate_limit_refresh",
-    "rate_limit_password_reset",
-    "rate_limit_verification",
-    "rate_limit_prefix",
-    "header_read_timeout_secs",
-    "body_read_timeout_secs",
-    "body_memory_bytes",
-    "max_connections",
-    "max_header_bytes",
-    "http2_max_streams",
-    "trusted_proxies",
-    "https_redirect",
-    "db_acquire_timeout_ms",
-    "upload_max_pixels",
-    "upload_decode_concurrency",
-    "upload_decode_wait_ms",
-];
 
 /// The problems found in the configuration, one line per bad key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,579 +820,42 @@ impl Config {
             None => (PathBuf::from("inkcart.toml"), false),
         };
         let raw = read_raw(env, &file, required).map_err(|e| ConfigErrors(vec![e]))?;
-        Self::from_raw(raw)
+        let mut errors = Errors::default();
+        let config = Self::read_keys(&raw, &mut errors);
+        config.check_together(&mut errors);
+        if errors.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors.0))
+        }
     }
 
-    fn from_raw(raw: Raw) -> Result<Self, ConfigErrors> {
-        let mut errors = Vec::new();
-        let d = Self::default();
-        let mut p = Parser {
-            errors: &mut errors,
-        };
-        let env = match raw.env.as_deref().map(str::trim) {
-            None | Some("development" | "dev") => Environment::Development,
-            Some("production" | "prod") => Environment::Production,
-            Some(other) => {
-                p.bad("env", "INKCART_ENV", other, "development or production");
-                Environment::Development
-            }
-        };
-        let log_format = match raw.log_format.as_deref().map(str::trim) {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                p.bad("log_format", "INKCART_LOG_FORMAT", other, "text or json");
-                LogFormat::Text
-            }
-        };
-        let database_url = raw.database_url.filter(|u| !u.trim().is_empty());
-        if let Some(url) = &database_url {
-            let ok = ["postgres://", "postgresql://", "sqlite:"]
-                .iter()
-                .any(|prefix| url.starts_with(prefix));
-            if !ok {
-                p.errors.push(
-                    "DATABASE_URL: must start with postgres://, postgresql:// or sqlite: (unset it for the embedded SQLite database)"
-                        .to_owned(),
-                );
-            }
-        }
-        let cors_origins: Vec<String> = raw
-            .cors_origins
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(|o| o.trim().trim_end_matches('/').to_owned())
-            .filter(|o| !o.is_empty())
-            .collect();
-        for origin in &cors_origins {
-            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                p.errors.push(format!(
-                    "INKCART_CORS_ORIGINS: `{origin}` is not an origin (expected e.g. https://app.example.com, or *)"
-                ));
-            }
-        }
-        let storage = match raw.storage.as_deref().map(str::trim) {
-            None | Some("local") => StorageConfig::Local {
-                dir: raw.storage_dir.clone().map(PathBuf::from),
-            },
-            Some("s3") => {
-                let bucket = raw.s3_bucket.clone().filter(|b| !b.trim().is_empty());
-                if bucket.is_none() {
-                    p.errors
-                        .push("INKCART_S3_BUCKET: required when INKCART_STORAGE=s3".to_owned());
-                }
-                StorageConfig::S3 {
-                    endpoint: raw.s3_endpoint.clone().filter(|e| !e.trim().is_empty()),
-                    bucket: bucket.unwrap_or_default(),
-                    region: raw
-                        .s3_region
-                        .clone()
-                        .unwrap_or_else(|| "us-east-1".to_owned()),
-                    access_key_id: raw.s3_access_key_id.clone(),
-                    secret_access_key: raw.s3_secret_access_key.clone(),
-                    path_style: p.bool(
-                        "s3_path_style",
-                        "INKCART_S3_PATH_STYLE",
-                        raw.s3_path_style.as_deref(),
-                        true,
-                    ),
-                    public_url: raw.storage_public_url.clone(),
-                }
-            }
-            Some(other) => {
-                p.bad("storage", "INKCART_STORAGE", other, "local or s3");
-                StorageConfig::Local { dir: None }
-            }
-        };
-        let public_url = raw.public_url.as_deref().map_or_else(
-            || d.public_url.clone(),
-            |u| u.trim().trim_end_matches('/').to_owned(),
-        );
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            p.bad(
-                "public_url",
-                "INKCART_PUBLIC_URL",
-                &public_url,
-                "an http:// or https:// URL",
-            );
-        }
-        let smtp = match raw
-            .smtp_host
-            .as_deref()
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
+    /// The rules that involve several keys, once each has been read.
+    fn check_together(&self, errors: &mut Errors) {
+        if let StorageConfig::S3 { bucket, .. } = &self.storage
+            && bucket.is_empty()
         {
-            None => None,
-            Some(host) => {
-                use crate::adapters::mail::{SmtpSettings, SmtpTls};
-                let tls = match raw.smtp_tls.as_deref().map(str::trim) {
-                    None | Some("starttls") => SmtpTls::StartTls,
-                    Some("tls") => SmtpTls::Tls,
-                    Some("none") => SmtpTls::None,
-                    Some(other) => {
-                        p.bad(
-                            "smtp_tls",
-                            "INKCART_SMTP_TLS",
-                            other,
-                            "starttls, tls or none",
-                        );
-                        SmtpTls::StartTls
-                    }
-                };
-                let default_port = match tls {
-                    SmtpTls::StartTls => 587,
-                    SmtpTls::Tls => 465,
-                    SmtpTls::None => 25,
-                };
-                Some(SmtpSettings {
-                    host: host.to_owned(),
-                    port: p.parse(
-                        "smtp_port",
-                        "INKCART_SMTP_PORT",
-                        raw.smtp_port.as_deref(),
-                        default_port,
-                        "a port number",
-                    ),
-                    tls,
-                    username: raw.smtp_username.clone().filter(|u| !u.is_empty()),
-                    password: raw.smtp_password.clone().filter(|u| !u.is_empty()),
-                })
-            }
-        };
-        let job_queue = match raw.job_queue.as_deref().map(str::trim) {
-            None | Some("database") => JobQueueConfig::Database,
-            Some("redis") => JobQueueConfig::Redis,
-            Some(other) => {
-                p.bad("job_queue", "INKCART_JOB_QUEUE", other, "database or redis");
-                JobQueueConfig::Database
-            }
-        };
-        let redis_url = raw.redis_url.clone().filter(|u| !u.trim().is_empty());
-        if job_queue == JobQueueConfig::Redis && redis_url.is_none() {
-            p.errors.push(
+            errors.push("INKCART_S3_BUCKET: required when INKCART_STORAGE=s3".to_owned());
+        }
+        if self.job_queue == JobQueueConfig::Redis && self.redis_url.is_none() {
+            errors.push(
                 "REDIS_URL: required when INKCART_JOB_QUEUE=redis (e.g. redis://127.0.0.1:6379)"
                     .to_owned(),
             );
         }
-        let mail_from = raw.mail_from.clone().unwrap_or_else(|| d.mail_from.clone());
-        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
-            p.bad(
-                "mail_from",
-                "INKCART_MAIL_FROM",
-                &mail_from,
-                "an address like `Shop <shop@example.com>`",
-            );
-        }
-        let rate_limits = {
-            let d = RateLimitPolicy::default();
-            let policy = RateLimitPolicy {
-                per_ip: p.quota(
-                    "rate_limit_ip",
-                    "INKCART_RATE_LIMIT_IP",
-                    raw.rate_limit_ip.as_deref(),
-                    d.per_ip,
-                ),
-                per_user: p.quota(
-                    "rate_limit_user",
-                    "INKCART_RATE_LIMIT_USER",
-                    raw.rate_limit_user.as_deref(),
-                    d.per_user,
-                ),
-                sign_up: p.quota(
-                    "rate_limit_sign_up",
-                    "INKCART_RATE_LIMIT_SIGN_UP",
-                    raw.rate_limit_sign_up.as_deref(),
-                    d.sign_up,
-                ),
-                login: p.quota(
-                    "rate_limit_login",
-                    "INKCART_RATE_LIMIT_LOGIN",
-                    raw.rate_limit_login.as_deref(),
-                    d.login,
-                ),
-                refresh: p.quota(
-                    "rate_limit_refresh",
-                    "INKCART_RATE_LIMIT_REFRESH",
-                    raw.rate_limit_refresh.as_deref(),
-                    d.refresh,
-                ),
-                password_reset: p.quota(
-                    "rate_limit_password_reset",
-                    "INKCART_RATE_LIMIT_PASSWORD_RESET",
-                    raw.rate_limit_password_reset.as_deref(),
-                    d.password_reset,
-                ),
-                verification: p.quota(
-                    "rate_limit_verification",
-                    "INKCART_RATE_LIMIT_VERIFICATION",
-                    raw.rate_limit_verification.as_deref(),
-                    d.verification,
-                ),
-            };
-            p.bool(
-                "rate_limits",
-                "INKCART_RATE_LIMITS",
-                raw.rate_limits.as_deref(),
-                true,
-            )
-            .then_some(policy)
-        };
-        let rate_limit_prefix = raw
-            .rate_limit_prefix
-            .clone()
-            .unwrap_or_else(|| d.rate_limit_prefix.clone());
-        let mut trusted_proxies = Vec::new();
-        for entry in raw
-            .trusted_proxies
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            match entry
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(net) => trusted_proxies.push(net),
-                Err(_) => p.bad(
-                    "trusted_proxies",
-                    "INKCART_TRUSTED_PROXIES",
-                    entry,
-                    "IP addresses or CIDR ranges separated by commas",
-                ),
-            }
-        }
-        let jwt_secret = raw
-            .jwt_secret
-            .filter(|s| !s.is_empty())
-            .map(|s| Secret::new(s.into_bytes()));
-        let config = Self {
-            env,
-            data_dir: raw.data_dir.map_or(d.data_dir, PathBuf::from),
-            database_url,
-            db_max_connections: p.num(
-                "db_max_connections",
-                "INKCART_DB_MAX_CONNECTIONS",
-                raw.db_max_connections.as_deref(),
-                d.db_max_connections,
-                1,
-            ),
-            bind: p.parse(
-                "bind",
-                "INKCART_BIND",
-                raw.bind.as_deref(),
-                d.bind,
-                "an IP address such as 127.0.0.1 or 0.0.0.0",
-            ),
-            port: p.parse(
-                "port",
-                "PORT",
-                raw.port.as_deref(),
-                d.port,
-                "a port number (0-65535)",
-            ),
-            jwt_secret,
-            access_token_ttl: p.secs(
-                "access_token_ttl_secs",
-                "INKCART_ACCESS_TOKEN_TTL_SECS",
-                raw.access_token_ttl_secs.as_deref(),
-                d.access_token_ttl,
-            ),
-            refresh_token_ttl: p.secs(
-                "refresh_token_ttl_secs",
-                "INKCART_REFRESH_TOKEN_TTL_SECS",
-                raw.refresh_token_ttl_secs.as_deref(),
-                d.refresh_token_ttl,
-            ),
-            log_format,
-            log_filter: raw
-                .log
-                .filter(|l| !l.trim().is_empty())
-                .unwrap_or(d.log_filter),
-            cors_origins,
-            // HSTS is on in production unless turned off.
-            hsts: p.bool(
-                "hsts",
-                "INKCART_HSTS",
-                raw.hsts.as_deref(),
-                env == Environment::Production,
-            ),
-            body_limit_bytes: p.num(
-                "body_limit_bytes",
-                "INKCART_BODY_LIMIT_BYTES",
-                raw.body_limit_bytes.as_deref(),
-                d.body_limit_bytes,
-                1,
-            ),
-            request_timeout: p.secs(
-                "request_timeout_secs",
-                "INKCART_REQUEST_TIMEOUT_SECS",
-                raw.request_timeout_secs.as_deref(),
-                d.request_timeout,
-            ),
-            shutdown_grace: p.secs(
-                "shutdown_grace_secs",
-                "INKCART_SHUTDOWN_GRACE_SECS",
-                raw.shutdown_grace_secs.as_deref(),
-                d.shutdown_grace,
-            ),
-            login_max_failures: p.num(
-                "login_max_failures",
-                "INKCART_LOGIN_MAX_FAILURES",
-                raw.login_max_failures.as_deref(),
-                d.login_max_failures,
-                1,
-            ),
-            login_window: p.secs(
-                "login_window_secs",
-                "INKCART_LOGIN_WINDOW_SECS",
-                raw.login_window_secs.as_deref(),
-                d.login_window,
-            ),
-            public_url,
-            storage,
-            smtp,
-            mail_from,
-            job_queue,
-            redis_url,
-            nats_url: raw.nats_url.clone().filter(|u| !u.trim().is_empty()),
-            worker_concurrency: p.num(
-                "worker_concurrency",
-                "INKCART_WORKER_CONCURRENCY",
-                raw.worker_concurrency.as_deref(),
-                d.worker_concurrency,
-                1,
-            ),
-            worker_poll: Duration::from_millis(p.num(
-                "worker_poll_ms",
-                "INKCART_WORKER_POLL_MS",
-                raw.worker_poll_ms.as_deref(),
-                500,
-                1,
-            )),
-            job_timeout: p.secs(
-                "job_timeout_secs",
-                "INKCART_JOB_TIMEOUT_SECS",
-                raw.job_timeout_secs.as_deref(),
-                d.job_timeout,
-            ),
-            job_lease: p.secs(
-                "job_lease_secs",
-                "INKCART_JOB_LEASE_SECS",
-                raw.job_lease_secs.as_deref(),
-                d.job_lease,
-            ),
-            job_max_attempts: p.num(
-                "job_max_attempts",
-                "INKCART_JOB_MAX_ATTEMPTS",
-                raw.job_max_attempts.as_deref(),
-                d.job_max_attempts,
-                1,
-            ),
-            job_backoff: Duration::from_millis(p.num(
-                "job_backoff_ms",
-                "INKCART_JOB_BACKOFF_MS",
-                raw.job_backoff_ms.as_deref(),
-                2000,
-                1,
-            )),
-            graphql_depth_limit: p.num(
-                "graphql_depth_limit",
-                "INKCART_GRAPHQL_DEPTH_LIMIT",
-                raw.graphql_depth_limit.as_deref(),
-                d.graphql_depth_limit,
-                1,
-            ),
-            graphql_complexity_limit: p.num(
-                "graphql_complexity_limit",
-                "INKCART_GRAPHQL_COMPLEXITY_LIMIT",
-                raw.graphql_complexity_limit.as_deref(),
-                d.graphql_complexity_limit,
-                1,
-            ),
-            // Introspection is off in production unless asked for.
-            graphql_introspection: p.bool(
-                "graphql_introspection",
-                "INKCART_GRAPHQL_INTROSPECTION",
-                raw.graphql_introspection.as_deref(),
-                env == Environment::Development,
-            ),
-            graphql_max_document_bytes: p.num(
-                "graphql_max_document_bytes",
-                "INKCART_GRAPHQL_MAX_DOCUMENT_BYTES",
-                raw.graphql_max_document_bytes.as_deref(),
-                d.graphql_max_document_bytes,
-                1,
-            ),
-            graphql_max_variables_bytes: p.num(
-                "graphql_max_variables_bytes",
-                "INKCART_GRAPHQL_MAX_VARIABLES_BYTES",
-                raw.graphql_max_variables_bytes.as_deref(),
-                d.graphql_max_variables_bytes,
-                1,
-            ),
-            graphql_max_nesting: {
-                // The parser and validation recurse once per level or more.
-                let ceiling = inkcart_http::graphql::MAX_NESTING_CEILING;
-                let nesting = p.num(
-                    "graphql_max_nesting",
-                    "INKCART_GRAPHQL_MAX_NESTING",
-                    raw.graphql_max_nesting.as_deref(),
-                    d.graphql_max_nesting,
-                    1,
-                );
-                if nesting > ceiling {
-                    p.bad(
-                        "graphql_max_nesting",
-                        "INKCART_GRAPHQL_MAX_NESTING",
-                        &nesting.to_string(),
-                        &format!("a whole number from 1 to {ceiling}"),
-                    );
-                    d.graphql_max_nesting
-                } else {
-                    nesting
-                }
-            },
-            graphql_max_nodes: p.num(
-                "graphql_max_nodes",
-                "INKCART_GRAPHQL_MAX_NODES",
-                raw.graphql_max_nodes.as_deref(),
-                d.graphql_max_nodes,
-                1,
-            ),
-            graphql_max_mutations: p.num(
-                "graphql_max_mutations",
-                "INKCART_GRAPHQL_MAX_MUTATIONS",
-                raw.graphql_max_mutations.as_deref(),
-                d.graphql_max_mutations,
-                1,
-            ),
-            upload_limit_bytes: p.num(
-                "upload_limit_bytes",
-                "INKCART_UPLOAD_LIMIT_BYTES",
-                raw.upload_limit_bytes.as_deref(),
-                d.upload_limit_bytes,
-                1,
-            ),
-            product_cache_ttl: p.cache_ttl(
-                "product_cache_ttl_secs",
-                "INKCART_PRODUCT_CACHE_TTL_SECS",
-                raw.product_cache_ttl_secs.as_deref(),
-                d.product_cache_ttl,
-            ),
-            post_cache_ttl: p.cache_ttl(
-                "post_cache_ttl_secs",
-                "INKCART_POST_CACHE_TTL_SECS",
-                raw.post_cache_ttl_secs.as_deref(),
-                d.post_cache_ttl,
-            ),
-            search_cache_ttl: p.cache_ttl(
-                "search_cache_ttl_secs",
-                "INKCART_SEARCH_CACHE_TTL_SECS",
-                raw.search_cache_ttl_secs.as_deref(),
-                d.search_cache_ttl,
-            ),
-            trust_proxy: p.bool(
-                "trust_proxy",
-                "INKCART_TRUST_PROXY",
-                raw.trust_proxy.as_deref(),
-                d.trust_proxy,
-            ),
-            rate_limits,
-            rate_limit_prefix,
-            header_read_timeout: p.secs(
-                "header_read_timeout_secs",
-                "INKCART_HEADER_READ_TIMEOUT_SECS",
-                raw.header_read_timeout_secs.as_deref(),
-                d.header_read_timeout,
-            ),
-            body_read_timeout: p.secs(
-                "body_read_timeout_secs",
-                "INKCART_BODY_READ_TIMEOUT_SECS",
-                raw.body_read_timeout_secs.as_deref(),
-                d.body_read_timeout,
-            ),
-            body_memory_bytes: p.num(
-                "body_memory_bytes",
-                "INKCART_BODY_MEMORY_BYTES",
-                raw.body_memory_bytes.as_deref(),
-                d.body_memory_bytes,
-                1,
-            ),
-            max_connections: p.num(
-                "max_connections",
-                "INKCART_MAX_CONNECTIONS",
-                raw.max_connections.as_deref(),
-                d.max_connections,
-                1,
-            ),
-            max_header_bytes: p.num(
-                "max_header_bytes",
-                "INKCART_MAX_HEADER_BYTES",
-                raw.max_header_bytes.as_deref(),
-                d.max_header_bytes,
-                1024,
-            ),
-            http2_max_streams: p.num(
-                "http2_max_streams",
-                "INKCART_HTTP2_MAX_STREAMS",
-                raw.http2_max_streams.as_deref(),
-                d.http2_max_streams,
-                1,
-            ),
-            trusted_proxies,
-            // Redirecting to https is on in production unless turned off (it acts only on
-            // requests a trusted proxy says came over plain http).
-            https_redirect: p.bool(
-                "https_redirect",
-                "INKCART_HTTPS_REDIRECT",
-                raw.https_redirect.as_deref(),
-                env == Environment::Production,
-            ),
-            db_acquire_timeout: Duration::from_millis(p.num(
-                "db_acquire_timeout_ms",
-                "INKCART_DB_ACQUIRE_TIMEOUT_MS",
-                raw.db_acquire_timeout_ms.as_deref(),
-                2000,
-                1,
-            )),
-            upload_max_pixels: p.num(
-                "upload_max_pixels",
-                "INKCART_UPLOAD_MAX_PIXELS",
-                raw.upload_max_pixels.as_deref(),
-                d.upload_max_pixels,
-                1,
-            ),
-            upload_decode_concurrency: p.num(
-                "upload_decode_concurrency",
-                "INKCART_UPLOAD_DECODE_CONCURRENCY",
-                raw.upload_decode_concurrency.as_deref(),
-                d.upload_decode_concurrency,
-                1,
-            ),
-            upload_decode_wait: Duration::from_millis(p.num(
-                "upload_decode_wait_ms",
-                "INKCART_UPLOAD_DECODE_WAIT_MS",
-                raw.upload_decode_wait_ms.as_deref(),
-                5000,
-                0,
-            )),
-        };
-        if config.body_memory_bytes < config.upload_limit_bytes.max(config.body_limit_bytes) {
+        let largest_body = self.upload_limit_bytes.max(self.body_limit_bytes);
+        if self.body_memory_bytes < largest_body {
             errors.push(format!(
-                "INKCART_BODY_MEMORY_BYTES: must hold at least one largest body ({} bytes: the larger of INKCART_UPLOAD_LIMIT_BYTES and INKCART_BODY_LIMIT_BYTES)",
-                config.upload_limit_bytes.max(config.body_limit_bytes)
+                "INKCART_BODY_MEMORY_BYTES: must hold at least one largest body ({largest_body} bytes: the larger of INKCART_UPLOAD_LIMIT_BYTES and INKCART_BODY_LIMIT_BYTES)"
             ));
         }
-        if !config.trusted_proxies.is_empty() && !config.trust_proxy {
+        if !self.trusted_proxies.is_empty() && !self.trust_proxy {
             errors.push(
                 "INKCART_TRUSTED_PROXIES: set, but INKCART_TRUST_PROXY is off, so it would be ignored; turn trust_proxy on or unset the list".to_owned(),
             );
         }
-        if config.env == Environment::Production {
-            match &config.jwt_secret {
+        if self.env == Environment::Production {
+            match &self.jwt_secret {
                 None => errors.push(
                     "INKCART_JWT_SECRET: required in production (at least 32 bytes; e.g. `openssl rand -hex 32`)".to_owned(),
                 ),
@@ -1004,16 +865,11 @@ impl Config {
                 )),
                 Some(_) => {}
             }
-            if config.cors_origins.iter().any(|o| o == "*") {
+            if self.cors_origins.iter().any(|o| o == "*") {
                 errors.push(
                     "INKCART_CORS_ORIGINS: a wildcard origin (*) is refused in production; list the allowed origins".to_owned(),
                 );
             }
-        }
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
         }
     }
 
@@ -1059,21 +915,16 @@ fn read_raw(env: &HashMap<String, String>, file: &Path, required: bool) -> Resul
     if required || file.exists() {
         builder = builder.add_source(config::File::from(file).required(required));
     }
-    let mut prefixed: HashMap<String, String> = HashMap::new();
-    for key in KEYS {
-        let var = format!("INKCART_{}", key.to_uppercase());
-        if let Some(value) = env.get(&var) {
-            prefixed.insert((*key).to_owned(), value.clone());
+    let mut prefixed: HashMap<&str, String> = HashMap::new();
+    for name in NAMES {
+        if let Some(value) = env.get(&name.prefixed_var()) {
+            prefixed.insert(name.key, value.clone());
         }
     }
     // The conventional names win over the prefixed ones.
-    for (var, key) in [
-        ("DATABASE_URL", "database_url"),
-        ("PORT", "port"),
-        ("REDIS_URL", "redis_url"),
-    ] {
-        if let Some(value) = env.get(var) {
-            prefixed.insert(key.to_owned(), value.clone());
+    for name in NAMES {
+        if let Some(value) = name.var.and_then(|var| env.get(var)) {
+            prefixed.insert(name.key, value.clone());
         }
     }
     for (key, value) in prefixed {
@@ -1089,75 +940,505 @@ fn read_raw(env: &HashMap<String, String>, file: &Path, required: bool) -> Resul
         .map_err(|e| format!("{}: {e}", file.display()))
 }
 
-struct Parser<'a> {
-    errors: &'a mut Vec<String>,
+/// How a key is named in the file and the environment.
+#[derive(Debug, Clone, Copy)]
+struct Name {
+    key: &'static str,
+    /// A conventional variable (`PORT`) read besides `INKCART_<KEY>`.
+    var: Option<&'static str>,
 }
 
-impl Parser<'_> {
-    fn bad(&mut self, key: &str, var: &str, value: &str, expected: &str) {
-        self.errors.push(format!(
-            "{var} (or `{key}` in inkcart.toml): expected {expected}, got `{value}`"
-        ));
+impl Name {
+    fn prefixed_var(&self) -> String {
+        format!("INKCART_{}", self.key.to_uppercase())
     }
 
-    fn parse<T: std::str::FromStr>(
-        &mut self,
-        key: &str,
-        var: &str,
-        raw: Option<&str>,
-        default: T,
-        expected: &str,
-    ) -> T {
-        match raw {
-            None => default,
-            Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                self.bad(key, var, v, expected);
-                default
-            }),
+    /// The variable that errors and the documentation name the key by.
+    fn main_var(&self) -> String {
+        self.var.map_or_else(|| self.prefixed_var(), str::to_owned)
+    }
+}
+
+/// The problems found so far, each on its own line.
+#[derive(Debug, Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, error: String) {
+        self.0.push(error);
+    }
+
+    fn bad(&mut self, name: &Name, value: &str, expected: &str) {
+        self.0.push(format!(
+            "{} (or `{}` in inkcart.toml): expected {expected}, got `{value}`",
+            name.main_var(),
+            name.key
+        ));
+    }
+}
+
+/// How the text of a key becomes its value.
+trait Check<T> {
+    /// The value `text` stands for; when it is bad, an error and `default`.
+    fn read(&self, name: &Name, text: &str, default: T, errors: &mut Errors) -> T;
+
+    /// The default as the documentation shows it.
+    fn show(&self, default: &T) -> String;
+}
+
+fn code(value: impl fmt::Display) -> String {
+    format!("`{value}`")
+}
+
+/// The text as it is.
+struct AsIs;
+
+impl<T: FromText> Check<T> for AsIs {
+    fn read(&self, _: &Name, text: &str, _: T, _: &mut Errors) -> T {
+        T::from_text(text)
+    }
+
+    fn show(&self, default: &T) -> String {
+        default.show()
+    }
+}
+
+/// The types a key's text is taken as without a check.
+trait FromText {
+    fn from_text(text: &str) -> Self;
+    fn show(&self) -> String;
+}
+
+impl FromText for String {
+    fn from_text(text: &str) -> Self {
+        text.to_owned()
+    }
+
+    fn show(&self) -> String {
+        code(self)
+    }
+}
+
+impl FromText for PathBuf {
+    fn from_text(text: &str) -> Self {
+        PathBuf::from(text)
+    }
+
+    fn show(&self) -> String {
+        code(self.display())
+    }
+}
+
+impl<T: FromText> FromText for Option<T> {
+    fn from_text(text: &str) -> Self {
+        Some(T::from_text(text))
+    }
+
+    fn show(&self) -> String {
+        self.as_ref().map_or_else(|| "unset".to_owned(), T::show)
+    }
+}
+
+/// Blank (empty or spaces) counts as unset.
+struct NonBlank;
+
+impl Check<Option<String>> for NonBlank {
+    fn read(&self, _: &Name, text: &str, _: Option<String>, _: &mut Errors) -> Option<String> {
+        Some(text.to_owned()).filter(|t| !t.trim().is_empty())
+    }
+
+    fn show(&self, default: &Option<String>) -> String {
+        default.show()
+    }
+}
+
+impl Check<String> for NonBlank {
+    fn read(&self, _: &Name, text: &str, default: String, _: &mut Errors) -> String {
+        if text.trim().is_empty() {
+            default
+        } else {
+            text.to_owned()
         }
     }
 
-    fn num<T>(&mut self, key: &str, var: &str, raw: Option<&str>, default: T, min: T) -> T
-    where
-        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
-    {
-        let expected = format!("a whole number of at least {min}");
-        let value = self.parse(key, var, raw, default, &expected);
-        if value < min {
-            self.bad(key, var, raw.unwrap_or_default(), &expected);
+    fn show(&self, default: &String) -> String {
+        code(default)
+    }
+}
+
+/// Empty counts as unset.
+struct NonEmpty;
+
+impl Check<Option<String>> for NonEmpty {
+    fn read(&self, _: &Name, text: &str, _: Option<String>, _: &mut Errors) -> Option<String> {
+        Some(text.to_owned()).filter(|t| !t.is_empty())
+    }
+
+    fn show(&self, default: &Option<String>) -> String {
+        default.show()
+    }
+}
+
+impl Check<Option<Secret>> for NonEmpty {
+    fn read(&self, _: &Name, text: &str, _: Option<Secret>, _: &mut Errors) -> Option<Secret> {
+        (!text.is_empty()).then(|| Secret::new(text.as_bytes()))
+    }
+
+    fn show(&self, default: &Option<Secret>) -> String {
+        if default.is_some() {
+            "set".to_owned()
+        } else {
+            "unset".to_owned()
+        }
+    }
+}
+
+/// Anything [`FromStr`] reads; `expected` describes it in errors.
+struct Parse(&'static str);
+
+impl<T: FromStr + fmt::Display> Check<T> for Parse {
+    fn read(&self, name: &Name, text: &str, default: T, errors: &mut Errors) -> T {
+        text.trim().parse().unwrap_or_else(|_| {
+            errors.bad(name, text, self.0);
+            default
+        })
+    }
+
+    fn show(&self, default: &T) -> String {
+        code(default)
+    }
+}
+
+/// A whole number of at least `min`.
+struct Num<T> {
+    min: T,
+}
+
+impl<T> Check<T> for Num<T>
+where
+    T: FromStr + PartialOrd + Copy + fmt::Display,
+{
+    fn read(&self, name: &Name, text: &str, default: T, errors: &mut Errors) -> T {
+        match text.trim().parse::<T>() {
+            Ok(value) if value >= self.min => value,
+            _ => {
+                let expected = format!("a whole number of at least {}", self.min);
+                errors.bad(name, text, &expected);
+                default
+            }
+        }
+    }
+
+    fn show(&self, default: &T) -> String {
+        code(default)
+    }
+}
+
+/// A whole number from `min` to `max`.
+struct NumUpTo<T> {
+    min: T,
+    max: T,
+}
+
+impl<T> Check<T> for NumUpTo<T>
+where
+    T: FromStr + PartialOrd + Copy + fmt::Display,
+{
+    fn read(&self, name: &Name, text: &str, default: T, errors: &mut Errors) -> T {
+        let value = Num { min: self.min }.read(name, text, default, errors);
+        if value > self.max {
+            let expected = format!("a whole number from {} to {}", self.min, self.max);
+            errors.bad(name, &value.to_string(), &expected);
             return default;
         }
         value
     }
 
-    fn secs(&mut self, key: &str, var: &str, raw: Option<&str>, default: Duration) -> Duration {
-        Duration::from_secs(self.num(key, var, raw, default.as_secs(), 1))
+    fn show(&self, default: &T) -> String {
+        code(default)
+    }
+}
+
+/// A duration in whole seconds, at least one.
+struct Secs;
+
+impl Check<Duration> for Secs {
+    fn read(&self, name: &Name, text: &str, default: Duration, errors: &mut Errors) -> Duration {
+        Duration::from_secs(Num { min: 1 }.read(name, text, default.as_secs(), errors))
     }
 
-    /// A cache lifetime in whole seconds: `0` (no cache) up to a year.
-    fn cache_ttl(
-        &mut self,
-        key: &str,
-        var: &str,
-        raw: Option<&str>,
-        default: Duration,
-    ) -> Duration {
+    fn show(&self, default: &Duration) -> String {
+        code(default.as_secs())
+    }
+}
+
+/// A duration in whole milliseconds, at least `min`.
+struct Millis {
+    min: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Check<Duration> for Millis {
+    fn read(&self, name: &Name, text: &str, default: Duration, errors: &mut Errors) -> Duration {
+        let ms = Num { min: self.min }.read(name, text, millis(default), errors);
+        Duration::from_millis(ms)
+    }
+
+    fn show(&self, default: &Duration) -> String {
+        code(millis(*default))
+    }
+}
+
+/// A cache lifetime in whole seconds: `0` (no cache) up to a year.
+struct CacheTtl;
+
+impl Check<Duration> for CacheTtl {
+    fn read(&self, name: &Name, text: &str, default: Duration, errors: &mut Errors) -> Duration {
         const MAX_SECS: u64 = 365 * 24 * 3600;
-        let expected = format!("a whole number of seconds from 0 (off) to {MAX_SECS}");
-        let secs = self.parse(key, var, raw, default.as_secs(), &expected);
-        if secs > MAX_SECS {
-            self.bad(key, var, raw.unwrap_or_default(), &expected);
-            return default;
+        match text.trim().parse::<u64>() {
+            Ok(secs) if secs <= MAX_SECS => Duration::from_secs(secs),
+            _ => {
+                let expected = format!("a whole number of seconds from 0 (off) to {MAX_SECS}");
+                errors.bad(name, text, &expected);
+                default
+            }
         }
-        Duration::from_secs(secs)
     }
 
-    /// A rate-limit quota: `<requests>/<period>`, the period a number of seconds, minutes,
-    /// hours or days (`1200/1m`, `10/1h`, `5/30s`), from one second to one day.
-    fn quota(&mut self, key: &str, var: &str, raw: Option<&str>, default: Quota) -> Quota {
-        let Some(text) = raw else {
-            return default;
-        };
+    fn show(&self, default: &Duration) -> String {
+        code(default.as_secs())
+    }
+}
+
+/// `true/false`, `1/0`, `yes/no` or `on/off`.
+struct Flag;
+
+impl Check<bool> for Flag {
+    fn read(&self, name: &Name, text: &str, default: bool, errors: &mut Errors) -> bool {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            other => {
+                errors.bad(name, other, "true or false");
+                default
+            }
+        }
+    }
+
+    fn show(&self, default: &bool) -> String {
+        code(default)
+    }
+}
+
+/// The values of a key that is one of a few names.
+trait Choices: Copy + PartialEq + 'static {
+    /// Every accepted spelling; the first one of each value is its name.
+    const SPELLINGS: &'static [(&'static str, Self)];
+
+    fn name(self) -> &'static str {
+        Self::SPELLINGS
+            .iter()
+            .find(|(_, value)| *value == self)
+            .map_or("", |(name, _)| *name)
+    }
+
+    /// The names, as an error message lists them: `a, b or c`.
+    fn expected() -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for (spelling, value) in Self::SPELLINGS {
+            if value.name() == *spelling {
+                names.push(*spelling);
+            }
+        }
+        match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+impl Choices for Environment {
+    const SPELLINGS: &'static [(&'static str, Self)] = &[
+        ("development", Self::Development),
+        ("production", Self::Production),
+        ("dev", Self::Development),
+        ("prod", Self::Production),
+    ];
+}
+
+impl Choices for LogFormat {
+    const SPELLINGS: &'static [(&'static str, Self)] =
+        &[("text", Self::Text), ("json", Self::Json)];
+}
+
+impl Choices for StorageKind {
+    const SPELLINGS: &'static [(&'static str, Self)] = &[("local", Self::Local), ("s3", Self::S3)];
+}
+
+impl Choices for SmtpTls {
+    const SPELLINGS: &'static [(&'static str, Self)] = &[
+        ("starttls", Self::StartTls),
+        ("tls", Self::Tls),
+        ("none", Self::None),
+    ];
+}
+
+impl Choices for JobQueueConfig {
+    const SPELLINGS: &'static [(&'static str, Self)] =
+        &[("database", Self::Database), ("redis", Self::Redis)];
+}
+
+/// One of the names of a [`Choices`].
+struct Choice;
+
+impl<T: Choices> Check<T> for Choice {
+    fn read(&self, name: &Name, text: &str, default: T, errors: &mut Errors) -> T {
+        let text = text.trim();
+        match T::SPELLINGS.iter().find(|(spelling, _)| *spelling == text) {
+            Some((_, value)) => *value,
+            None => {
+                errors.bad(name, text, &T::expected());
+                default
+            }
+        }
+    }
+
+    fn show(&self, default: &T) -> String {
+        code(default.name())
+    }
+}
+
+/// `DATABASE_URL`: PostgreSQL or SQLite; blank counts as unset.
+struct DatabaseUrl;
+
+impl Check<Option<String>> for DatabaseUrl {
+    fn read(
+        &self,
+        name: &Name,
+        text: &str,
+        default: Option<String>,
+        errors: &mut Errors,
+    ) -> Option<String> {
+        let url = NonBlank.read(name, text, default, errors)?;
+        let ok = ["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|prefix| url.starts_with(prefix));
+        if !ok {
+            errors.push(
+                "DATABASE_URL: must start with postgres://, postgresql:// or sqlite: (unset it for the embedded SQLite database)"
+                    .to_owned(),
+            );
+        }
+        Some(url)
+    }
+
+    fn show(&self, default: &Option<String>) -> String {
+        default.show()
+    }
+}
+
+/// An http:// or https:// URL, without its trailing slashes.
+struct HttpUrl;
+
+impl Check<String> for HttpUrl {
+    fn read(&self, name: &Name, text: &str, _: String, errors: &mut Errors) -> String {
+        let url = text.trim().trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.bad(name, &url, "an http:// or https:// URL");
+        }
+        url
+    }
+
+    fn show(&self, default: &String) -> String {
+        code(default)
+    }
+}
+
+/// An email address with an optional name (`Name <address>`).
+struct Mailbox;
+
+impl Check<String> for Mailbox {
+    fn read(&self, name: &Name, text: &str, _: String, errors: &mut Errors) -> String {
+        if text.parse::<lettre::message::Mailbox>().is_err() {
+            errors.bad(name, text, "an address like `Shop <shop@example.com>`");
+        }
+        text.to_owned()
+    }
+
+    fn show(&self, default: &String) -> String {
+        code(default)
+    }
+}
+
+/// CORS origins separated by commas, without trailing slashes.
+struct Origins;
+
+impl Check<Vec<String>> for Origins {
+    fn read(&self, name: &Name, text: &str, _: Vec<String>, errors: &mut Errors) -> Vec<String> {
+        let origins: Vec<String> = text
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                errors.push(format!(
+                    "{}: `{origin}` is not an origin (expected e.g. https://app.example.com, or *)",
+                    name.main_var()
+                ));
+            }
+        }
+        origins
+    }
+
+    fn show(&self, _: &Vec<String>) -> String {
+        "empty".to_owned()
+    }
+}
+
+/// IP addresses and CIDR ranges separated by commas.
+struct Networks;
+
+impl Check<Vec<ipnet::IpNet>> for Networks {
+    fn read(
+        &self,
+        name: &Name,
+        text: &str,
+        _: Vec<ipnet::IpNet>,
+        errors: &mut Errors,
+    ) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(net) => nets.push(net),
+                Err(_) => errors.bad(
+                    name,
+                    entry,
+                    "IP addresses or CIDR ranges separated by commas",
+                ),
+            }
+        }
+        nets
+    }
+
+    fn show(&self, _: &Vec<ipnet::IpNet>) -> String {
+        "empty".to_owned()
+    }
+}
+
+/// A rate-limit quota: `<requests>/<period>`, the period a number of seconds, minutes,
+/// hours or days (`1200/1m`, `10/1h`, `5/30s`), from one second to one day.
+struct RateQuota;
+
+impl Check<Quota> for RateQuota {
+    fn read(&self, name: &Name, text: &str, default: Quota, errors: &mut Errors) -> Quota {
         let parsed = text.trim().split_once('/').and_then(|(limit, period)| {
             let limit: u32 = limit
                 .trim()
@@ -1181,9 +1462,8 @@ impl Parser<'_> {
             })
         });
         parsed.unwrap_or_else(|| {
-            self.bad(
-                key,
-                var,
+            errors.bad(
+                name,
                 text,
                 "<requests>/<period> such as 1200/1m or 10/1h (1 to 1000000 requests, a period from 1s to 1d)",
             );
@@ -1191,21 +1471,55 @@ impl Parser<'_> {
         })
     }
 
-    fn bool(&mut self, key: &str, var: &str, raw: Option<&str>, default: bool) -> bool {
-        match raw.map(|v| v.trim().to_ascii_lowercase()) {
-            None => default,
-            Some(v) => match v.as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    self.bad(key, var, &v, "true or false");
-                    default
-                }
-            },
-        }
+    fn show(&self, default: &Quota) -> String {
+        let secs = default.period.as_secs();
+        let (count, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(unit, _)| secs.is_multiple_of(*unit))
+            .map_or((secs, "s"), |(unit, name)| (secs / unit, name));
+        code(format!("{}/{count}{unit}", default.limit))
     }
 }
 
+/// One key as `docs/configuration.md` lists it.
+#[derive(Debug)]
+struct Documented {
+    section: &'static str,
+    name: Name,
+    default: String,
+    doc: &'static str,
+}
+
+/// The first line of the generated part of `docs/configuration.md`.
+pub const DOCS_BEGIN: &str = "<!-- The tables of keys are generated from crates/server/src/config.rs: INKCART_UPDATE_DOCS=1 cargo test -p inkcart --lib config -->";
+/// The line after the generated part of `docs/configuration.md`.
+pub const DOCS_END: &str = "<!-- End of the generated tables. -->";
+
+/// The tables of keys of `docs/configuration.md`, one per section, in Markdown.
+pub fn key_tables() -> String {
+    let mut out = String::new();
+    let mut section = "";
+    for key in documented() {
+        if key.section != section {
+            section = key.section;
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "### {section}\n\n| key (file) | environment | default | meaning |\n|---|---|---|---|\n"
+            ));
+        }
+        let var = match key.name.var {
+            Some(var) => format!("`{var}` (or `{}`)", key.name.prefixed_var()),
+            None => code(key.name.prefixed_var()),
+        };
+        out.push_str(&format!(
+            "| `{}` | {var} | {} | {} |\n",
+            key.name.key, key.default, key.doc
+        ));
+    }
+    out
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1583,5 +1897,36 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_documentation_lists_every_key_as_declared() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (head, rest) = text.split_once(DOCS_BEGIN).unwrap();
+        let (_, tail) = rest.split_once(DOCS_END).unwrap();
+        let expected = format!("{head}{DOCS_BEGIN}\n\n{}\n{DOCS_END}{tail}", key_tables());
+        if std::env::var_os("INKCART_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+            return;
+        }
+        assert!(
+            text == expected,
+            "docs/configuration.md does not list the keys declared in crates/server/src/config.rs; \
+             regenerate its tables with `INKCART_UPDATE_DOCS=1 cargo test -p inkcart --lib config`"
+        );
+    }
+
+    #[test]
+    fn every_key_has_a_meaning_and_a_variable_of_its_own() {
+        let keys = documented();
+        assert_eq!(keys.len(), NAMES.len());
+        for key in &keys {
+            assert!(!key.doc.is_empty(), "{} has no documentation", key.name.key);
+        }
+        let mut vars: Vec<String> = keys.iter().map(|k| k.name.main_var()).collect();
+        vars.sort();
+        vars.dedup();
+        assert_eq!(vars.len(), keys.len());
     }
 }
