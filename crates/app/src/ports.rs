@@ -717,6 +717,15 @@ pub trait JobQueue: Send + Sync {
     async fn purge(&self, now: DateTime<Utc>) -> AppResult<Purged>;
 }
 
+/// The expiring records the database keeps (tokens, idempotency records, finished jobs,
+/// dispatched events), purged apart from any job queue: a queue kept outside the database purges
+/// its own jobs and these through this port.
+#[async_trait]
+pub trait ExpiredRecords: Send + Sync {
+    /// Deletes what has expired in the database as of `now`.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> AppResult<Purged>;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPurpose {
     VerifyEmail,
