@@ -1,6 +1,6 @@
 //! The traits through which use cases reach the outside world. Implementations live in the
-//! store (database), the server's adapters (hashing, tokens) and in this crate when they are
-//! pure (clock, in-memory throttle).
+//! store (database), the adapters crate (hashing, tokens, mail, Redis…) and in this crate when
+//! they are pure (clock, in-memory throttle).
 
 use std::any::Any;
 use std::collections::HashMap;

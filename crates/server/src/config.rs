@@ -91,7 +91,7 @@ pub struct Config {
     /// Most root mutation fields one GraphQL request may run.
     pub graphql_max_mutations: usize,
     /// SMTP server for outgoing mail; `None`: `.eml` files in `<data dir>/mail`.
-    pub smtp: Option<crate::adapters::mail::SmtpSettings>,
+    pub smtp: Option<inkcart_adapters::mail::SmtpSettings>,
     /// The sender of every email (`Name <address>`).
     pub mail_from: String,
     /// NATS server that outbox events are published to, if any.
@@ -527,7 +527,7 @@ impl Config {
         {
             None => None,
             Some(host) => {
-                use crate::adapters::mail::{SmtpSettings, SmtpTls};
+                use inkcart_adapters::mail::{SmtpSettings, SmtpTls};
                 let tls = match raw.smtp_tls.as_deref().map(str::trim) {
                     None | Some("starttls") => SmtpTls::StartTls,
                     Some("tls") => SmtpTls::Tls,
