@@ -1,6 +1,6 @@
 //! The traits through which use cases reach the outside world. Implementations live in the
-//! store (database), the server's adapters (hashing, tokens) and in this crate when they are
-//! pure (clock, in-memory throttle).
+//! store (database), the adapters crate (hashing, tokens, mail, Redis…) and in this crate when
+//! they are pure (clock, in-memory throttle).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -715,6 +715,15 @@ pub trait JobQueue: Send + Sync {
     ) -> AppResult<bool>;
     /// Deletes what has expired as of `now`.
     async fn purge(&self, now: DateTime<Utc>) -> AppResult<Purged>;
+}
+
+/// The expiring records the database keeps (tokens, idempotency records, finished jobs,
+/// dispatched events), purged apart from any job queue: a queue kept outside the database purges
+/// its own jobs and these through this port.
+#[async_trait]
+pub trait ExpiredRecords: Send + Sync {
+    /// Deletes what has expired in the database as of `now`.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> AppResult<Purged>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! `period` is one "theoretical arrival time" per key, pushed `period / limit` ahead by each
 //! request; a request fits while that time is at most `period` ahead of now. That is a token
 //! bucket of `limit` tokens refilled evenly, kept in one number. The same arithmetic runs in
-//! Redis (a Lua script, `inkcart::adapters::ratelimit`) when instances share their budgets.
+//! Redis (a Lua script, `inkcart_adapters::ratelimit`) when instances share their budgets.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

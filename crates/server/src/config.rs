@@ -17,7 +17,7 @@ use inkcart_app::ports::Quota;
 use inkcart_app::ratelimit::RateLimitPolicy;
 use serde::Deserialize;
 
-use crate::adapters::mail::{SmtpSettings, SmtpTls};
+use inkcart_adapters::mail::{SmtpSettings, SmtpTls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {

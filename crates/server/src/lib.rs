@@ -1,7 +1,6 @@
 //! The `inkcart` binary's library: configuration, telemetry, and the wiring of the store and
 //! adapters into the use cases and the router. `main.rs` only parses the command line.
 
-pub mod adapters;
 pub mod config;
 pub mod listen;
 pub mod seed;
@@ -11,6 +10,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use inkcart_adapters::hasher::Argon2Hasher;
+use inkcart_adapters::mail::{FileMailer, SmtpMailer};
+use inkcart_adapters::nats::NatsPublisher;
+use inkcart_adapters::payments::SandboxGateway;
+use inkcart_adapters::ratelimit::RedisRateLimiter;
+use inkcart_adapters::redis_queue::RedisJobQueue;
+use inkcart_adapters::storage::{S3Settings, Storage};
+use inkcart_adapters::tokens::JwtIssuer;
 use inkcart_app::ports::{
     Clock, EventPublisher, JobQueue, Mailer, ObjectStorage, RateLimiter, SystemClock,
 };
@@ -18,16 +25,9 @@ use inkcart_app::ratelimit::InMemoryRateLimiter;
 use inkcart_app::throttle::InMemoryLoginThrottle;
 use inkcart_app::{App, Deps, Settings};
 use inkcart_http::{AppState, HttpConfig};
-use inkcart_store::{Db, DbOptions, RedisJobQueue, SqlStore};
+use inkcart_store::{Db, DbOptions, SqlStore};
 use tokio::net::TcpListener;
 
-use crate::adapters::hasher::Argon2Hasher;
-use crate::adapters::mail::{FileMailer, SmtpMailer};
-use crate::adapters::nats::NatsPublisher;
-use crate::adapters::payments::SandboxGateway;
-use crate::adapters::ratelimit::RedisRateLimiter;
-use crate::adapters::storage::{S3Settings, Storage};
-use crate::adapters::tokens::JwtIssuer;
 use crate::config::{Config, JobQueueConfig, StorageConfig};
 
 /// How to open the database that `config` describes.

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use inkcart_adapters::hasher::Argon2Hasher;
+use inkcart_adapters::tokens::JwtIssuer;
 use inkcart_app::ports::{PasswordHasher as _, TokenIssuer as _};
 use inkcart_domain::{Email, Password, Role, Tier, User, UserId};
 use inkcart_store::demo::{DemoPlan, DemoSummary};
 
-use crate::adapters::hasher::Argon2Hasher;
-use crate::adapters::tokens::JwtIssuer;
 use crate::config::Config;
 
 pub const DEMO_PASSWORD: &str = "Demo12345";

@@ -8,11 +8,9 @@ pub mod demo;
 mod entity;
 mod error;
 pub mod migration;
-pub mod redis_queue;
 mod repo;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use connect::{Backend, Db, DbOptions};
-pub use redis_queue::RedisJobQueue;
 pub use repo::SqlStore;

@@ -6,6 +6,7 @@
 )]
 
 use chrono::{Duration, Utc};
+use inkcart_adapters::redis_queue::RedisJobQueue;
 use inkcart_app::AppError;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
@@ -818,7 +819,7 @@ async fn the_redis_job_queue_keeps_the_same_contract() {
     let db = inkcart_store::testing::sqlite().await;
     let store = std::sync::Arc::new(SqlStore::new(db.db.clone()));
     let prefix = format!("inkcart-test-{}:", Uuid::now_v7().simple());
-    let queue = match inkcart_store::RedisJobQueue::connect(&url, &prefix, store.clone()).await {
+    let queue = match RedisJobQueue::connect(&url, &prefix, store.clone()).await {
         Ok(q) => q,
         Err(e) => {
             assert!(

@@ -277,13 +277,13 @@ api_test!(
             .get_user(login.id.parse().unwrap())
             .await
             .unwrap();
-        let forged = inkcart::adapters::tokens::JwtIssuer::new(&[1; 32])
+        let forged = inkcart_adapters::tokens::JwtIssuer::new(&[1; 32])
             .issue(&user, chrono::Utc::now(), std::time::Duration::from_secs(900))
             .unwrap();
         app.get("/api/v1/profile", Some(&forged.token))
             .await
             .assert_error(401, "Unauthorized", "Invalid or expired token");
-        let expired = inkcart::adapters::tokens::JwtIssuer::new(&crate::support::JWT_SECRET)
+        let expired = inkcart_adapters::tokens::JwtIssuer::new(&crate::support::JWT_SECRET)
             .issue(&user, chrono::Utc::now() - chrono::Duration::hours(1), std::time::Duration::from_secs(900))
             .unwrap();
         app.get("/api/v1/profile", Some(&expired.token))

@@ -344,7 +344,7 @@ impl TestApp {
     pub async fn quick_buyers(&self, n: usize) -> Vec<Login> {
         use inkcart_app::ports::{Store as _, TokenIssuer as _, UserRepo as _};
         let store = inkcart_store::SqlStore::new(self.db.db.clone());
-        let issuer = inkcart::adapters::tokens::JwtIssuer::new(&JWT_SECRET);
+        let issuer = inkcart_adapters::tokens::JwtIssuer::new(&JWT_SECRET);
         let mut logins = Vec::with_capacity(n);
         let mut tx = store.begin().await.expect("tx");
         for i in 0..n {
@@ -571,11 +571,11 @@ impl SmtpSink {
     }
 
     /// SMTP settings that reach this sink.
-    pub fn settings(port: u16) -> inkcart::adapters::mail::SmtpSettings {
-        inkcart::adapters::mail::SmtpSettings {
+    pub fn settings(port: u16) -> inkcart_adapters::mail::SmtpSettings {
+        inkcart_adapters::mail::SmtpSettings {
             host: "127.0.0.1".to_owned(),
             port,
-            tls: inkcart::adapters::mail::SmtpTls::None,
+            tls: inkcart_adapters::mail::SmtpTls::None,
             username: None,
             password: None,
         }

@@ -401,7 +401,7 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
         ..crate::support::test_config()
     };
     let prefix = format!("inkcart-test-{}:", uuid::Uuid::now_v7().simple());
-    let queue = match inkcart_store::RedisJobQueue::connect(
+    let queue = match inkcart_adapters::redis_queue::RedisJobQueue::connect(
         &url,
         &prefix,
         std::sync::Arc::new(SqlStore::new(db.db.clone())),

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inkcart_app::page::{Page, PageRequest};
 use inkcart_app::ports::{
-    EmailToken, EmailTokenRepo, Job, JobQueue, JobState, NewJob, Outbox, OutboxEvent, Purged,
-    TokenPurpose, Tx,
+    EmailToken, EmailTokenRepo, ExpiredRecords, Job, JobQueue, JobState, NewJob, Outbox,
+    OutboxEvent, Purged, TokenPurpose, Tx,
 };
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::UserId;
@@ -408,6 +408,13 @@ impl JobQueue for SqlStore {
     }
 
     async fn purge(&self, now: DateTime<Utc>) -> AppResult<Purged> {
+        self.purge_expired(now).await
+    }
+}
+
+#[async_trait]
+impl ExpiredRecords for SqlStore {
+    async fn purge_expired(&self, now: DateTime<Utc>) -> AppResult<Purged> {
         let w = &self.db.writer;
         let refresh_tokens = refresh_tokens::Entity::delete_many()
             .filter(refresh_tokens::Column::ExpiresAt.lt(now))

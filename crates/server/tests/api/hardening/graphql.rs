@@ -541,7 +541,7 @@ api_test!(
             id: buyer.id.to_string(),
             token: {
                 use inkcart_app::ports::TokenIssuer as _;
-                let issuer = inkcart::adapters::tokens::JwtIssuer::new(&crate::support::JWT_SECRET);
+                let issuer = inkcart_adapters::tokens::JwtIssuer::new(&crate::support::JWT_SECRET);
                 issuer.issue(&buyer, chrono::Utc::now(), std::time::Duration::from_secs(900)).unwrap().token
             },
             refresh: String::new(),

@@ -17,14 +17,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inkcart_app::page::{Page, PageRequest};
-use inkcart_app::ports::{Job, JobQueue, JobState, NewJob, Purged, Tx};
+use inkcart_app::ports::{ExpiredRecords, Job, JobQueue, JobState, NewJob, Purged, Tx};
 use inkcart_app::{AppError, AppResult};
 use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use crate::SqlStore;
 
 /// The job as stored: times in milliseconds since the epoch (Lua numbers).
 #[derive(Debug, Serialize, Deserialize)]
@@ -248,7 +246,8 @@ struct Scripts {
 pub struct RedisJobQueue {
     conn: ConnectionManager,
     prefix: String,
-    sql: Arc<SqlStore>,
+    /// The database side of a purge.
+    records: Arc<dyn ExpiredRecords>,
     scripts: Scripts,
 }
 
@@ -265,7 +264,11 @@ const CRON_MEMORY: u64 = 7 * 24 * 3600;
 const KEEP_FINISHED: chrono::Duration = chrono::Duration::days(7);
 
 impl RedisJobQueue {
-    pub async fn connect(url: &str, prefix: &str, sql: Arc<SqlStore>) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        records: Arc<dyn ExpiredRecords>,
+    ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client).await?;
         let with_state = |body: &str| Script::new(&format!("{SET_STATE}{body}"));
@@ -273,7 +276,7 @@ impl RedisJobQueue {
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
-            sql,
+            records,
             scripts: Scripts {
                 enqueue: Script::new(ENQUEUE),
                 claim: with_state(CLAIM),
@@ -519,7 +522,7 @@ impl JobQueue for RedisJobQueue {
     }
 
     async fn purge(&self, now: DateTime<Utc>) -> AppResult<Purged> {
-        let mut purged = self.sql.purge(now).await?;
+        let mut purged = self.records.purge_expired(now).await?;
         let removed: u64 = self
             .scripts
             .purge
