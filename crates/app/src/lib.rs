@@ -24,6 +24,9 @@ use std::time::Duration;
 
 pub use cache::Shared;
 pub use error::{AppError, AppResult};
+pub use health::Health;
+pub use ratelimit::RateLimits;
+pub use uploads::Uploads;
 
 /// Tunable values of the use cases, taken from configuration.
 #[derive(Debug, Clone)]
@@ -130,8 +133,9 @@ pub struct App {
     post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
     /// Pages of search results by query.
     post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
-    /// The slots images are decoded in.
-    image_decoding: Arc<uploads::DecodeGate>,
+    uploads: uploads::Uploads,
+    rate_limits: ratelimit::RateLimits,
+    health: health::Health,
 }
 
 impl std::fmt::Debug for App {
@@ -166,7 +170,14 @@ impl App {
             POST_CACHE_KIB,
             blog::post_page_cache_weight,
         );
-        let image_decoding = Arc::new(uploads::DecodeGate::new(&settings.image_limits));
+        let uploads =
+            uploads::Uploads::new(Arc::clone(&deps.storage), settings.image_limits.clone());
+        let rate_limits = ratelimit::RateLimits::new(
+            Arc::clone(&deps.rate_limiter),
+            Arc::clone(&deps.clock),
+            settings.rate_limits,
+        );
+        let health = health::Health::new(Arc::clone(&deps.store));
         Self {
             deps,
             settings,
@@ -174,11 +185,28 @@ impl App {
             post_cache,
             post_list_cache,
             post_search_cache,
-            image_decoding,
+            uploads,
+            rate_limits,
+            health,
         }
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Uploaded images and files.
+    pub fn uploads(&self) -> &uploads::Uploads {
+        &self.uploads
+    }
+
+    /// Request rate limits.
+    pub fn rate_limits(&self) -> &ratelimit::RateLimits {
+        &self.rate_limits
+    }
+
+    /// Readiness checks.
+    pub fn health(&self) -> &health::Health {
+        &self.health
     }
 }
