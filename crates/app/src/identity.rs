@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::error::messages;
 use crate::events::Event;
 use crate::page::Page;
-use crate::ports::{AccessToken, Claims, RefreshSession, TokenPurpose, UserQuery, UserSortField};
+use crate::ports::{
+    AccessToken, Claims, RefreshSession, TokenPurpose, UserQuery, UserRepo, UserSortField,
+};
 use crate::{App, AppError, AppResult};
 
 /// Sign-up input, as received.
@@ -432,11 +434,7 @@ impl App {
     }
 
     pub async fn get_user(&self, id: UserId) -> AppResult<User> {
-        self.deps
-            .users
-            .find(id)
-            .await?
-            .ok_or_else(|| AppError::not_found("User"))
+        find_user(self.deps.users.as_ref(), id).await
     }
 
     /// Several users at once (for batch loading); unknown ids are left out.
@@ -592,6 +590,14 @@ impl App {
         self.posts_changed();
         committed
     }
+}
+
+/// The account `id`; `NotFound` when there is none.
+pub(crate) async fn find_user(users: &dyn UserRepo, id: UserId) -> AppResult<User> {
+    users
+        .find(id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User"))
 }
 
 fn parse_email(input: &str, errors: &mut Vec<FieldError>) -> Option<Email> {

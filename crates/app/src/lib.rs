@@ -25,6 +25,7 @@ use std::time::Duration;
 pub use cache::Shared;
 pub use error::{AppError, AppResult};
 pub use health::Health;
+pub use jobs::Background;
 pub use ratelimit::RateLimits;
 pub use uploads::Uploads;
 
@@ -134,6 +135,7 @@ pub struct App {
     /// Pages of search results by query.
     post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
     uploads: uploads::Uploads,
+    background: jobs::Background,
     rate_limits: ratelimit::RateLimits,
     health: health::Health,
 }
@@ -177,6 +179,7 @@ impl App {
             Arc::clone(&deps.clock),
             settings.rate_limits,
         );
+        let background = jobs::Background::new(&deps, &settings);
         let health = health::Health::new(Arc::clone(&deps.store));
         Self {
             deps,
@@ -186,6 +189,7 @@ impl App {
             post_list_cache,
             post_search_cache,
             uploads,
+            background,
             rate_limits,
             health,
         }
@@ -198,6 +202,11 @@ impl App {
     /// Uploaded images and files.
     pub fn uploads(&self) -> &uploads::Uploads {
         &self.uploads
+    }
+
+    /// The outbox relay, the jobs and the schedules.
+    pub fn background(&self) -> &jobs::Background {
+        &self.background
     }
 
     /// Request rate limits.

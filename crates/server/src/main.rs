@@ -201,7 +201,7 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let worker = with_worker.then(|| {
         tokio::spawn(inkcart_jobs::run(
-            app.clone(),
+            app.background().clone(),
             inkcart::worker_config(config),
             stopped(stop.clone()),
         ))
@@ -228,7 +228,7 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
 async fn worker(config: &mut Config) -> anyhow::Result<()> {
     let app = app(config).await?;
     inkcart_jobs::run(
-        app,
+        app.background().clone(),
         inkcart::worker_config(config),
         stopped(stop_on_signal()),
     )

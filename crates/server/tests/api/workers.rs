@@ -298,9 +298,9 @@ async fn events_reach_a_nats_subscriber(db: TestDb) {
         })
         .await
         .unwrap();
-    assert_eq!(app.publish_events(100).await.unwrap(), 1);
+    assert_eq!(app.background().publish_events(100).await.unwrap(), 1);
     // The event is published once: a second pass finds nothing left to publish.
-    assert_eq!(app.publish_events(100).await.unwrap(), 0);
+    assert_eq!(app.background().publish_events(100).await.unwrap(), 0);
     // The subject carries every registration published meanwhile (the same test on the other
     // database runs at the same time): ours is the one naming our user.
     let ours = async {
@@ -444,7 +444,7 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
     // The real worker runtime, stopped once both mails are out.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(inkcart_jobs::run(
-        app.clone(),
+        app.background().clone(),
         inkcart_jobs::WorkerConfig {
             poll_interval: Duration::from_millis(20),
             ..inkcart_jobs::WorkerConfig::default()
@@ -479,6 +479,7 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
         role: inkcart_domain::Role::Admin,
     };
     let done = app
+        .background()
         .list_jobs(
             operator,
             Some(inkcart_app::ports::JobState::Done),
