@@ -260,22 +260,13 @@ impl App {
         }
     }
 
-    /// Passes `result` on, unless it failed because the account of `actor` is gone: deleted
-    /// after its token was checked, so that a foreign key refused the row (or the account was
-    /// not found). That is answered as a stale token, 401, never as the database's error.
+    /// Passes `result` on, unless the account of `actor` is gone (see [`unless_actor_gone`]).
     pub(crate) async fn unless_actor_gone<T>(
         &self,
         actor: UserId,
         result: AppResult<T>,
     ) -> AppResult<T> {
-        match result {
-            Err(AppError::Internal(_) | AppError::NotFound(_))
-                if matches!(self.deps.users.find(actor).await, Ok(None)) =>
-            {
-                Err(AppError::invalid_token())
-            }
-            other => other,
-        }
+        unless_actor_gone(self.deps.users.as_ref(), actor, result).await
     }
 
     /// Rotates a refresh token: the presented one is spent and a new one of the same family is
@@ -598,6 +589,24 @@ pub(crate) async fn find_user(users: &dyn UserRepo, id: UserId) -> AppResult<Use
         .find(id)
         .await?
         .ok_or_else(|| AppError::not_found("User"))
+}
+
+/// Passes `result` on, unless it failed because the account of `actor` is gone: deleted after
+/// its token was checked, so that a foreign key refused the row (or the account was not found).
+/// That is answered as a stale token, 401, never as the database's error.
+pub(crate) async fn unless_actor_gone<T>(
+    users: &dyn UserRepo,
+    actor: UserId,
+    result: AppResult<T>,
+) -> AppResult<T> {
+    match result {
+        Err(AppError::Internal(_) | AppError::NotFound(_))
+            if matches!(users.find(actor).await, Ok(None)) =>
+        {
+            Err(AppError::invalid_token())
+        }
+        other => other,
+    }
 }
 
 fn parse_email(input: &str, errors: &mut Vec<FieldError>) -> Option<Email> {

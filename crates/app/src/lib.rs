@@ -27,6 +27,7 @@ pub use error::{AppError, AppResult};
 pub use health::Health;
 pub use jobs::Background;
 pub use ratelimit::RateLimits;
+pub use shop::Shop;
 pub use uploads::Uploads;
 
 /// Tunable values of the use cases, taken from configuration.
@@ -126,14 +127,15 @@ const POST_CACHE_KIB: u64 = 32 * 1024;
 pub struct App {
     deps: Deps,
     settings: Settings,
-    /// `None` when the product cache is off.
-    product_cache: Option<moka::future::Cache<uuid::Uuid, Shared<inkcart_domain::shop::Product>>>,
+    /// Where events are recorded.
+    events: events::EventLog,
     /// Published posts by the id or slug they were asked for.
     post_cache: cache::ReadCache<ports::PostKey, Shared<ports::PostDetail>>,
     /// Pages of the post list by query.
     post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
     /// Pages of search results by query.
     post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
+    shop: shop::Shop,
     uploads: uploads::Uploads,
     background: jobs::Background,
     rate_limits: ratelimit::RateLimits,
@@ -150,12 +152,8 @@ impl std::fmt::Debug for App {
 
 impl App {
     pub fn new(deps: Deps, settings: Settings) -> Self {
-        let product_cache = (!settings.product_cache_ttl.is_zero()).then(|| {
-            moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(settings.product_cache_ttl)
-                .build()
-        });
+        let events = events::EventLog::new(Arc::clone(&deps.outbox), Arc::clone(&deps.clock));
+        let shop = shop::Shop::new(&deps, &settings, events.clone());
         let post_cache = cache::ReadCache::new(
             settings.post_cache_ttl,
             POST_CACHE_KIB,
@@ -184,10 +182,11 @@ impl App {
         Self {
             deps,
             settings,
-            product_cache,
+            events,
             post_cache,
             post_list_cache,
             post_search_cache,
+            shop,
             uploads,
             background,
             rate_limits,
@@ -197,6 +196,11 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Products, orders, payments and reports.
+    pub fn shop(&self) -> &shop::Shop {
+        &self.shop
     }
 
     /// Uploaded images and files.

@@ -547,6 +547,7 @@ impl QueryRoot {
         };
         let products = state(ctx)
             .app
+            .shop()
             .list_products(&query)
             .await
             .map_err(gql_error)?;
@@ -555,7 +556,7 @@ impl QueryRoot {
 
     #[graphql(complexity = "cost::object(cost::PRODUCT_ROW, child_complexity)")]
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ProductObject>> {
-        match state(ctx).app.get_product(parse_id(&id)?).await {
+        match state(ctx).app.shop().get_product(parse_id(&id)?).await {
             Ok(p) => Ok(Some(ProductObject(p.into_value()))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
@@ -584,6 +585,7 @@ impl QueryRoot {
         };
         let orders = state(ctx)
             .app
+            .shop()
             .list_orders(actor, query)
             .await
             .map_err(gql_error)?;
@@ -726,6 +728,7 @@ impl MutationRoot {
             .collect::<Result<Vec<_>>>()?;
         match state(ctx)
             .app
+            .shop()
             .create_order(actor, lines, None)
             .await
             .map_err(gql_error)?

@@ -233,6 +233,7 @@ api_test!(
                 .map(|_| ()),
             use_cases.add_comment(gone, &PostKey::Id(post_id), "Boo").await.map(|_| ()),
             use_cases
+                .shop()
                 .create_order(gone, vec![LineInput { product_id, quantity: 1 }], None)
                 .await
                 .map(|_| ()),
