@@ -22,6 +22,7 @@ pub mod uploads;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use blog::Blog;
 pub use cache::Shared;
 pub use error::{AppError, AppResult};
 pub use health::Health;
@@ -119,9 +120,6 @@ impl std::fmt::Debug for Deps {
     }
 }
 
-/// The most each post cache holds, in KiB (posts are weighed by their size).
-const POST_CACHE_KIB: u64 = 32 * 1024;
-
 /// The application: every use case, as methods grouped by feature module.
 #[derive(Clone)]
 pub struct App {
@@ -129,12 +127,9 @@ pub struct App {
     settings: Settings,
     /// Where events are recorded.
     events: events::EventLog,
-    /// Published posts by the id or slug they were asked for.
-    post_cache: cache::ReadCache<ports::PostKey, Shared<ports::PostDetail>>,
-    /// Pages of the post list by query.
-    post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
-    /// Pages of search results by query.
-    post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
+    /// What readers see of the blog, which an account's change can change.
+    post_caches: blog::PostCaches,
+    blog: blog::Blog,
     shop: shop::Shop,
     uploads: uploads::Uploads,
     background: jobs::Background,
@@ -154,22 +149,8 @@ impl App {
     pub fn new(deps: Deps, settings: Settings) -> Self {
         let events = events::EventLog::new(Arc::clone(&deps.outbox), Arc::clone(&deps.clock));
         let shop = shop::Shop::new(&deps, &settings, events.clone());
-        let post_cache = cache::ReadCache::new(
-            settings.post_cache_ttl,
-            POST_CACHE_KIB,
-            blog::post_cache_weight,
-        )
-        .reloading_many(blog::reload_posts(Arc::clone(&deps.posts)));
-        let post_list_cache = cache::ReadCache::new(
-            settings.post_cache_ttl,
-            POST_CACHE_KIB,
-            blog::post_page_cache_weight,
-        );
-        let post_search_cache = cache::ReadCache::new(
-            settings.search_cache_ttl,
-            POST_CACHE_KIB,
-            blog::post_page_cache_weight,
-        );
+        let post_caches = blog::PostCaches::new(&deps.posts, &settings);
+        let blog = blog::Blog::new(&deps, events.clone(), post_caches.clone());
         let uploads =
             uploads::Uploads::new(Arc::clone(&deps.storage), settings.image_limits.clone());
         let rate_limits = ratelimit::RateLimits::new(
@@ -183,9 +164,8 @@ impl App {
             deps,
             settings,
             events,
-            post_cache,
-            post_list_cache,
-            post_search_cache,
+            post_caches,
+            blog,
             shop,
             uploads,
             background,
@@ -196,6 +176,16 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Posts, comments, tags and search.
+    pub fn blog(&self) -> &blog::Blog {
+        &self.blog
+    }
+
+    /// After a write that can change a post as shown or the lists it is in.
+    pub(crate) fn posts_changed(&self) {
+        self.post_caches.posts_changed();
     }
 
     /// Products, orders, payments and reports.

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use inkcart_app::App;
 use inkcart_app::page::PageRequest;
 use inkcart_app::ports::{CommentView, PostSummary};
+use inkcart_app::{App, Blog};
 use inkcart_domain::{User, UserId};
 use uuid::Uuid;
 
@@ -51,7 +51,7 @@ fn by_page<K: Copy>(keys: &[(K, PageRequest)]) -> HashMap<PageRequest, Vec<K>> {
 }
 
 /// A page of each author's published posts, newest first.
-pub struct PostsByAuthor(pub Arc<App>);
+pub struct PostsByAuthor(pub Blog);
 
 impl async_graphql::dataloader::Loader<(UserId, PageRequest)> for PostsByAuthor {
     type Value = Vec<PostSummary>;
@@ -78,16 +78,16 @@ impl async_graphql::dataloader::Loader<(UserId, PageRequest)> for PostsByAuthor 
 }
 
 /// A page of each post's comments, oldest first.
-pub struct CommentsByPost(pub Arc<App>);
+pub struct CommentsByPost(pub Blog);
 
 impl CommentsByPost {
     /// The comments of `posts`, a page of each, by post and page.
     pub(crate) async fn pages(
-        app: &App,
+        blog: &Blog,
         posts: &[Uuid],
         page: PageRequest,
     ) -> Result<HashMap<(Uuid, PageRequest), Vec<CommentView>>, async_graphql::Error> {
-        let comments = app
+        let comments = blog
             .comments_for_posts(posts, page)
             .await
             .map_err(gql_error)?;
@@ -119,7 +119,7 @@ impl async_graphql::dataloader::Loader<(Uuid, PageRequest)> for CommentsByPost {
 }
 
 /// A post's Markdown and HTML (lists leave them out).
-pub struct PostContents(pub Arc<App>);
+pub struct PostContents(pub Blog);
 
 impl async_graphql::dataloader::Loader<Uuid> for PostContents {
     type Value = (String, String);

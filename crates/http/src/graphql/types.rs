@@ -62,7 +62,7 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
             .await;
     }
     if look.field("content").exists() || look.field("contentHtml").exists() {
-        let contents = app.post_contents(&ids).await.map_err(gql_error)?;
+        let contents = app.blog().post_contents(&ids).await.map_err(gql_error)?;
         ctx.data_unchecked::<Loader<PostContents>>()
             .feed_many(contents)
             .await;
@@ -91,7 +91,7 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
         }
         let mut authors: Vec<UserId> = Vec::new();
         for page in pages {
-            let by_post = CommentsByPost::pages(app, &ids, page).await?;
+            let by_post = CommentsByPost::pages(app.blog(), &ids, page).await?;
             authors.extend(by_post.values().flatten().map(|c| c.author.id));
             ctx.data_unchecked::<Loader<CommentsByPost>>()
                 .feed_many(by_post)
@@ -481,7 +481,12 @@ impl QueryRoot {
             },
             search: search.as_deref().map(search_terms),
         };
-        let posts = state(ctx).app.list_posts(&query).await.map_err(gql_error)?;
+        let posts = state(ctx)
+            .app
+            .blog()
+            .list_posts(&query)
+            .await
+            .map_err(gql_error)?;
         prefetch(ctx, &posts.items).await?;
         Ok(posts
             .items
@@ -496,6 +501,7 @@ impl QueryRoot {
     async fn post(&self, ctx: &Context<'_>, id_or_slug: String) -> Result<Option<PostObject>> {
         match state(ctx)
             .app
+            .blog()
             .get_post(caller(ctx).0, &post_key(&id_or_slug))
             .await
         {
@@ -516,7 +522,7 @@ impl QueryRoot {
         limit: Option<u64>,
     ) -> Result<Vec<TagObject>> {
         let page = page_of(page, limit, cost::TAG_LIST)?;
-        let tags = state(ctx).app.tags(page).await.map_err(gql_error)?;
+        let tags = state(ctx).app.blog().tags(page).await.map_err(gql_error)?;
         Ok(tags
             .into_iter()
             .map(|(name, post_count)| TagObject { name, post_count })
@@ -694,6 +700,7 @@ impl MutationRoot {
         let actor = caller(ctx).require()?;
         let detail = state(ctx)
             .app
+            .blog()
             .create_post(
                 actor,
                 PostInput {

@@ -308,7 +308,7 @@ pub async fn get_v2(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UserWithPosts>> {
     let user = state.app.get_user(UserId::from_uuid(id)).await?;
-    let posts = state.app.posts_by(user.id, 20).await?;
+    let posts = state.app.blog().posts_by(user.id, 20).await?;
     Ok(Json(UserWithPosts {
         user: UserBody::for_viewer(user, &auth.actor),
         posts: posts
