@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ports::{Clock, Outbox, OutboxEvent, Tx};
-use crate::{App, AppError, AppResult};
+use crate::{AppError, AppResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
@@ -104,13 +104,6 @@ impl EventLog {
             created_at: self.clock.now(),
         };
         self.outbox.record(tx, &outbox_event).await
-    }
-}
-
-impl App {
-    /// Writes `event` to the outbox in `tx`.
-    pub(crate) async fn record_event(&self, tx: &mut dyn Tx, event: &Event) -> AppResult<()> {
-        self.events.record(tx, event).await
     }
 }
 

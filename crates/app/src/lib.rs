@@ -26,6 +26,7 @@ pub use blog::Blog;
 pub use cache::Shared;
 pub use error::{AppError, AppResult};
 pub use health::Health;
+pub use identity::Identity;
 pub use jobs::Background;
 pub use ratelimit::RateLimits;
 pub use shop::Shop;
@@ -120,15 +121,13 @@ impl std::fmt::Debug for Deps {
     }
 }
 
-/// The application: every use case, as methods grouped by feature module.
-#[derive(Clone)]
+/// The application: one service per feature, built once from the ports and the settings.
+/// Each service holds only the ports it uses; a use case that needs another feature is given
+/// the narrow part it needs (the event log, the post caches) when the services are built here.
+// Payments, accounts (OIDC) and notifications join as services of their own, beside these.
+#[derive(Clone, Debug)]
 pub struct App {
-    deps: Deps,
-    settings: Settings,
-    /// Where events are recorded.
-    events: events::EventLog,
-    /// What readers see of the blog, which an account's change can change.
-    post_caches: blog::PostCaches,
+    identity: identity::Identity,
     blog: blog::Blog,
     shop: shop::Shop,
     uploads: uploads::Uploads,
@@ -137,55 +136,41 @@ pub struct App {
     health: health::Health,
 }
 
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
 impl App {
     pub fn new(deps: Deps, settings: Settings) -> Self {
         let events = events::EventLog::new(Arc::clone(&deps.outbox), Arc::clone(&deps.clock));
-        let shop = shop::Shop::new(&deps, &settings, events.clone());
         let post_caches = blog::PostCaches::new(&deps.posts, &settings);
-        let blog = blog::Blog::new(&deps, events.clone(), post_caches.clone());
-        let uploads =
-            uploads::Uploads::new(Arc::clone(&deps.storage), settings.image_limits.clone());
-        let rate_limits = ratelimit::RateLimits::new(
-            Arc::clone(&deps.rate_limiter),
-            Arc::clone(&deps.clock),
-            settings.rate_limits,
-        );
-        let background = jobs::Background::new(&deps, &settings);
-        let health = health::Health::new(Arc::clone(&deps.store));
         Self {
-            deps,
-            settings,
-            events,
-            post_caches,
-            blog,
-            shop,
-            uploads,
-            background,
-            rate_limits,
-            health,
+            identity: identity::Identity::new(
+                &deps,
+                &settings,
+                events.clone(),
+                post_caches.clone(),
+            ),
+            blog: blog::Blog::new(&deps, events.clone(), post_caches),
+            shop: shop::Shop::new(&deps, &settings, events),
+            uploads: uploads::Uploads::new(
+                Arc::clone(&deps.storage),
+                settings.image_limits.clone(),
+            ),
+            background: jobs::Background::new(&deps, &settings),
+            rate_limits: ratelimit::RateLimits::new(
+                Arc::clone(&deps.rate_limiter),
+                Arc::clone(&deps.clock),
+                settings.rate_limits,
+            ),
+            health: health::Health::new(deps.store),
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// Accounts, sessions and tokens.
+    pub fn identity(&self) -> &identity::Identity {
+        &self.identity
     }
 
     /// Posts, comments, tags and search.
     pub fn blog(&self) -> &blog::Blog {
         &self.blog
-    }
-
-    /// After a write that can change a post as shown or the lists it is in.
-    pub(crate) fn posts_changed(&self) {
-        self.post_caches.posts_changed();
     }
 
     /// Products, orders, payments and reports.

@@ -169,7 +169,7 @@ pub async fn rate_limit(
     // handler's question (a stale token is refused there).
     let user = bearer_token(&parts.headers)
         .and_then(Result::ok)
-        .and_then(|token| state.app.verify_token(token).ok())
+        .and_then(|token| state.app.identity().verify_token(token).ok())
         .map(|claims| claims.user_id);
     let mut uses = vec![(RateClass::General, 1)];
     if let Some(class) = class_of(&parts.method, parts.uri.path()) {

@@ -127,6 +127,7 @@ async fn run(command: Command, config: &mut Config) -> anyhow::Result<()> {
             let db = inkcart::open_database(config).await?;
             let app = inkcart::build_app(config, db)?;
             let (user, outcome) = app
+                .identity()
                 .ensure_admin(&email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", describe_app_error(&e)))?;

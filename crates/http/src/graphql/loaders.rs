@@ -1,23 +1,25 @@
 //! Batch loaders: every key asked for in one step of a query is fetched in one statement.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use inkcart_app::page::PageRequest;
 use inkcart_app::ports::{CommentView, PostSummary};
-use inkcart_app::{App, Blog};
+use inkcart_app::{Blog, Identity};
 use inkcart_domain::{User, UserId};
 use uuid::Uuid;
 
 use super::gql_error;
 
-async fn users(app: &App, keys: &[UserId]) -> Result<HashMap<UserId, User>, async_graphql::Error> {
-    let users = app.users_by_ids(keys).await.map_err(gql_error)?;
+async fn users(
+    identity: &Identity,
+    keys: &[UserId],
+) -> Result<HashMap<UserId, User>, async_graphql::Error> {
+    let users = identity.users_by_ids(keys).await.map_err(gql_error)?;
     Ok(users.into_iter().map(|u| (u.id, u)).collect())
 }
 
 /// Users by id (posts' authors, and users reached from them).
-pub struct Users(pub Arc<App>);
+pub struct Users(pub Identity);
 
 impl async_graphql::dataloader::Loader<UserId> for Users {
     type Value = User;
@@ -30,7 +32,7 @@ impl async_graphql::dataloader::Loader<UserId> for Users {
 
 /// Comments' authors. A loader of its own: sharing `Users` would let comment authors join the
 /// post authors' batch or not depending on timing, and the statement count would vary.
-pub struct CommentAuthors(pub Arc<App>);
+pub struct CommentAuthors(pub Identity);
 
 impl async_graphql::dataloader::Loader<UserId> for CommentAuthors {
     type Value = User;

@@ -269,13 +269,13 @@ async fn run(
     caller: Option<Actor>,
     checked: CheckedRequest,
 ) -> async_graphql::Response {
-    let (app, blog) = (state.app.clone(), state.app.blog());
+    let (identity, blog) = (state.app.identity(), state.app.blog());
     let request = checked
         .into_request()
         .data(Caller(caller))
         .data(state.clone())
-        .data(loader(loaders::Users(app.clone())))
-        .data(loader(loaders::CommentAuthors(app)))
+        .data(loader(loaders::Users(identity.clone())))
+        .data(loader(loaders::CommentAuthors(identity.clone())))
         .data(loader(loaders::PostsByAuthor(blog.clone())))
         .data(loader(loaders::CommentsByPost(blog.clone())))
         .data(loader(loaders::PostContents(blog.clone())));

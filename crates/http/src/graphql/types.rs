@@ -56,7 +56,11 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
     }
     if look.field("author").exists() {
         let authors = dedup(posts.iter().map(|p| p.author.id));
-        let users = app.users_by_ids(&authors).await.map_err(gql_error)?;
+        let users = app
+            .identity()
+            .users_by_ids(&authors)
+            .await
+            .map_err(gql_error)?;
         ctx.data_unchecked::<Loader<Users>>()
             .feed_many(users.into_iter().map(|u| (u.id, u)))
             .await;
@@ -99,7 +103,11 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
         }
         if comments.field("author").exists() {
             let authors = dedup(authors.into_iter());
-            let users = app.users_by_ids(&authors).await.map_err(gql_error)?;
+            let users = app
+                .identity()
+                .users_by_ids(&authors)
+                .await
+                .map_err(gql_error)?;
             ctx.data_unchecked::<Loader<CommentAuthors>>()
                 .feed_many(users.into_iter().map(|u| (u.id, u)))
                 .await;
@@ -440,6 +448,7 @@ impl QueryRoot {
         };
         let users: Page<User> = state(ctx)
             .app
+            .identity()
             .list_users(actor, &query)
             .await
             .map_err(gql_error)?;
@@ -451,7 +460,7 @@ impl QueryRoot {
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<UserObject>> {
         caller(ctx).require()?;
         let id = UserId::from_uuid(parse_id(&id)?);
-        match state(ctx).app.get_user(id).await {
+        match state(ctx).app.identity().get_user(id).await {
             Ok(user) => Ok(Some(UserObject(user))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
@@ -639,6 +648,7 @@ impl MutationRoot {
     ) -> Result<UserObject> {
         let user = state(ctx)
             .app
+            .identity()
             .sign_up(SignUp {
                 email,
                 password,
@@ -670,6 +680,7 @@ impl MutationRoot {
         };
         let user = state(ctx)
             .app
+            .identity()
             .update_user(actor, UserId::from_uuid(parse_id(&id)?), changes)
             .await
             .map_err(gql_error)?;
@@ -681,6 +692,7 @@ impl MutationRoot {
         let actor = caller(ctx).require()?;
         state(ctx)
             .app
+            .identity()
             .delete_user(actor, UserId::from_uuid(parse_id(&id)?))
             .await
             .map_err(gql_error)?;

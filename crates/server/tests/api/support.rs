@@ -315,6 +315,7 @@ impl TestApp {
     pub async fn admin(&self) -> Login {
         self.state
             .app
+            .identity()
             .ensure_admin("admin@example.com", PASSWORD)
             .await
             .expect("admin");

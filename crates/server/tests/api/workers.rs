@@ -229,6 +229,7 @@ async fn a_worker_process_runs_beside_a_server_without_one() {
     };
     let server_side = inkcart::build_app(&config, db.db.clone()).unwrap();
     server_side
+        .identity()
         .sign_up(inkcart_app::identity::SignUp {
             email: "solo@example.com".to_owned(),
             password: crate::support::PASSWORD.to_owned(),
@@ -291,6 +292,7 @@ async fn events_reach_a_nats_subscriber(db: TestDb) {
     .unwrap();
     let email = format!("nats-{}@example.com", uuid::Uuid::now_v7().simple());
     let user = app
+        .identity()
         .sign_up(inkcart_app::identity::SignUp {
             email: email.clone(),
             password: crate::support::PASSWORD.to_owned(),
@@ -434,13 +436,14 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
         )
         .unwrap(),
     );
-    app.sign_up(inkcart_app::identity::SignUp {
-        email: "redis@example.com".to_owned(),
-        password: crate::support::PASSWORD.to_owned(),
-        name: None,
-    })
-    .await
-    .unwrap();
+    app.identity()
+        .sign_up(inkcart_app::identity::SignUp {
+            email: "redis@example.com".to_owned(),
+            password: crate::support::PASSWORD.to_owned(),
+            name: None,
+        })
+        .await
+        .unwrap();
     // The real worker runtime, stopped once both mails are out.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(inkcart_jobs::run(
