@@ -271,7 +271,10 @@ mod tests {
         use argon2::{PasswordHasher as _, PasswordVerifier as _};
         let mut scratch = Scratch::default();
         let ours = hash_with(&mut scratch, "Secret123").unwrap();
-        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
         assert!(
             Argon2::default()
                 .verify_password(b"Secret123", ours.as_str())
@@ -309,7 +312,11 @@ mod tests {
         hash_with(&mut scratch, "Secret124").unwrap();
         let other = hash_with(&mut scratch, "y").unwrap();
         verify_with(&mut scratch, "x", &other).unwrap();
-        assert_eq!(scratch.blocks.as_ptr(), kept, "the buffer was allocated again");
+        assert_eq!(
+            scratch.blocks.as_ptr(),
+            kept,
+            "the buffer was allocated again"
+        );
     }
 
     #[tokio::test]
