@@ -14,13 +14,17 @@ use inkcart_domain::blog::{
 use inkcart_domain::{Actor, FieldError, Role, UserId};
 use uuid::Uuid;
 
+use crate::cache::ReadCache;
 use crate::error::messages;
+use crate::events::EventLog;
+use crate::identity::{find_user, unless_actor_gone};
 use crate::page::PageRequest;
+use crate::ports::{Clock, Store, UserRepo};
 use crate::ports::{
     Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage, PostQuery,
     PostRepo, PostSummary,
 };
-use crate::{App, AppError, AppResult, Shared};
+use crate::{AppError, AppResult, Deps, Settings, Shared};
 
 /// A new post, as received.
 #[derive(Debug, Clone, Default)]
@@ -390,7 +394,7 @@ fn post_not_found() -> AppError {
 
 /// The weight of a cached post (KiB): twice its size, for the value and, once it is served,
 /// its encoding.
-pub(crate) fn post_cache_weight(detail: &Shared<PostDetail>) -> u32 {
+fn post_cache_weight(detail: &Shared<PostDetail>) -> u32 {
     let post = &detail.post;
     crate::cache::kib(
         2 * (post.content.len()
@@ -405,9 +409,7 @@ pub(crate) fn post_cache_weight(detail: &Shared<PostDetail>) -> u32 {
 /// Reads many cached posts at once, for the post cache's background reloads: each key gets
 /// the post it names while that post is published; keys of posts gone or unpublished are left
 /// out, so the cache forgets them.
-pub(crate) fn reload_posts(
-    posts: Arc<dyn PostRepo>,
-) -> crate::cache::ReloadMany<PostKey, Shared<PostDetail>> {
+fn reload_posts(posts: Arc<dyn PostRepo>) -> crate::cache::ReloadMany<PostKey, Shared<PostDetail>> {
     Arc::new(move |keys: Vec<PostKey>| {
         let posts = Arc::clone(&posts);
         Box::pin(async move {
@@ -437,7 +439,7 @@ pub(crate) fn reload_posts(
 }
 
 /// The weight of a cached page of the post list (KiB): twice its size, as for a post.
-pub(crate) fn post_page_cache_weight(page: &Shared<PostPage>) -> u32 {
+fn post_page_cache_weight(page: &Shared<PostPage>) -> u32 {
     crate::cache::kib(
         2 * (page
             .items
@@ -454,7 +456,93 @@ pub(crate) fn post_page_cache_weight(page: &Shared<PostPage>) -> u32 {
     )
 }
 
-impl App {
+/// The most each post cache holds, in KiB (posts are weighed by their size).
+const POST_CACHE_KIB: u64 = 32 * 1024;
+
+/// The in-process caches of what readers see of the blog. Shared with the features whose
+/// writes change it (an author's name shows on their posts).
+#[derive(Clone, Debug)]
+pub(crate) struct PostCaches {
+    /// Published posts by the id or slug they were asked for.
+    post: ReadCache<PostKey, Shared<PostDetail>>,
+    /// Pages of the post list by query.
+    list: ReadCache<PostQuery, Shared<PostPage>>,
+    /// Pages of search results by query.
+    search: ReadCache<PostQuery, Shared<PostPage>>,
+}
+
+impl PostCaches {
+    pub(crate) fn new(posts: &Arc<dyn PostRepo>, settings: &Settings) -> Self {
+        Self {
+            post: ReadCache::new(settings.post_cache_ttl, POST_CACHE_KIB, post_cache_weight)
+                .reloading_many(reload_posts(Arc::clone(posts))),
+            list: ReadCache::new(
+                settings.post_cache_ttl,
+                POST_CACHE_KIB,
+                post_page_cache_weight,
+            ),
+            search: ReadCache::new(
+                settings.search_cache_ttl,
+                POST_CACHE_KIB,
+                post_page_cache_weight,
+            ),
+        }
+    }
+
+    /// After a write that can change a post as shown or the lists it is in: forgets every
+    /// cached post and page.
+    pub(crate) fn posts_changed(&self) {
+        self.post.clear();
+        self.lists_changed();
+    }
+
+    /// After a write that can change only the lists (comment counts): forgets every cached page.
+    fn lists_changed(&self) {
+        self.list.clear();
+        self.search.clear();
+    }
+}
+
+/// Posts, comments, tags and search, with the caches readers are served from.
+#[derive(Clone)]
+pub struct Blog {
+    store: Arc<dyn Store>,
+    posts: Arc<dyn PostRepo>,
+    /// Comments show their author; a write by an account deleted meanwhile is told apart.
+    users: Arc<dyn UserRepo>,
+    clock: Arc<dyn Clock>,
+    events: EventLog,
+    caches: PostCaches,
+}
+
+impl std::fmt::Debug for Blog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blog").finish_non_exhaustive()
+    }
+}
+
+impl Blog {
+    pub(crate) fn new(deps: &Deps, events: EventLog, caches: PostCaches) -> Self {
+        Self {
+            store: Arc::clone(&deps.store),
+            posts: Arc::clone(&deps.posts),
+            users: Arc::clone(&deps.users),
+            clock: Arc::clone(&deps.clock),
+            events,
+            caches,
+        }
+    }
+
+    /// After a write that can change a post as shown or the lists it is in.
+    fn posts_changed(&self) {
+        self.caches.posts_changed();
+    }
+
+    /// After a write that can change only the lists (comment counts).
+    fn post_lists_changed(&self) {
+        self.caches.lists_changed();
+    }
+
     /// Writes a post (editors and admins). Without an explicit slug one is made from the title,
     /// with `-2`, `-3`… when taken; an explicit slug that is taken is a conflict.
     pub async fn create_post(&self, actor: Actor, input: PostInput) -> AppResult<PostDetail> {
@@ -500,7 +588,7 @@ impl App {
         else {
             return Err(AppError::Validation(errors));
         };
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let published = input.published.unwrap_or(false);
         let mut post = Post {
             id: Uuid::now_v7(),
@@ -523,26 +611,13 @@ impl App {
         } else {
             self.insert_with_free_slug(&mut post, &tags).await
         };
-        self.unless_actor_gone(actor.id, inserted).await?;
+        unless_actor_gone(self.users.as_ref(), actor.id, inserted).await?;
         self.post_detail(&PostKey::Id(post.id)).await
     }
 
-    /// After a write that can change a post as shown or the lists it is in: forgets every
-    /// cached post and page.
-    pub(crate) fn posts_changed(&self) {
-        self.post_cache.clear();
-        self.post_lists_changed();
-    }
-
-    /// After a write that can change only the lists (comment counts): forgets every cached page.
-    fn post_lists_changed(&self) {
-        self.post_list_cache.clear();
-        self.post_search_cache.clear();
-    }
-
     async fn insert_post(&self, post: &Post, tags: &[TagName]) -> AppResult<()> {
-        let mut tx = self.deps.store.begin().await?;
-        self.deps.posts.insert(tx.as_mut(), post, tags).await?;
+        let mut tx = self.store.begin().await?;
+        self.posts.insert(tx.as_mut(), post, tags).await?;
         let committed = tx.commit().await;
         // A published post joins the lists, and its slug may have been another post's.
         self.posts_changed();
@@ -564,7 +639,7 @@ impl App {
     }
 
     async fn free_slug(&self, base: &Slug) -> AppResult<Slug> {
-        let taken = self.deps.posts.slugs_like(base.as_str()).await?;
+        let taken = self.posts.slugs_like(base.as_str()).await?;
         if !taken.iter().any(|s| s == base.as_str()) {
             return Ok(base.clone());
         }
@@ -579,7 +654,7 @@ impl App {
 
     /// A post from the database (never the cache).
     async fn post_detail(&self, key: &PostKey) -> AppResult<PostDetail> {
-        self.deps.posts.find(key).await?.ok_or_else(post_not_found)
+        self.posts.find(key).await?.ok_or_else(post_not_found)
     }
 
     /// A post by id or slug; drafts only for their author, editors and admins. Published posts
@@ -594,9 +669,10 @@ impl App {
             Draft(Box<PostDetail>),
             Failed(AppError),
         }
-        let posts = Arc::clone(&self.deps.posts);
+        let posts = Arc::clone(&self.posts);
         let read = self
-            .post_cache
+            .caches
+            .post
             .get_or_load(key.clone(), move |key| {
                 let posts = Arc::clone(&posts);
                 async move {
@@ -680,7 +756,7 @@ impl App {
         if !errors.is_empty() {
             return Err(AppError::Validation(errors));
         }
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         if let Some(published) = input.published {
             if published && !post.published {
                 post.published_at = Some(now);
@@ -688,9 +764,8 @@ impl App {
             post.published = published;
         }
         post.updated_at = now;
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .posts
             .update(tx.as_mut(), &post, tags.as_deref())
             .await?
@@ -712,8 +787,8 @@ impl App {
         if !can_edit_post(&detail.post, actor) {
             return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
         }
-        let mut tx = self.deps.store.begin().await?;
-        if !self.deps.posts.delete(tx.as_mut(), detail.post.id).await? {
+        let mut tx = self.store.begin().await?;
+        if !self.posts.delete(tx.as_mut(), detail.post.id).await? {
             // Deleted meanwhile (perhaps through another instance).
             self.posts_changed();
             return Err(post_not_found());
@@ -733,11 +808,11 @@ impl App {
                 has_more: false,
             }));
         }
-        let posts = Arc::clone(&self.deps.posts);
+        let posts = Arc::clone(&self.posts);
         let cache = if query.search.is_some() {
-            &self.post_search_cache
+            &self.caches.search
         } else {
-            &self.post_list_cache
+            &self.caches.list
         };
         cache
             .get_or_load(query.clone(), move |query| {
@@ -749,7 +824,7 @@ impl App {
 
     /// The author's latest published posts (v2 of a user).
     pub async fn posts_by(&self, author: UserId, limit: u64) -> AppResult<Vec<PostSummary>> {
-        self.deps.posts.published_by(author, limit).await
+        self.posts.published_by(author, limit).await
     }
 
     /// Published posts of several authors (for batch loading).
@@ -759,7 +834,7 @@ impl App {
         authors: &[UserId],
         page: PageRequest,
     ) -> AppResult<Vec<PostSummary>> {
-        self.deps.posts.published_by_authors(authors, page).await
+        self.posts.published_by_authors(authors, page).await
     }
 
     /// Markdown and HTML of several posts (for batch loading).
@@ -767,7 +842,7 @@ impl App {
         &self,
         ids: &[Uuid],
     ) -> AppResult<std::collections::HashMap<Uuid, (String, String)>> {
-        self.deps.posts.contents(ids).await
+        self.posts.contents(ids).await
     }
 
     /// The same page of the comments of several posts, oldest first (for batch loading).
@@ -776,12 +851,12 @@ impl App {
         ids: &[Uuid],
         page: PageRequest,
     ) -> AppResult<Vec<CommentView>> {
-        self.deps.posts.comments_for(ids, page).await
+        self.posts.comments_for(ids, page).await
     }
 
     /// A page of the tags of published posts, most used first.
     pub async fn tags(&self, page: PageRequest) -> AppResult<Vec<(String, i64)>> {
-        self.deps.posts.tags(page).await
+        self.posts.tags(page).await
     }
 
     /// A published post's comments, oldest first.
@@ -793,7 +868,7 @@ impl App {
         limit: u64,
     ) -> AppResult<Vec<CommentView>> {
         let detail = self.get_post(viewer, key).await?;
-        self.deps.posts.comments(detail.post.id, after, limit).await
+        self.posts.comments(detail.post.id, after, limit).await
     }
 
     /// Comments on a published post (any signed-in user).
@@ -811,7 +886,7 @@ impl App {
         }
         let content = parse_comment(content)
             .map_err(|e| AppError::Validation(vec![blog_error("content", e)]))?;
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let comment = Comment {
             id: Uuid::now_v7(),
             post_id: detail.post.id,
@@ -821,27 +896,25 @@ impl App {
             updated_at: now,
         };
         let written = async {
-            let mut tx = self.deps.store.begin().await?;
-            self.deps
-                .posts
-                .insert_comment(tx.as_mut(), &comment)
+            let mut tx = self.store.begin().await?;
+            self.posts.insert_comment(tx.as_mut(), &comment).await?;
+            self.events
+                .record(
+                    tx.as_mut(),
+                    &crate::events::Event::CommentAdded {
+                        comment_id: comment.id,
+                        post_id: comment.post_id,
+                        author_id: actor.id.as_uuid(),
+                    },
+                )
                 .await?;
-            self.record_event(
-                tx.as_mut(),
-                &crate::events::Event::CommentAdded {
-                    comment_id: comment.id,
-                    post_id: comment.post_id,
-                    author_id: actor.id.as_uuid(),
-                },
-            )
-            .await?;
             tx.commit().await
         }
         .await;
         // Lists carry comment counts; a post as shown does not.
         self.post_lists_changed();
-        self.unless_actor_gone(actor.id, written).await?;
-        let author = self.get_user(actor.id).await?;
+        unless_actor_gone(self.users.as_ref(), actor.id, written).await?;
+        let author = find_user(self.users.as_ref(), actor.id).await?;
         Ok(CommentView {
             comment,
             author: crate::ports::AuthorRef {
@@ -854,7 +927,6 @@ impl App {
     /// Deletes a comment (its writer, the post's author, or an admin).
     pub async fn delete_comment(&self, actor: Actor, id: Uuid) -> AppResult<()> {
         let comment = self
-            .deps
             .posts
             .find_comment(id)
             .await?
@@ -863,8 +935,8 @@ impl App {
         if !can_delete_comment(comment.author_id, post.author_id, actor) {
             return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
         }
-        let mut tx = self.deps.store.begin().await?;
-        if !self.deps.posts.delete_comment(tx.as_mut(), id).await? {
+        let mut tx = self.store.begin().await?;
+        if !self.posts.delete_comment(tx.as_mut(), id).await? {
             return Err(AppError::not_found("Comment"));
         }
         let committed = tx.commit().await;

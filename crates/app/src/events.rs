@@ -1,11 +1,13 @@
 //! Domain events: written to the outbox in the transaction of the change they describe, then
 //! turned into jobs and published by the relay.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ports::{OutboxEvent, Tx};
-use crate::{App, AppError, AppResult};
+use crate::ports::{Clock, Outbox, OutboxEvent, Tx};
+use crate::{AppError, AppResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
@@ -79,18 +81,29 @@ impl Event {
     }
 }
 
-impl App {
+/// Where the features record their events: the outbox, stamped by the clock.
+#[derive(Clone)]
+pub(crate) struct EventLog {
+    outbox: Arc<dyn Outbox>,
+    clock: Arc<dyn Clock>,
+}
+
+impl EventLog {
+    pub(crate) fn new(outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Self {
+        Self { outbox, clock }
+    }
+
     /// Writes `event` to the outbox in `tx`.
-    pub(crate) async fn record_event(&self, tx: &mut dyn Tx, event: &Event) -> AppResult<()> {
+    pub(crate) async fn record(&self, tx: &mut dyn Tx, event: &Event) -> AppResult<()> {
         let payload = serde_json::to_value(event).map_err(AppError::internal)?;
         let outbox_event = OutboxEvent {
             id: Uuid::now_v7(),
             kind: event.kind().to_owned(),
             subject_id: event.subject(),
             payload,
-            created_at: self.deps.clock.now(),
+            created_at: self.clock.now(),
         };
-        self.deps.outbox.record(tx, &outbox_event).await
+        self.outbox.record(tx, &outbox_event).await
     }
 }
 

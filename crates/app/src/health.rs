@@ -1,4 +1,6 @@
-use crate::App;
+use std::sync::Arc;
+
+use crate::ports::Store;
 
 /// What `/health/ready` reports, check by check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,9 +14,25 @@ impl Readiness {
     }
 }
 
-impl App {
+/// Whether the service can take traffic.
+#[derive(Clone)]
+pub struct Health {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
     pub async fn readiness(&self) -> Readiness {
-        let database = self.deps.store.check_ready().await;
+        let database = self.store.check_ready().await;
         Readiness {
             checks: vec![("database", database)],
         }

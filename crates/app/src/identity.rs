@@ -12,7 +12,15 @@ use crate::error::messages;
 use crate::events::Event;
 use crate::page::Page;
 use crate::ports::{AccessToken, Claims, RefreshSession, TokenPurpose, UserQuery, UserSortField};
-use crate::{App, AppError, AppResult};
+use std::sync::Arc;
+
+use crate::blog::PostCaches;
+use crate::events::EventLog;
+use crate::ports::{
+    Clock, EmailTokenRepo, LoginThrottle, Outbox, PasswordHasher, SessionRepo, Store, TokenIssuer,
+    UserRepo,
+};
+use crate::{AppError, AppResult, Deps, Settings};
 
 /// Sign-up input, as received.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +70,57 @@ pub enum AdminOutcome {
 
 const REFRESH_TOKEN_BYTES: usize = 32;
 
-impl App {
+/// Accounts and their credentials: sign-up, login, sessions and tokens, email verification and
+/// password reset.
+#[derive(Clone)]
+pub struct Identity {
+    store: Arc<dyn Store>,
+    users: Arc<dyn UserRepo>,
+    sessions: Arc<dyn SessionRepo>,
+    email_tokens: Arc<dyn EmailTokenRepo>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenIssuer>,
+    clock: Arc<dyn Clock>,
+    login_throttle: Arc<dyn LoginThrottle>,
+    /// Read for how recently an account asked for an email.
+    outbox: Arc<dyn Outbox>,
+    events: EventLog,
+    /// Posts show their author's name, so a change of name or a deletion clears them.
+    post_caches: PostCaches,
+    access_token_ttl: std::time::Duration,
+    refresh_token_ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    pub(crate) fn new(
+        deps: &Deps,
+        settings: &Settings,
+        events: EventLog,
+        post_caches: PostCaches,
+    ) -> Self {
+        Self {
+            store: Arc::clone(&deps.store),
+            users: Arc::clone(&deps.users),
+            sessions: Arc::clone(&deps.sessions),
+            email_tokens: Arc::clone(&deps.email_tokens),
+            hasher: Arc::clone(&deps.hasher),
+            tokens: Arc::clone(&deps.tokens),
+            clock: Arc::clone(&deps.clock),
+            login_throttle: Arc::clone(&deps.login_throttle),
+            outbox: Arc::clone(&deps.outbox),
+            events,
+            post_caches,
+            access_token_ttl: settings.access_token_ttl,
+            refresh_token_ttl: settings.refresh_token_ttl,
+        }
+    }
+
     /// Registers a new account (role `viewer`, tier `guest`).
     pub async fn sign_up(&self, input: SignUp) -> AppResult<User> {
         let mut errors = Vec::new();
@@ -85,8 +143,8 @@ impl App {
         name: Option<UserName>,
         role: Role,
     ) -> AppResult<User> {
-        let hash = self.deps.hasher.hash(password).await?;
-        let now = self.deps.clock.now();
+        let hash = self.hasher.hash(password).await?;
+        let now = self.clock.now();
         let user = User {
             id: UserId::from_uuid(Uuid::now_v7()),
             email,
@@ -97,15 +155,16 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.deps.store.begin().await?;
-        self.deps.users.insert(tx.as_mut(), &user, &hash).await?;
-        self.record_event(
-            tx.as_mut(),
-            &Event::UserRegistered {
-                user_id: user.id.as_uuid(),
-            },
-        )
-        .await?;
+        let mut tx = self.store.begin().await?;
+        self.users.insert(tx.as_mut(), &user, &hash).await?;
+        self.events
+            .record(
+                tx.as_mut(),
+                &Event::UserRegistered {
+                    user_id: user.id.as_uuid(),
+                },
+            )
+            .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -122,14 +181,14 @@ impl App {
         let (Some(email), Some(password)) = (email, password) else {
             return Err(AppError::Validation(errors));
         };
-        if let Some((mut user, _)) = self.deps.users.find_credentials(&email).await? {
+        if let Some((mut user, _)) = self.users.find_credentials(&email).await? {
             if user.role == Role::Admin {
                 return Ok((user, AdminOutcome::AlreadyAdmin));
             }
             user.role = Role::Admin;
-            user.updated_at = self.deps.clock.now();
-            let mut tx = self.deps.store.begin().await?;
-            if !self.deps.users.update(tx.as_mut(), &user, None).await? {
+            user.updated_at = self.clock.now();
+            let mut tx = self.store.begin().await?;
+            if !self.users.update(tx.as_mut(), &user, None).await? {
                 return Err(AppError::not_found("User"));
             }
             tx.commit().await?;
@@ -153,12 +212,12 @@ impl App {
         if !errors.is_empty() {
             return Err(AppError::Validation(errors));
         }
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let normalized = input.email.trim().to_lowercase();
         let throttle_key = format!("{}|{normalized}", input.client_ip);
         // The attempt is counted before the password is checked, so that concurrent attempts
         // cannot all pass the count while the first ones are still hashing.
-        if let Err(retry_after_secs) = self.deps.login_throttle.reserve(&throttle_key, now).await {
+        if let Err(retry_after_secs) = self.login_throttle.reserve(&throttle_key, now).await {
             return Err(AppError::RateLimited {
                 message: messages::TOO_MANY_LOGIN_ATTEMPTS.to_owned(),
                 retry_after_secs,
@@ -172,15 +231,14 @@ impl App {
                 ));
             }
             Err(e) => {
-                self.deps.login_throttle.release(&throttle_key, now).await;
+                self.login_throttle.release(&throttle_key, now).await;
                 return Err(e);
             }
         };
-        self.deps.login_throttle.clear(&throttle_key).await;
+        self.login_throttle.clear(&throttle_key).await;
         let family = SessionFamilyId::from_uuid(Uuid::now_v7());
         let started = self.start_refresh_session(&user, family, now, None).await;
-        let refresh_token = self
-            .unless_actor_gone(user.id, started)
+        let refresh_token = unless_actor_gone(self.users.as_ref(), user.id, started)
             .await?
             .ok_or_else(|| {
                 AppError::internal("a new session replaced no token, yet was refused")
@@ -197,18 +255,17 @@ impl App {
     /// verification too, so that it cannot be told apart from a wrong password.
     async fn check_credentials(&self, input: &Login) -> AppResult<Option<User>> {
         let found = match Email::parse(&input.email) {
-            Ok(email) => self.deps.users.find_credentials(&email).await?,
+            Ok(email) => self.users.find_credentials(&email).await?,
             Err(_) => None,
         };
         match found {
             Some((user, hash)) => Ok(self
-                .deps
                 .hasher
                 .verify(&input.password, &hash)
                 .await?
                 .then_some(user)),
             None => {
-                self.deps.hasher.verify_dummy(&input.password).await?;
+                self.hasher.verify_dummy(&input.password).await?;
                 Ok(None)
             }
         }
@@ -224,9 +281,9 @@ impl App {
                 messages::CURRENT_PASSWORD_REQUIRED,
             ));
         };
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let key = format!("reauth|{}", actor.id);
-        if let Err(retry_after_secs) = self.deps.login_throttle.reserve(&key, now).await {
+        if let Err(retry_after_secs) = self.login_throttle.reserve(&key, now).await {
             return Err(AppError::RateLimited {
                 message: messages::TOO_MANY_PASSWORD_ATTEMPTS.to_owned(),
                 retry_after_secs,
@@ -234,17 +291,16 @@ impl App {
         }
         let checked = async {
             let hash = self
-                .deps
                 .users
                 .password_hash(actor.id)
                 .await?
                 .ok_or_else(AppError::invalid_token)?;
-            self.deps.hasher.verify(password, &hash).await
+            self.hasher.verify(password, &hash).await
         }
         .await;
         match checked {
             Ok(true) => {
-                self.deps.login_throttle.clear(&key).await;
+                self.login_throttle.clear(&key).await;
                 Ok(())
             }
             Ok(false) => Err(AppError::field(
@@ -252,27 +308,9 @@ impl App {
                 messages::CURRENT_PASSWORD_WRONG,
             )),
             Err(e) => {
-                self.deps.login_throttle.release(&key, now).await;
+                self.login_throttle.release(&key, now).await;
                 Err(e)
             }
-        }
-    }
-
-    /// Passes `result` on, unless it failed because the account of `actor` is gone: deleted
-    /// after its token was checked, so that a foreign key refused the row (or the account was
-    /// not found). That is answered as a stale token, 401, never as the database's error.
-    pub(crate) async fn unless_actor_gone<T>(
-        &self,
-        actor: UserId,
-        result: AppResult<T>,
-    ) -> AppResult<T> {
-        match result {
-            Err(AppError::Internal(_) | AppError::NotFound(_))
-                if matches!(self.deps.users.find(actor).await, Ok(None)) =>
-            {
-                Err(AppError::invalid_token())
-            }
-            other => other,
         }
     }
 
@@ -283,10 +321,9 @@ impl App {
         if refresh_token.is_empty() {
             return Err(AppError::field("refreshToken", "Refresh token is required"));
         }
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let hash = hash_refresh_token(refresh_token);
         let session = self
-            .deps
             .sessions
             .find_by_hash(&hash)
             .await?
@@ -302,7 +339,6 @@ impl App {
             return Err(AppError::invalid_token());
         }
         let user = self
-            .deps
             .users
             .find(session.user_id)
             .await?
@@ -310,7 +346,7 @@ impl App {
         let started = self
             .start_refresh_session(&user, session.family_id, now, Some(session.id))
             .await;
-        let new_token = self.unless_actor_gone(user.id, started).await?;
+        let new_token = unless_actor_gone(self.users.as_ref(), user.id, started).await?;
         let Some(new_token) = new_token else {
             // Another request spent this token between our read and our update.
             self.revoke_family_after_reuse(&session, now).await?;
@@ -334,9 +370,8 @@ impl App {
             family_id = %session.family_id,
             "refresh token reused: revoking its session family"
         );
-        let mut tx = self.deps.store.begin().await?;
-        self.deps
-            .sessions
+        let mut tx = self.store.begin().await?;
+        self.sessions
             .revoke_family(tx.as_mut(), session.family_id, now)
             .await?;
         tx.commit().await
@@ -352,8 +387,7 @@ impl App {
         replaces: Option<Uuid>,
     ) -> AppResult<Option<String>> {
         let token = new_refresh_token()?;
-        let ttl = chrono::Duration::from_std(self.settings.refresh_token_ttl)
-            .map_err(AppError::internal)?;
+        let ttl = chrono::Duration::from_std(self.refresh_token_ttl).map_err(AppError::internal)?;
         let session = RefreshSession {
             id: Uuid::now_v7(),
             user_id: user.id,
@@ -364,27 +398,24 @@ impl App {
             used_at: None,
             revoked_at: None,
         };
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         if let Some(old) = replaces
-            && !self.deps.sessions.mark_used(tx.as_mut(), old, now).await?
+            && !self.sessions.mark_used(tx.as_mut(), old, now).await?
         {
             return Ok(None);
         }
-        self.deps.sessions.insert(tx.as_mut(), &session).await?;
+        self.sessions.insert(tx.as_mut(), &session).await?;
         tx.commit().await?;
         Ok(Some(token))
     }
 
     fn issue_access_token(&self, user: &User, now: DateTime<Utc>) -> AppResult<AccessToken> {
-        self.deps
-            .tokens
-            .issue(user, now, self.settings.access_token_ttl)
+        self.tokens.issue(user, now, self.access_token_ttl)
     }
 
     /// Checks a bearer token's signature and lifetime (no database read): who it was issued to.
     pub fn verify_token(&self, bearer: &str) -> AppResult<Claims> {
-        self.deps
-            .tokens
+        self.tokens
             .verify(bearer)
             .ok_or_else(AppError::invalid_token)
     }
@@ -394,8 +425,7 @@ impl App {
     /// applies at once, not when the token expires. One read by primary key.
     pub async fn authenticate(&self, bearer: &str) -> AppResult<User> {
         let claims = self.verify_token(bearer)?;
-        self.deps
-            .users
+        self.users
             .find(claims.user_id)
             .await?
             .ok_or_else(AppError::invalid_token)
@@ -407,33 +437,30 @@ impl App {
             return Err(AppError::field("refreshToken", "Refresh token is required"));
         }
         let hash = hash_refresh_token(refresh_token);
-        let Some(session) = self.deps.sessions.find_by_hash(&hash).await? else {
+        let Some(session) = self.sessions.find_by_hash(&hash).await? else {
             return Ok(());
         };
         if session.user_id != actor.id || session.revoked_at.is_some() {
             return Ok(());
         }
-        let mut tx = self.deps.store.begin().await?;
-        self.deps
-            .sessions
-            .revoke_family(tx.as_mut(), session.family_id, self.deps.clock.now())
+        let mut tx = self.store.begin().await?;
+        self.sessions
+            .revoke_family(tx.as_mut(), session.family_id, self.clock.now())
             .await?;
         tx.commit().await
     }
 
     /// Revokes every session of the caller.
     pub async fn logout_all(&self, actor: Actor) -> AppResult<()> {
-        let mut tx = self.deps.store.begin().await?;
-        self.deps
-            .sessions
-            .revoke_all_for_user(tx.as_mut(), actor.id, self.deps.clock.now())
+        let mut tx = self.store.begin().await?;
+        self.sessions
+            .revoke_all_for_user(tx.as_mut(), actor.id, self.clock.now())
             .await?;
         tx.commit().await
     }
 
     pub async fn get_user(&self, id: UserId) -> AppResult<User> {
-        self.deps
-            .users
+        self.users
             .find(id)
             .await?
             .ok_or_else(|| AppError::not_found("User"))
@@ -441,7 +468,7 @@ impl App {
 
     /// Several users at once (for batch loading); unknown ids are left out.
     pub async fn users_by_ids(&self, ids: &[UserId]) -> AppResult<Vec<User>> {
-        self.deps.users.find_many(ids).await
+        self.users.find_many(ids).await
     }
 
     /// Lists accounts. Others' emails and roles are for admins: a non-admin's search looks in
@@ -457,7 +484,7 @@ impl App {
             }
             query.search_email = false;
         }
-        self.deps.users.list(&query).await
+        self.users.list(&query).await
     }
 
     /// `PUT`: email and name are replaced as given (a missing name clears it).
@@ -534,15 +561,14 @@ impl App {
         }
         user.role = changes.role.unwrap_or(user.role);
         user.tier = changes.tier.unwrap_or(user.tier);
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         user.updated_at = now;
         let hash = match &password {
-            Some(p) => Some(self.deps.hasher.hash(p).await?),
+            Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
         };
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .users
             .update(tx.as_mut(), &user, hash.as_deref())
             .await?
@@ -550,29 +576,28 @@ impl App {
             return Err(AppError::not_found("User"));
         }
         if hash.is_some() {
-            self.deps
-                .sessions
+            self.sessions
                 .revoke_all_for_user(tx.as_mut(), user.id, now)
                 .await?;
-            self.deps
-                .email_tokens
+            self.email_tokens
                 .consume_all(tx.as_mut(), user.id, TokenPurpose::ResetPassword, now)
                 .await?;
         }
         if email_changed {
-            self.record_event(
-                tx.as_mut(),
-                &Event::EmailChanged {
-                    user_id: user.id.as_uuid(),
-                    previous_email: email_before.into_string(),
-                },
-            )
-            .await?;
+            self.events
+                .record(
+                    tx.as_mut(),
+                    &Event::EmailChanged {
+                        user_id: user.id.as_uuid(),
+                        previous_email: email_before.into_string(),
+                    },
+                )
+                .await?;
         }
         let committed = tx.commit().await;
         if user.name != name_before {
             // Posts and lists show their author's name.
-            self.posts_changed();
+            self.post_caches.posts_changed();
         }
         committed?;
         Ok(user)
@@ -583,14 +608,40 @@ impl App {
         if !actor.is_admin() {
             return Err(AppError::insufficient_permissions());
         }
-        let mut tx = self.deps.store.begin().await?;
-        if !self.deps.users.delete(tx.as_mut(), id).await? {
+        let mut tx = self.store.begin().await?;
+        if !self.users.delete(tx.as_mut(), id).await? {
             return Err(AppError::not_found("User"));
         }
         let committed = tx.commit().await;
         // Their posts and comments went with them.
-        self.posts_changed();
+        self.post_caches.posts_changed();
         committed
+    }
+}
+
+/// The account `id`; `NotFound` when there is none.
+pub(crate) async fn find_user(users: &dyn UserRepo, id: UserId) -> AppResult<User> {
+    users
+        .find(id)
+        .await?
+        .ok_or_else(|| AppError::not_found("User"))
+}
+
+/// Passes `result` on, unless it failed because the account of `actor` is gone: deleted after
+/// its token was checked, so that a foreign key refused the row (or the account was not found).
+/// That is answered as a stale token, 401, never as the database's error.
+pub(crate) async fn unless_actor_gone<T>(
+    users: &dyn UserRepo,
+    actor: UserId,
+    result: AppResult<T>,
+) -> AppResult<T> {
+    match result {
+        Err(AppError::Internal(_) | AppError::NotFound(_))
+            if matches!(users.find(actor).await, Ok(None)) =>
+        {
+            Err(AppError::invalid_token())
+        }
+        other => other,
     }
 }
 
@@ -643,12 +694,11 @@ pub fn hash_refresh_token(token: &str) -> String {
 /// How often one account may ask for a verification or reset email.
 pub const EMAIL_REQUEST_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
 
-impl App {
+impl Identity {
     /// Whether `user` caused an `event` within [`EMAIL_REQUEST_INTERVAL`].
     async fn asked_within_interval(&self, event: &str, user: UserId) -> AppResult<bool> {
-        let since = self.deps.clock.now() - EMAIL_REQUEST_INTERVAL;
+        let since = self.clock.now() - EMAIL_REQUEST_INTERVAL;
         let recent = self
-            .deps
             .outbox
             .count_since(event, user.as_uuid(), since)
             .await?;
@@ -670,14 +720,15 @@ impl App {
                 retry_after_secs: 60,
             });
         }
-        let mut tx = self.deps.store.begin().await?;
-        self.record_event(
-            tx.as_mut(),
-            &Event::EmailVerificationRequested {
-                user_id: user.id.as_uuid(),
-            },
-        )
-        .await?;
+        let mut tx = self.store.begin().await?;
+        self.events
+            .record(
+                tx.as_mut(),
+                &Event::EmailVerificationRequested {
+                    user_id: user.id.as_uuid(),
+                },
+            )
+            .await?;
         tx.commit().await
     }
 
@@ -685,10 +736,9 @@ impl App {
     /// has the address the token was sent to (a link to a previous address verifies nothing).
     pub async fn confirm_email(&self, token: &str) -> AppResult<()> {
         let record = self.usable_token(token, TokenPurpose::VerifyEmail).await?;
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.store.begin().await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .email_tokens
             .consume(tx.as_mut(), record.id, now)
             .await?
@@ -698,7 +748,6 @@ impl App {
         // Conditional on the address in the same statement: an email change committing
         // meanwhile cannot be marked verified by a link to the previous address.
         if !self
-            .deps
             .email_tokens
             .mark_verified(tx.as_mut(), record.user_id, record.email.as_deref(), now)
             .await?
@@ -715,7 +764,7 @@ impl App {
         let Some(email) = parse_email(email, &mut errors) else {
             return Err(AppError::Validation(errors));
         };
-        let Some((user, _)) = self.deps.users.find_credentials(&email).await? else {
+        let Some((user, _)) = self.users.find_credentials(&email).await? else {
             return Ok(());
         };
         if self
@@ -724,14 +773,15 @@ impl App {
         {
             return Ok(());
         }
-        let mut tx = self.deps.store.begin().await?;
-        self.record_event(
-            tx.as_mut(),
-            &Event::PasswordResetRequested {
-                user_id: user.id.as_uuid(),
-            },
-        )
-        .await?;
+        let mut tx = self.store.begin().await?;
+        self.events
+            .record(
+                tx.as_mut(),
+                &Event::PasswordResetRequested {
+                    user_id: user.id.as_uuid(),
+                },
+            )
+            .await?;
         tx.commit().await
     }
 
@@ -749,11 +799,10 @@ impl App {
         let record = self
             .usable_token(token, TokenPurpose::ResetPassword)
             .await?;
-        let hash = self.deps.hasher.hash(&password).await?;
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.store.begin().await?;
+        let hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .email_tokens
             .consume(tx.as_mut(), record.id, now)
             .await?
@@ -763,7 +812,6 @@ impl App {
         // Only the password is written, and only while the account has the address the link
         // went to: a link sent to a previous address resets nothing, even racing the change.
         if !self
-            .deps
             .users
             .set_password(
                 tx.as_mut(),
@@ -776,8 +824,7 @@ impl App {
         {
             return Err(invalid_email_token());
         }
-        self.deps
-            .sessions
+        self.sessions
             .revoke_all_for_user(tx.as_mut(), record.user_id, now)
             .await?;
         tx.commit().await
@@ -792,13 +839,12 @@ impl App {
             return Err(AppError::field("token", "token is required"));
         }
         let record = self
-            .deps
             .email_tokens
             .find_by_hash(&hash_refresh_token(token))
             .await?
             .filter(|t| t.purpose == purpose)
             .ok_or_else(invalid_email_token)?;
-        if record.used_at.is_some() || record.expires_at <= self.deps.clock.now() {
+        if record.used_at.is_some() || record.expires_at <= self.clock.now() {
             return Err(invalid_email_token());
         }
         Ok(record)

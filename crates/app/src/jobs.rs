@@ -18,7 +18,14 @@ use crate::page::{Direction, Page, PageRequest, Sort};
 use crate::ports::{
     EmailToken, Job, JobState, NewJob, OutboxEvent, Purged, TokenPurpose, UserQuery, UserSortField,
 };
-use crate::{App, AppError, AppResult};
+use std::sync::Arc;
+
+use crate::identity::find_user;
+use crate::ports::{
+    Clock, EmailTokenRepo, EventPublisher, JobQueue, Mailer, ObjectStorage, OrderRepo, Outbox,
+    Store, UserRepo,
+};
+use crate::{AppError, AppResult, Deps, Settings};
 
 /// Job kinds.
 pub mod kinds {
@@ -86,7 +93,59 @@ fn new_email_token() -> AppResult<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-impl App {
+/// Background work: the outbox relay, the job queue and what each job does, the schedules.
+#[derive(Clone)]
+pub struct Background {
+    store: Arc<dyn Store>,
+    jobs: Arc<dyn JobQueue>,
+    outbox: Arc<dyn Outbox>,
+    /// The broker events are published to, when one is configured.
+    publisher: Option<Arc<dyn EventPublisher>>,
+    mailer: Arc<dyn Mailer>,
+    email_tokens: Arc<dyn EmailTokenRepo>,
+    /// Read by the mails about orders and by the sales report.
+    orders: Arc<dyn OrderRepo>,
+    users: Arc<dyn UserRepo>,
+    /// Where the sales reports are written.
+    storage: Arc<dyn ObjectStorage>,
+    clock: Arc<dyn Clock>,
+    job_max_attempts: i32,
+    job_lease: Duration,
+    job_backoff: Duration,
+    public_url: String,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background").finish_non_exhaustive()
+    }
+}
+
+impl Background {
+    pub(crate) fn new(deps: &Deps, settings: &Settings) -> Self {
+        Self {
+            store: Arc::clone(&deps.store),
+            jobs: Arc::clone(&deps.jobs),
+            outbox: Arc::clone(&deps.outbox),
+            publisher: deps.publisher.clone(),
+            mailer: Arc::clone(&deps.mailer),
+            email_tokens: Arc::clone(&deps.email_tokens),
+            orders: Arc::clone(&deps.orders),
+            users: Arc::clone(&deps.users),
+            storage: Arc::clone(&deps.storage),
+            clock: Arc::clone(&deps.clock),
+            job_max_attempts: settings.job_max_attempts,
+            job_lease: settings.job_lease,
+            job_backoff: settings.job_backoff,
+            public_url: settings.public_url.clone(),
+        }
+    }
+
+    /// The account a job is about.
+    async fn get_user(&self, id: UserId) -> AppResult<inkcart_domain::User> {
+        find_user(self.users.as_ref(), id).await
+    }
+
     /// The jobs an event causes, each enqueued once per event.
     fn jobs_for(&self, event: &OutboxEvent, now: DateTime<Utc>) -> AppResult<Vec<NewJob>> {
         let parsed: Event = serde_json::from_value(event.payload.clone()).map_err(|e| {
@@ -110,7 +169,7 @@ impl App {
                 payload: event.payload.clone(),
                 effect_key: format!("{kind}:{}", event.id),
                 run_at: now,
-                max_attempts: self.settings.job_max_attempts,
+                max_attempts: self.job_max_attempts,
             })
             .collect())
     }
@@ -118,41 +177,37 @@ impl App {
     /// Turns undispatched outbox events into jobs, exactly once per (event, job kind), and
     /// marks them dispatched in the same transaction. Returns how many events it handled.
     pub async fn dispatch_events(&self, limit: u64) -> AppResult<usize> {
-        let events = self.deps.outbox.undispatched(limit).await?;
+        let events = self.outbox.undispatched(limit).await?;
         if events.is_empty() {
             return Ok(0);
         }
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.store.begin().await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
         for event in &events {
             for job in self.jobs_for(event, now)? {
-                self.deps.jobs.enqueue(tx.as_mut(), &job, now).await?;
+                self.jobs.enqueue(tx.as_mut(), &job, now).await?;
             }
         }
         let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        self.deps
-            .outbox
-            .mark_dispatched(tx.as_mut(), &ids, now)
-            .await?;
+        self.outbox.mark_dispatched(tx.as_mut(), &ids, now).await?;
         tx.commit().await?;
         Ok(events.len())
     }
 
     /// Publishes unpublished events to the broker, when one is configured.
     pub async fn publish_events(&self, limit: u64) -> AppResult<usize> {
-        let Some(publisher) = &self.deps.publisher else {
+        let Some(publisher) = &self.publisher else {
             return Ok(0);
         };
-        let events = self.deps.outbox.unpublished(limit).await?;
+        let events = self.outbox.unpublished(limit).await?;
         let mut published = Vec::with_capacity(events.len());
         for event in &events {
             publisher.publish(event).await?;
             published.push(event.id);
         }
         if !published.is_empty() {
-            self.deps
-                .outbox
-                .mark_published(&published, self.deps.clock.now())
+            self.outbox
+                .mark_published(&published, self.clock.now())
                 .await?;
         }
         Ok(published.len())
@@ -160,7 +215,7 @@ impl App {
 
     /// Enqueues the runs of the schedules that are due; one instance wins each run.
     pub async fn run_schedules(&self) -> AppResult<()> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         // Hourly purge, at the top of the hour.
         let hour = now
             .with_minute(0)
@@ -193,53 +248,44 @@ impl App {
         kind: &str,
         payload: serde_json::Value,
     ) -> AppResult<()> {
-        let now = self.deps.clock.now();
-        if !self.deps.jobs.claim_schedule(name, slot, now).await? {
+        let now = self.clock.now();
+        if !self.jobs.claim_schedule(name, slot, now).await? {
             return Ok(());
         }
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         let job = NewJob {
             kind: kind.to_owned(),
             payload,
             effect_key: format!("cron:{name}:{}", slot.timestamp()),
             run_at: now,
-            max_attempts: self.settings.job_max_attempts,
+            max_attempts: self.job_max_attempts,
         };
-        self.deps.jobs.enqueue(tx.as_mut(), &job, now).await?;
+        self.jobs.enqueue(tx.as_mut(), &job, now).await?;
         tx.commit().await
     }
 
     /// Takes due jobs for a worker.
     pub async fn claim_jobs(&self, worker: &str, limit: u64) -> AppResult<Vec<Job>> {
-        self.deps
-            .jobs
-            .claim(
-                worker,
-                limit,
-                self.settings.job_lease,
-                self.deps.clock.now(),
-            )
+        self.jobs
+            .claim(worker, limit, self.job_lease, self.clock.now())
             .await
     }
 
     pub async fn extend_jobs(&self, ids: &[Uuid], worker: &str) -> AppResult<()> {
-        let until = self.deps.clock.now()
-            + chrono::Duration::from_std(self.settings.job_lease).map_err(AppError::internal)?;
-        self.deps.jobs.extend(ids, worker, until).await
+        let until = self.clock.now()
+            + chrono::Duration::from_std(self.job_lease).map_err(AppError::internal)?;
+        self.jobs.extend(ids, worker, until).await
     }
 
     pub async fn finish_job(&self, job: &Job, worker: &str) -> AppResult<()> {
-        self.deps
-            .jobs
-            .finish(job.id, worker, self.deps.clock.now())
-            .await
+        self.jobs.finish(job.id, worker, self.clock.now()).await
     }
 
     /// Records a failure: retried after a backoff, or dead after the last attempt.
     pub async fn fail_job(&self, job: &Job, worker: &str, error: &str) -> AppResult<()> {
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let retry_at = (job.attempts < job.max_attempts)
-            .then(|| chrono::Duration::from_std(backoff(self.settings.job_backoff, job.attempts)))
+            .then(|| chrono::Duration::from_std(backoff(self.job_backoff, job.attempts)))
             .transpose()
             .map_err(AppError::internal)?
             .map(|delay| now + delay);
@@ -248,17 +294,11 @@ impl App {
         } else {
             tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, error, "job failed; will retry");
         }
-        self.deps
-            .jobs
-            .fail(job.id, worker, error, retry_at, now)
-            .await
+        self.jobs.fail(job.id, worker, error, retry_at, now).await
     }
 
     pub async fn release_job(&self, job: &Job, worker: &str) -> AppResult<()> {
-        self.deps
-            .jobs
-            .release(job.id, worker, self.deps.clock.now())
-            .await
+        self.jobs.release(job.id, worker, self.clock.now()).await
     }
 
     /// Runs one job's handler. Handlers are idempotent: each records its effect under a key,
@@ -269,7 +309,7 @@ impl App {
                 let p: UserPayload = payload(job)?;
                 self.once(&format!("welcome:{}", p.user_id), job, || async {
                     let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
-                    self.deps.mailer.send(&mail::welcome(&user)).await
+                    self.mailer.send(&mail::welcome(&user)).await
                 })
                 .await
             }
@@ -283,11 +323,8 @@ impl App {
                     let token = self
                         .issue_email_token(&user, TokenPurpose::VerifyEmail, VERIFICATION_TTL)
                         .await?;
-                    let link = format!("{}/verify-email?token={token}", self.settings.public_url);
-                    self.deps
-                        .mailer
-                        .send(&mail::verify_email(&user, &link))
-                        .await
+                    let link = format!("{}/verify-email?token={token}", self.public_url);
+                    self.mailer.send(&mail::verify_email(&user, &link)).await
                 })
                 .await
             }
@@ -305,10 +342,8 @@ impl App {
                                 chrono::Duration::minutes(RESET_TTL_MINUTES),
                             )
                             .await?;
-                        let link =
-                            format!("{}/reset-password?token={token}", self.settings.public_url);
-                        self.deps
-                            .mailer
+                        let link = format!("{}/reset-password?token={token}", self.public_url);
+                        self.mailer
                             .send(&mail::reset_password(&user, &link, RESET_TTL_MINUTES))
                             .await
                     },
@@ -322,8 +357,7 @@ impl App {
                     job,
                     || async {
                         let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
-                        self.deps
-                            .mailer
+                        self.mailer
                             .send(&mail::email_changed(&user, &p.previous_email))
                             .await
                     },
@@ -340,7 +374,6 @@ impl App {
                 };
                 self.once(&key, job, || async {
                     let order = self
-                        .deps
                         .orders
                         .find(p.order_id)
                         .await?
@@ -351,7 +384,7 @@ impl App {
                     } else {
                         mail::order_confirmation(&user, &order)
                     };
-                    self.deps.mailer.send(&mail).await
+                    self.mailer.send(&mail).await
                 })
                 .await
             }
@@ -363,7 +396,7 @@ impl App {
                 .await
             }
             kinds::PURGE => {
-                let purged: Purged = self.deps.jobs.purge(self.deps.clock.now()).await?;
+                let purged: Purged = self.jobs.purge(self.clock.now()).await?;
                 tracing::info!(?purged, "purged expired records");
                 Ok(())
             }
@@ -377,14 +410,13 @@ impl App {
         F: FnOnce() -> Fut,
         Fut: Future<Output = AppResult<()>>,
     {
-        if self.deps.jobs.effect_done(key).await? {
+        if self.jobs.effect_done(key).await? {
             tracing::info!(job = %job.id, key, "effect already done; skipping");
             return Ok(());
         }
         effect().await?;
-        self.deps
-            .jobs
-            .record_effect(key, Some(job.id), self.deps.clock.now())
+        self.jobs
+            .record_effect(key, Some(job.id), self.clock.now())
             .await?;
         Ok(())
     }
@@ -397,7 +429,7 @@ impl App {
         ttl: chrono::Duration,
     ) -> AppResult<String> {
         let token = new_email_token()?;
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let record = EmailToken {
             id: Uuid::now_v7(),
             user_id: user.id,
@@ -408,25 +440,23 @@ impl App {
             used_at: None,
             created_at: now,
         };
-        let mut tx = self.deps.store.begin().await?;
-        self.deps.email_tokens.insert(tx.as_mut(), &record).await?;
+        let mut tx = self.store.begin().await?;
+        self.email_tokens.insert(tx.as_mut(), &record).await?;
         tx.commit().await?;
         Ok(token)
     }
 
     /// Writes the day's sales as CSV to storage and mails it to every admin.
     async fn sales_report(&self, day: NaiveDate) -> AppResult<()> {
-        let rows = self.deps.orders.daily_sales(day, day).await?;
+        let rows = self.orders.daily_sales(day, day).await?;
         let (orders, revenue) = rows
             .first()
             .map_or((0, Money::ZERO), |r| (r.orders, r.revenue));
         let csv = format!("date,orders,revenue\n{day},{orders},{revenue}\n");
-        self.deps
-            .storage
+        self.storage
             .put_report(&format!("sales-{day}.csv"), csv.clone().into(), "text/csv")
             .await?;
         let admins = self
-            .deps
             .users
             .list(&UserQuery {
                 page: PageRequest::new(Some(1), Some(100))?,
@@ -448,7 +478,7 @@ impl App {
                 &revenue,
                 csv.as_bytes(),
             );
-            self.deps.mailer.send(&mail).await?;
+            self.mailer.send(&mail).await?;
         }
         Ok(())
     }
@@ -463,7 +493,7 @@ impl App {
         if !actor.is_admin() {
             return Err(AppError::insufficient_permissions());
         }
-        self.deps.jobs.list(state, page).await
+        self.jobs.list(state, page).await
     }
 
     /// Queues a failed or dead job again (admins).
@@ -472,7 +502,6 @@ impl App {
             return Err(AppError::insufficient_permissions());
         }
         let job = self
-            .deps
             .jobs
             .find(id)
             .await?
@@ -483,13 +512,12 @@ impl App {
                 job.state.as_str()
             )));
         }
-        if !self.deps.jobs.retry(id, self.deps.clock.now()).await? {
+        if !self.jobs.retry(id, self.clock.now()).await? {
             return Err(AppError::Conflict(
                 "The job changed meanwhile; try again".to_owned(),
             ));
         }
-        self.deps
-            .jobs
+        self.jobs
             .find(id)
             .await?
             .ok_or_else(|| AppError::not_found("Job"))

@@ -22,8 +22,15 @@ pub mod uploads;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use blog::Blog;
 pub use cache::Shared;
 pub use error::{AppError, AppResult};
+pub use health::Health;
+pub use identity::Identity;
+pub use jobs::Background;
+pub use ratelimit::RateLimits;
+pub use shop::Shop;
+pub use uploads::Uploads;
 
 /// Tunable values of the use cases, taken from configuration.
 #[derive(Debug, Clone)]
@@ -114,71 +121,80 @@ impl std::fmt::Debug for Deps {
     }
 }
 
-/// The most each post cache holds, in KiB (posts are weighed by their size).
-const POST_CACHE_KIB: u64 = 32 * 1024;
-
-/// The application: every use case, as methods grouped by feature module.
-#[derive(Clone)]
+/// The application: one service per feature, built once from the ports and the settings.
+/// Each service holds only the ports it uses; a use case that needs another feature is given
+/// the narrow part it needs (the event log, the post caches) when the services are built here.
+// Payments, accounts (OIDC) and notifications join as services of their own, beside these.
+#[derive(Clone, Debug)]
 pub struct App {
-    deps: Deps,
-    settings: Settings,
-    /// `None` when the product cache is off.
-    product_cache: Option<moka::future::Cache<uuid::Uuid, Shared<inkcart_domain::shop::Product>>>,
-    /// Published posts by the id or slug they were asked for.
-    post_cache: cache::ReadCache<ports::PostKey, Shared<ports::PostDetail>>,
-    /// Pages of the post list by query.
-    post_list_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
-    /// Pages of search results by query.
-    post_search_cache: cache::ReadCache<ports::PostQuery, Shared<ports::PostPage>>,
-    /// The slots images are decoded in.
-    image_decoding: Arc<uploads::DecodeGate>,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
+    identity: identity::Identity,
+    blog: blog::Blog,
+    shop: shop::Shop,
+    uploads: uploads::Uploads,
+    background: jobs::Background,
+    rate_limits: ratelimit::RateLimits,
+    health: health::Health,
 }
 
 impl App {
     pub fn new(deps: Deps, settings: Settings) -> Self {
-        let product_cache = (!settings.product_cache_ttl.is_zero()).then(|| {
-            moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(settings.product_cache_ttl)
-                .build()
-        });
-        let post_cache = cache::ReadCache::new(
-            settings.post_cache_ttl,
-            POST_CACHE_KIB,
-            blog::post_cache_weight,
-        )
-        .reloading_many(blog::reload_posts(Arc::clone(&deps.posts)));
-        let post_list_cache = cache::ReadCache::new(
-            settings.post_cache_ttl,
-            POST_CACHE_KIB,
-            blog::post_page_cache_weight,
-        );
-        let post_search_cache = cache::ReadCache::new(
-            settings.search_cache_ttl,
-            POST_CACHE_KIB,
-            blog::post_page_cache_weight,
-        );
-        let image_decoding = Arc::new(uploads::DecodeGate::new(&settings.image_limits));
+        let events = events::EventLog::new(Arc::clone(&deps.outbox), Arc::clone(&deps.clock));
+        let post_caches = blog::PostCaches::new(&deps.posts, &settings);
         Self {
-            deps,
-            settings,
-            product_cache,
-            post_cache,
-            post_list_cache,
-            post_search_cache,
-            image_decoding,
+            identity: identity::Identity::new(
+                &deps,
+                &settings,
+                events.clone(),
+                post_caches.clone(),
+            ),
+            blog: blog::Blog::new(&deps, events.clone(), post_caches),
+            shop: shop::Shop::new(&deps, &settings, events),
+            uploads: uploads::Uploads::new(
+                Arc::clone(&deps.storage),
+                settings.image_limits.clone(),
+            ),
+            background: jobs::Background::new(&deps, &settings),
+            rate_limits: ratelimit::RateLimits::new(
+                Arc::clone(&deps.rate_limiter),
+                Arc::clone(&deps.clock),
+                settings.rate_limits,
+            ),
+            health: health::Health::new(deps.store),
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// Accounts, sessions and tokens.
+    pub fn identity(&self) -> &identity::Identity {
+        &self.identity
+    }
+
+    /// Posts, comments, tags and search.
+    pub fn blog(&self) -> &blog::Blog {
+        &self.blog
+    }
+
+    /// Products, orders, payments and reports.
+    pub fn shop(&self) -> &shop::Shop {
+        &self.shop
+    }
+
+    /// Uploaded images and files.
+    pub fn uploads(&self) -> &uploads::Uploads {
+        &self.uploads
+    }
+
+    /// The outbox relay, the jobs and the schedules.
+    pub fn background(&self) -> &jobs::Background {
+        &self.background
+    }
+
+    /// Request rate limits.
+    pub fn rate_limits(&self) -> &ratelimit::RateLimits {
+        &self.rate_limits
+    }
+
+    /// Readiness checks.
+    pub fn health(&self) -> &health::Health {
+        &self.health
     }
 }

@@ -7,15 +7,14 @@
 //! Redis (a Lua script, `inkcart_adapters::ratelimit`) when instances share their budgets.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inkcart_domain::UserId;
 
-use crate::App;
-use crate::ports::{Charge, Quota, RateLimiter, Verdict};
+use crate::ports::{Charge, Clock, Quota, RateLimiter, Verdict};
 
 /// What a request is, for its budgets. Every request is `General`; the others are charged on
 /// top of it, with budgets of their own.
@@ -236,10 +235,39 @@ impl RateLimiter for InMemoryRateLimiter {
     }
 }
 
-impl App {
+/// The request budgets of clients and users.
+#[derive(Clone)]
+pub struct RateLimits {
+    limiter: Arc<dyn RateLimiter>,
+    clock: Arc<dyn Clock>,
+    /// `None`: rate limits are off.
+    policy: Option<RateLimitPolicy>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    pub(crate) fn new(
+        limiter: Arc<dyn RateLimiter>,
+        clock: Arc<dyn Clock>,
+        policy: Option<RateLimitPolicy>,
+    ) -> Self {
+        Self {
+            limiter,
+            clock,
+            policy,
+        }
+    }
+
     /// Whether request rate limits are on.
     pub fn rate_limits_on(&self) -> bool {
-        self.settings.rate_limits.is_some()
+        self.policy.is_some()
     }
 
     /// Charges a request (`uses`: each class and how many of it) to the budgets of the client
@@ -251,7 +279,7 @@ impl App {
         user: Option<UserId>,
         uses: &[(RateClass, u32)],
     ) -> Option<Verdict> {
-        let policy = self.settings.rate_limits.as_ref()?;
+        let policy = self.policy.as_ref()?;
         let mut charges = Vec::with_capacity(uses.len() * 2);
         for &(class, cost) in uses.iter().filter(|(_, cost)| *cost > 0) {
             let (per_ip, per_user) = policy.quota(class);
@@ -272,12 +300,7 @@ impl App {
                 });
             }
         }
-        Some(
-            self.deps
-                .rate_limiter
-                .charge(&charges, self.deps.clock.now())
-                .await,
-        )
+        Some(self.limiter.charge(&charges, self.clock.now()).await)
     }
 }
 

@@ -18,7 +18,15 @@ use crate::ports::{
     ChargeOutcome, ChargeRequest, Claim, DailySales, OrderQuery, Payment, ProductQuery, Removal,
     TopProduct,
 };
-use crate::{App, AppError, AppResult, Shared};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::EventLog;
+use crate::identity::{find_user, unless_actor_gone};
+use crate::ports::{
+    Clock, IdempotencyRepo, OrderRepo, PaymentGateway, ProductRepo, Store, UserRepo,
+};
+use crate::{AppError, AppResult, Deps, Settings, Shared};
 
 /// Product fields as received; the price is a decimal string (`"19.99"`).
 #[derive(Debug, Clone, Default)]
@@ -90,7 +98,53 @@ fn order_violations(violations: Vec<OrderViolation>) -> AppError {
     )
 }
 
-impl App {
+/// Products, orders, payments and sales reports, with the product cache.
+#[derive(Clone)]
+pub struct Shop {
+    store: Arc<dyn Store>,
+    products: Arc<dyn ProductRepo>,
+    orders: Arc<dyn OrderRepo>,
+    idempotency: Arc<dyn IdempotencyRepo>,
+    payments: Arc<dyn PaymentGateway>,
+    /// The buyer of an order, and whether a buyer deleted meanwhile caused a failure.
+    users: Arc<dyn UserRepo>,
+    clock: Arc<dyn Clock>,
+    events: EventLog,
+    /// `None` when the product cache is off.
+    product_cache: Option<moka::future::Cache<Uuid, Shared<Product>>>,
+    idempotency_ttl: Duration,
+    idempotency_abandon_after: Duration,
+}
+
+impl std::fmt::Debug for Shop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shop").finish_non_exhaustive()
+    }
+}
+
+impl Shop {
+    pub(crate) fn new(deps: &Deps, settings: &Settings, events: EventLog) -> Self {
+        let product_cache = (!settings.product_cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(settings.product_cache_ttl)
+                .build()
+        });
+        Self {
+            store: Arc::clone(&deps.store),
+            products: Arc::clone(&deps.products),
+            orders: Arc::clone(&deps.orders),
+            idempotency: Arc::clone(&deps.idempotency),
+            payments: Arc::clone(&deps.payments),
+            users: Arc::clone(&deps.users),
+            clock: Arc::clone(&deps.clock),
+            events,
+            product_cache,
+            idempotency_ttl: settings.idempotency_ttl,
+            idempotency_abandon_after: settings.idempotency_abandon_after,
+        }
+    }
+
     fn require_role(actor: Actor, role: Role) -> AppResult<()> {
         if actor.has_role(role) {
             Ok(())
@@ -131,7 +185,7 @@ impl App {
         else {
             return Err(AppError::Validation(errors));
         };
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let product = Product {
             id: Uuid::now_v7(),
             name,
@@ -142,8 +196,8 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.deps.store.begin().await?;
-        self.deps.products.insert(tx.as_mut(), &product).await?;
+        let mut tx = self.store.begin().await?;
+        self.products.insert(tx.as_mut(), &product).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -156,8 +210,7 @@ impl App {
             return Ok(product);
         }
         let product = Shared::new(
-            self.deps
-                .products
+            self.products
                 .find(id)
                 .await?
                 .ok_or_else(|| AppError::not_found("Product"))?,
@@ -184,7 +237,7 @@ impl App {
                 "minPrice must not exceed maxPrice",
             ));
         }
-        self.deps.products.list(query).await
+        self.products.list(query).await
     }
 
     /// Changes the given fields of a product (editors and admins).
@@ -196,7 +249,6 @@ impl App {
     ) -> AppResult<Product> {
         Self::require_role(actor, Role::Editor)?;
         let mut product = self
-            .deps
             .products
             .find(id)
             .await?
@@ -231,9 +283,9 @@ impl App {
             return Err(AppError::Validation(errors));
         }
         product.active = input.active.unwrap_or(product.active);
-        product.updated_at = self.deps.clock.now();
-        let mut tx = self.deps.store.begin().await?;
-        let updated = self.deps.products.update(tx.as_mut(), &product).await?;
+        product.updated_at = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let updated = self.products.update(tx.as_mut(), &product).await?;
         tx.commit().await?;
         self.forget_product(id).await;
         if !updated {
@@ -245,11 +297,10 @@ impl App {
     /// Deletes a product (admins only); one that orders reference is deactivated instead.
     pub async fn delete_product(&self, actor: Actor, id: Uuid) -> AppResult<Removal> {
         Self::require_role(actor, Role::Admin)?;
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         let removal = self
-            .deps
             .products
-            .remove(tx.as_mut(), id, self.deps.clock.now())
+            .remove(tx.as_mut(), id, self.clock.now())
             .await?;
         tx.commit().await?;
         self.forget_product(id).await;
@@ -268,11 +319,11 @@ impl App {
         idempotency: Option<Idempotency<'_>>,
     ) -> AppResult<Outcome> {
         let claimed = self.claim(actor.id, idempotency.as_ref()).await;
-        if let Some(replay) = self.unless_actor_gone(actor.id, claimed).await? {
+        if let Some(replay) = unless_actor_gone(self.users.as_ref(), actor.id, claimed).await? {
             return Ok(replay);
         }
         let placed = self.place_order(actor, &lines, idempotency.as_ref()).await;
-        let result = self.unless_actor_gone(actor.id, placed).await;
+        let result = unless_actor_gone(self.users.as_ref(), actor.id, placed).await;
         self.settle_claim(actor.id, idempotency.as_ref(), result)
             .await
     }
@@ -283,12 +334,11 @@ impl App {
         lines: &[LineInput],
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
-        let buyer = self.get_user(actor.id).await?;
+        let buyer = find_user(self.users.as_ref(), actor.id).await?;
         let mut ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
         ids.sort_unstable();
         ids.dedup();
         let products: HashMap<Uuid, Product> = self
-            .deps
             .products
             .find_many(&ids)
             .await?
@@ -340,7 +390,7 @@ impl App {
             .collect();
         let totals = price_order(&priced, buyer.tier)
             .ok_or_else(|| AppError::field("items", "Order total is too large"))?;
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let order = Order {
             id: Uuid::now_v7(),
             user_id: actor.id,
@@ -363,10 +413,9 @@ impl App {
             updated_at: now,
         };
 
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         let wanted: Vec<(Uuid, i32)> = items.iter().map(|(p, q)| (p.id, *q)).collect();
         if let Some(short) = self
-            .deps
             .products
             .reserve_stock(tx.as_mut(), &wanted, now)
             .await?
@@ -377,19 +426,19 @@ impl App {
                 .map_or("a product", |p| p.name.as_str());
             return Err(AppError::Conflict(format!("Insufficient stock for {name}")));
         }
-        self.deps.orders.insert(tx.as_mut(), &order).await?;
-        self.record_event(
-            tx.as_mut(),
-            &Event::OrderCreated {
-                order_id: order.id,
-                user_id: actor.id.as_uuid(),
-            },
-        )
-        .await?;
+        self.orders.insert(tx.as_mut(), &order).await?;
+        self.events
+            .record(
+                tx.as_mut(),
+                &Event::OrderCreated {
+                    order_id: order.id,
+                    user_id: actor.id.as_uuid(),
+                },
+            )
+            .await?;
         if let Some(idem) = idempotency {
             let (status, body) = (idem.render)(&order);
-            self.deps
-                .idempotency
+            self.idempotency
                 .complete(tx.as_mut(), actor.id, idem.key, status, &body, now)
                 .await?;
         }
@@ -410,15 +459,14 @@ impl App {
             return Ok(None);
         };
         let claim = self
-            .deps
             .idempotency
             .claim(
                 user,
                 idem.key,
                 idem.request_hash,
-                self.deps.clock.now(),
-                self.settings.idempotency_ttl,
-                self.settings.idempotency_abandon_after,
+                self.clock.now(),
+                self.idempotency_ttl,
+                self.idempotency_abandon_after,
             )
             .await?;
         match claim {
@@ -443,7 +491,7 @@ impl App {
         match (result, idempotency) {
             (Ok(order), _) => Ok(Outcome::Fresh(order)),
             (Err(err), Some(idem)) => {
-                if let Err(release) = self.deps.idempotency.release(user, idem.key).await {
+                if let Err(release) = self.idempotency.release(user, idem.key).await {
                     tracing::error!(error = %release, "could not release an idempotency key");
                 }
                 Err(err)
@@ -455,7 +503,6 @@ impl App {
     /// An order its buyer or an admin may see.
     pub async fn get_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
         let order = self
-            .deps
             .orders
             .find(id)
             .await?
@@ -475,7 +522,7 @@ impl App {
             }
             query.user_id = Some(actor.id);
         }
-        self.deps.orders.list(&query).await
+        self.orders.list(&query).await
     }
 
     /// Pays a pending order through the gateway; the order becomes `paid` only once the
@@ -511,7 +558,7 @@ impl App {
         order
             .check_transition(OrderStatus::Paid)
             .map_err(|e| transition_conflict(&e))?;
-        let gateway = &self.deps.payments;
+        let gateway = &self.payments;
         let charge = ChargeRequest {
             order_id: order.id,
             amount: order.total,
@@ -528,7 +575,7 @@ impl App {
                 ));
             }
         };
-        let now = self.deps.clock.now();
+        let now = self.clock.now();
         let mut payment = Payment {
             id: Uuid::now_v7(),
             order_id: order.id,
@@ -538,9 +585,8 @@ impl App {
             status: "succeeded".to_owned(),
             created_at: now,
         };
-        let mut tx = self.deps.store.begin().await?;
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .orders
             .set_status(
                 tx.as_mut(),
@@ -555,11 +601,8 @@ impl App {
             drop(tx);
             gateway.refund(&reference, order.total).await?;
             payment.status = "refunded".to_owned();
-            let mut tx = self.deps.store.begin().await?;
-            self.deps
-                .orders
-                .insert_payment(tx.as_mut(), &payment)
-                .await?;
+            let mut tx = self.store.begin().await?;
+            self.orders.insert_payment(tx.as_mut(), &payment).await?;
             tx.commit().await?;
             let current = self.get_order(actor, id).await?;
             let err = current.check_transition(OrderStatus::Paid).err().unwrap_or(
@@ -570,24 +613,21 @@ impl App {
             );
             return Err(transition_conflict(&err));
         }
-        self.deps
-            .orders
-            .insert_payment(tx.as_mut(), &payment)
+        self.orders.insert_payment(tx.as_mut(), &payment).await?;
+        self.events
+            .record(
+                tx.as_mut(),
+                &Event::OrderPaid {
+                    order_id: order.id,
+                    user_id: order.user_id.as_uuid(),
+                },
+            )
             .await?;
-        self.record_event(
-            tx.as_mut(),
-            &Event::OrderPaid {
-                order_id: order.id,
-                user_id: order.user_id.as_uuid(),
-            },
-        )
-        .await?;
         order.pay().map_err(|e| transition_conflict(&e))?;
         order.updated_at = now;
         if let Some(idem) = idempotency {
             let (status, body) = (idem.render)(&order);
-            self.deps
-                .idempotency
+            self.idempotency
                 .complete(tx.as_mut(), actor.id, idem.key, status, &body, now)
                 .await?;
         }
@@ -601,10 +641,9 @@ impl App {
         order
             .check_transition(OrderStatus::Cancelled)
             .map_err(|e| transition_conflict(&e))?;
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.store.begin().await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .orders
             .set_status(
                 tx.as_mut(),
@@ -619,19 +658,19 @@ impl App {
             return Err(self.lost_race(actor, id, OrderStatus::Cancelled).await);
         }
         for item in &order.items {
-            self.deps
-                .products
+            self.products
                 .release_stock(tx.as_mut(), item.product_id, item.quantity, now)
                 .await?;
         }
-        self.record_event(
-            tx.as_mut(),
-            &Event::OrderCancelled {
-                order_id: id,
-                user_id: order.user_id.as_uuid(),
-            },
-        )
-        .await?;
+        self.events
+            .record(
+                tx.as_mut(),
+                &Event::OrderCancelled {
+                    order_id: id,
+                    user_id: order.user_id.as_uuid(),
+                },
+            )
+            .await?;
         tx.commit().await?;
         for item in &order.items {
             self.forget_product(item.product_id).await;
@@ -654,7 +693,6 @@ impl App {
     async fn advance_order(&self, actor: Actor, id: Uuid, to: OrderStatus) -> AppResult<Order> {
         Self::require_role(actor, Role::Editor)?;
         let mut order = self
-            .deps
             .orders
             .find(id)
             .await?
@@ -663,10 +701,9 @@ impl App {
             .check_transition(to)
             .map_err(|e| transition_conflict(&e))?;
         let from = order.status;
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.store.begin().await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
         if !self
-            .deps
             .orders
             .set_status(tx.as_mut(), id, from, to, now)
             .await?
@@ -675,14 +712,15 @@ impl App {
             return Err(self.lost_race(actor, id, to).await);
         }
         if to == OrderStatus::Shipped {
-            self.record_event(
-                tx.as_mut(),
-                &Event::OrderShipped {
-                    order_id: id,
-                    user_id: order.user_id.as_uuid(),
-                },
-            )
-            .await?;
+            self.events
+                .record(
+                    tx.as_mut(),
+                    &Event::OrderShipped {
+                        order_id: id,
+                        user_id: order.user_id.as_uuid(),
+                    },
+                )
+                .await?;
         }
         tx.commit().await?;
         order.status = to;
@@ -692,7 +730,7 @@ impl App {
 
     /// The conflict to report when a guarded status update found the order already moved.
     async fn lost_race(&self, actor: Actor, id: Uuid, to: OrderStatus) -> AppError {
-        match self.deps.orders.find(id).await {
+        match self.orders.find(id).await {
             Ok(Some(current)) => match current.check_transition(to) {
                 Err(e) => transition_conflict(&e),
                 Ok(()) => AppError::Conflict(format!(
@@ -715,7 +753,7 @@ impl App {
         limit: u64,
     ) -> AppResult<Vec<Payment>> {
         self.get_order(actor, id).await?;
-        self.deps.orders.payments(id, limit).await
+        self.orders.payments(id, limit).await
     }
 
     // ---- reports ----
@@ -725,7 +763,7 @@ impl App {
         if !(1..=100).contains(&limit) {
             return Err(AppError::field("limit", "limit must be between 1 and 100"));
         }
-        self.deps.orders.top_products(limit).await
+        self.orders.top_products(limit).await
     }
 
     pub async fn daily_sales(
@@ -750,7 +788,6 @@ impl App {
             return Err(AppError::field("to", "a report covers at most 366 days"));
         }
         let mut known: HashMap<NaiveDate, DailySales> = self
-            .deps
             .orders
             .daily_sales(from, to)
             .await?

@@ -16,7 +16,8 @@ use inkcart_domain::Actor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use crate::{App, AppError, AppResult};
+use crate::ports::ObjectStorage;
+use crate::{AppError, AppResult};
 
 /// A stored upload and where to fetch it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,25 +330,47 @@ fn process(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> AppResult
     })
 }
 
-impl App {
+/// Uploaded images and the files they are stored as.
+#[derive(Clone)]
+pub struct Uploads {
+    storage: Arc<dyn ObjectStorage>,
+    limits: ImageLimits,
+    /// The slots images are decoded in.
+    decoding: Arc<DecodeGate>,
+}
+
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uploads {
+    pub(crate) fn new(storage: Arc<dyn ObjectStorage>, limits: ImageLimits) -> Self {
+        let decoding = Arc::new(DecodeGate::new(&limits));
+        Self {
+            storage,
+            limits,
+            decoding,
+        }
+    }
+
     /// Stores an image and its thumbnail (any signed-in user). An image whose header claims
     /// more than the pixel budget is refused before it is decoded.
     pub async fn upload_image(&self, actor: Actor, bytes: Bytes) -> AppResult<Upload> {
         let format = sniff(&bytes).ok_or_else(|| AppError::BadRequest(NOT_AN_IMAGE.to_owned()))?;
         let (content_type, ext) = describe(format);
-        let limits = &self.settings.image_limits;
+        let limits = &self.limits;
         let header = {
             let (input, limits) = (bytes.clone(), limits.clone());
             blocking(move || inspect(&input, format, &limits)).await?
         };
         limits.admit(&header)?;
-        let slot = self.image_decoding.slot().await?;
+        let slot = self.decoding.slot().await?;
         let processed = {
-            let (input, limits, gate) = (
-                bytes.clone(),
-                limits.clone(),
-                Arc::clone(&self.image_decoding),
-            );
+            let (input, limits, gate) = (bytes.clone(), limits.clone(), Arc::clone(&self.decoding));
             // The slot moves into the task: a request given up while its image decodes still
             // holds the slot until the decode ends.
             blocking(move || {
@@ -363,15 +386,14 @@ impl App {
         let (thumb_type, thumb_ext) = describe(processed.thumbnail_format);
         let thumbnail_key = format!("{stem}_thumb.{thumb_ext}");
         let size = bytes.len() as u64;
-        self.deps.storage.put(&key, bytes, content_type).await?;
-        self.deps
-            .storage
+        self.storage.put(&key, bytes, content_type).await?;
+        self.storage
             .put(&thumbnail_key, Bytes::from(processed.thumbnail), thumb_type)
             .await?;
         tracing::info!(user = %actor.id, %key, size, "image uploaded");
         Ok(Upload {
-            url: self.deps.storage.public_url(&key),
-            thumbnail_url: self.deps.storage.public_url(&thumbnail_key),
+            url: self.storage.public_url(&key),
+            thumbnail_url: self.storage.public_url(&thumbnail_key),
             key,
             content_type,
             size,
@@ -383,7 +405,7 @@ impl App {
 
     /// How image decoding is going (slots in use, the most ever in use).
     pub fn image_decoding(&self) -> &DecodeGate {
-        &self.image_decoding
+        &self.decoding
     }
 
     /// A stored file with its content type, for `/files/{key}`.
@@ -392,7 +414,6 @@ impl App {
             return Err(AppError::not_found("File"));
         }
         let bytes = self
-            .deps
             .storage
             .get(key)
             .await?

@@ -317,7 +317,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let Some(token) = bearer_token(&parts.headers) else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, messages::NO_TOKEN));
         };
-        let user = state.app.authenticate(token?).await?;
+        let user = state.app.identity().authenticate(token?).await?;
         Ok(Self {
             actor: Actor {
                 id: user.id,

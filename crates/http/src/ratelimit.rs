@@ -160,7 +160,7 @@ pub async fn rate_limit(
     request: Request,
     next: Next,
 ) -> Response<Body> {
-    if !state.app.rate_limits_on() || request.uri().path().starts_with("/health/") {
+    if !state.app.rate_limits().rate_limits_on() || request.uri().path().starts_with("/health/") {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
@@ -169,13 +169,18 @@ pub async fn rate_limit(
     // handler's question (a stale token is refused there).
     let user = bearer_token(&parts.headers)
         .and_then(Result::ok)
-        .and_then(|token| state.app.verify_token(token).ok())
+        .and_then(|token| state.app.identity().verify_token(token).ok())
         .map(|claims| claims.user_id);
     let mut uses = vec![(RateClass::General, 1)];
     if let Some(class) = class_of(&parts.method, parts.uri.path()) {
         uses.push((class, 1));
     }
-    let Some(verdict) = state.app.charge_requests(&ip, user, &uses).await else {
+    let Some(verdict) = state
+        .app
+        .rate_limits()
+        .charge_requests(&ip, user, &uses)
+        .await
+    else {
         return next.run(Request::from_parts(parts, body)).await;
     };
     let mut response = if verdict.allowed {
@@ -221,6 +226,7 @@ pub async fn charge_mutations(
     }
     match state
         .app
+        .rate_limits()
         .charge_requests(ip, caller.map(|a| a.id), &uses)
         .await
     {

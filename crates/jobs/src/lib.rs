@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use inkcart_app::App;
+use inkcart_app::Background;
 use inkcart_app::ports::Job;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -50,15 +49,19 @@ pub fn worker_id() -> String {
 
 /// Runs the relay, the schedules and the job worker until `shutdown` resolves; then stops
 /// claiming, lets running jobs finish for the grace period, and hands the rest back.
-pub async fn run(app: Arc<App>, config: WorkerConfig, shutdown: impl Future<Output = ()> + Send) {
+pub async fn run(
+    background: Background,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(relay_loop(
-        app.clone(),
+        background.clone(),
         config.poll_interval,
         stop_rx.clone(),
     ));
-    let schedules = tokio::spawn(schedule_loop(app.clone(), stop_rx.clone()));
-    let worker = tokio::spawn(worker_loop(app, config, stop_rx));
+    let schedules = tokio::spawn(schedule_loop(background.clone(), stop_rx.clone()));
+    let worker = tokio::spawn(worker_loop(background, config, stop_rx));
     shutdown.await;
     tracing::info!("background work: stopping");
     let _ = stop_tx.send(true);
@@ -81,14 +84,14 @@ async fn stopped(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
 }
 
 /// Outbox → jobs, and outbox → broker.
-async fn relay_loop(app: Arc<App>, interval: Duration, mut stop: watch::Receiver<bool>) {
+async fn relay_loop(background: Background, interval: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         let mut busy = false;
-        match app.dispatch_events(200).await {
+        match background.dispatch_events(200).await {
             Ok(n) => busy |= n > 0,
             Err(e) => tracing::error!(error = %e, "dispatching outbox events failed"),
         }
-        match app.publish_events(200).await {
+        match background.publish_events(200).await {
             Ok(n) => busy |= n > 0,
             Err(e) => tracing::warn!(error = %e, "publishing outbox events failed; will retry"),
         }
@@ -99,9 +102,9 @@ async fn relay_loop(app: Arc<App>, interval: Duration, mut stop: watch::Receiver
     }
 }
 
-async fn schedule_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+async fn schedule_loop(background: Background, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = app.run_schedules().await {
+        if let Err(e) = background.run_schedules().await {
             tracing::error!(error = %e, "running schedules failed");
         }
         if stopped(&mut stop, Duration::from_secs(30)).await {
@@ -110,25 +113,29 @@ async fn schedule_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn run_one(app: Arc<App>, job: Job, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, app.run_job(&job)).await {
+async fn run_one(background: Background, job: Job, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, background.run_job(&job)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
     }
 }
 
-async fn settle(app: &App, worker: &str, job: &Job, result: Result<(), String>) {
+async fn settle(background: &Background, worker: &str, job: &Job, result: Result<(), String>) {
     let outcome = match result {
-        Ok(()) => app.finish_job(job, worker).await,
-        Err(error) => app.fail_job(job, worker, &error).await,
+        Ok(()) => background.finish_job(job, worker).await,
+        Err(error) => background.fail_job(job, worker, &error).await,
     };
     if let Err(e) = outcome {
         tracing::error!(job = %job.id, error = %e, "recording a job's outcome failed");
     }
 }
 
-async fn worker_loop(app: Arc<App>, config: WorkerConfig, mut stop: watch::Receiver<bool>) {
+async fn worker_loop(
+    background: Background,
+    config: WorkerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
     let worker = worker_id();
     tracing::info!(%worker, concurrency = config.concurrency, "worker started");
     let mut running: JoinSet<Result<(), String>> = JoinSet::new();
@@ -139,12 +146,15 @@ async fn worker_loop(app: Arc<App>, config: WorkerConfig, mut stop: watch::Recei
         let free = config.concurrency.saturating_sub(running.len());
         let mut claimed = 0;
         if free > 0 && !*stop.borrow() {
-            match app.claim_jobs(&worker, free as u64).await {
+            match background.claim_jobs(&worker, free as u64).await {
                 Ok(jobs) => {
                     claimed = jobs.len();
                     for job in jobs {
-                        let handle =
-                            running.spawn(run_one(app.clone(), job.clone(), config.job_timeout));
+                        let handle = running.spawn(run_one(
+                            background.clone(),
+                            job.clone(),
+                            config.job_timeout,
+                        ));
                         held.insert(handle.id(), job);
                     }
                 }
@@ -163,12 +173,12 @@ async fn worker_loop(app: Arc<App>, config: WorkerConfig, mut stop: watch::Recei
                     Err(e) => (e.id(), Err(format!("the job panicked: {e}"))),
                 };
                 if let Some(job) = held.remove(&id) {
-                    settle(&app, &worker, &job, result).await;
+                    settle(&background, &worker, &job, result).await;
                 }
             }
             _ = heartbeat.tick() => {
                 let ids: Vec<uuid::Uuid> = held.values().map(|j| j.id).collect();
-                if let Err(e) = app.extend_jobs(&ids, &worker).await {
+                if let Err(e) = background.extend_jobs(&ids, &worker).await {
                     tracing::warn!(error = %e, "renewing job leases failed");
                 }
             }
@@ -189,7 +199,7 @@ async fn worker_loop(app: Arc<App>, config: WorkerConfig, mut stop: watch::Recei
                     Err(e) => (e.id(), Err(format!("the job panicked: {e}"))),
                 };
                 if let Some(job) = held.remove(&id) {
-                    settle(&app, &worker, &job, result).await;
+                    settle(&background, &worker, &job, result).await;
                 }
             }
             Ok(None) => break,
@@ -197,7 +207,7 @@ async fn worker_loop(app: Arc<App>, config: WorkerConfig, mut stop: watch::Recei
                 running.abort_all();
                 for job in held.values() {
                     tracing::warn!(job = %job.id, "handing an unfinished job back");
-                    if let Err(e) = app.release_job(job, &worker).await {
+                    if let Err(e) = background.release_job(job, &worker).await {
                         tracing::error!(job = %job.id, error = %e, "handing a job back failed");
                     }
                 }

@@ -127,6 +127,7 @@ async fn run(command: Command, config: &mut Config) -> anyhow::Result<()> {
             let db = inkcart::open_database(config).await?;
             let app = inkcart::build_app(config, db)?;
             let (user, outcome) = app
+                .identity()
                 .ensure_admin(&email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", describe_app_error(&e)))?;
@@ -201,7 +202,7 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let worker = with_worker.then(|| {
         tokio::spawn(inkcart_jobs::run(
-            app.clone(),
+            app.background().clone(),
             inkcart::worker_config(config),
             stopped(stop.clone()),
         ))
@@ -228,7 +229,7 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
 async fn worker(config: &mut Config) -> anyhow::Result<()> {
     let app = app(config).await?;
     inkcart_jobs::run(
-        app,
+        app.background().clone(),
         inkcart::worker_config(config),
         stopped(stop_on_signal()),
     )

@@ -1,23 +1,25 @@
 //! Batch loaders: every key asked for in one step of a query is fetched in one statement.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use inkcart_app::App;
 use inkcart_app::page::PageRequest;
 use inkcart_app::ports::{CommentView, PostSummary};
+use inkcart_app::{Blog, Identity};
 use inkcart_domain::{User, UserId};
 use uuid::Uuid;
 
 use super::gql_error;
 
-async fn users(app: &App, keys: &[UserId]) -> Result<HashMap<UserId, User>, async_graphql::Error> {
-    let users = app.users_by_ids(keys).await.map_err(gql_error)?;
+async fn users(
+    identity: &Identity,
+    keys: &[UserId],
+) -> Result<HashMap<UserId, User>, async_graphql::Error> {
+    let users = identity.users_by_ids(keys).await.map_err(gql_error)?;
     Ok(users.into_iter().map(|u| (u.id, u)).collect())
 }
 
 /// Users by id (posts' authors, and users reached from them).
-pub struct Users(pub Arc<App>);
+pub struct Users(pub Identity);
 
 impl async_graphql::dataloader::Loader<UserId> for Users {
     type Value = User;
@@ -30,7 +32,7 @@ impl async_graphql::dataloader::Loader<UserId> for Users {
 
 /// Comments' authors. A loader of its own: sharing `Users` would let comment authors join the
 /// post authors' batch or not depending on timing, and the statement count would vary.
-pub struct CommentAuthors(pub Arc<App>);
+pub struct CommentAuthors(pub Identity);
 
 impl async_graphql::dataloader::Loader<UserId> for CommentAuthors {
     type Value = User;
@@ -51,7 +53,7 @@ fn by_page<K: Copy>(keys: &[(K, PageRequest)]) -> HashMap<PageRequest, Vec<K>> {
 }
 
 /// A page of each author's published posts, newest first.
-pub struct PostsByAuthor(pub Arc<App>);
+pub struct PostsByAuthor(pub Blog);
 
 impl async_graphql::dataloader::Loader<(UserId, PageRequest)> for PostsByAuthor {
     type Value = Vec<PostSummary>;
@@ -78,16 +80,16 @@ impl async_graphql::dataloader::Loader<(UserId, PageRequest)> for PostsByAuthor 
 }
 
 /// A page of each post's comments, oldest first.
-pub struct CommentsByPost(pub Arc<App>);
+pub struct CommentsByPost(pub Blog);
 
 impl CommentsByPost {
     /// The comments of `posts`, a page of each, by post and page.
     pub(crate) async fn pages(
-        app: &App,
+        blog: &Blog,
         posts: &[Uuid],
         page: PageRequest,
     ) -> Result<HashMap<(Uuid, PageRequest), Vec<CommentView>>, async_graphql::Error> {
-        let comments = app
+        let comments = blog
             .comments_for_posts(posts, page)
             .await
             .map_err(gql_error)?;
@@ -119,7 +121,7 @@ impl async_graphql::dataloader::Loader<(Uuid, PageRequest)> for CommentsByPost {
 }
 
 /// A post's Markdown and HTML (lists leave them out).
-pub struct PostContents(pub Arc<App>);
+pub struct PostContents(pub Blog);
 
 impl async_graphql::dataloader::Loader<Uuid> for PostContents {
     type Value = (String, String);

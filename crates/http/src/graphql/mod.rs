@@ -269,16 +269,16 @@ async fn run(
     caller: Option<Actor>,
     checked: CheckedRequest,
 ) -> async_graphql::Response {
-    let app = state.app.clone();
+    let (identity, blog) = (state.app.identity(), state.app.blog());
     let request = checked
         .into_request()
         .data(Caller(caller))
         .data(state.clone())
-        .data(loader(loaders::Users(app.clone())))
-        .data(loader(loaders::CommentAuthors(app.clone())))
-        .data(loader(loaders::PostsByAuthor(app.clone())))
-        .data(loader(loaders::CommentsByPost(app.clone())))
-        .data(loader(loaders::PostContents(app)));
+        .data(loader(loaders::Users(identity.clone())))
+        .data(loader(loaders::CommentAuthors(identity.clone())))
+        .data(loader(loaders::PostsByAuthor(blog.clone())))
+        .data(loader(loaders::CommentsByPost(blog.clone())))
+        .data(loader(loaders::PostContents(blog.clone())));
     let mut response = state.graphql.schema.execute(request).await;
     // Validation reports every conflict it finds; a client needs the first few.
     response.errors.truncate(MAX_ERRORS);

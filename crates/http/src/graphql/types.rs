@@ -56,13 +56,17 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
     }
     if look.field("author").exists() {
         let authors = dedup(posts.iter().map(|p| p.author.id));
-        let users = app.users_by_ids(&authors).await.map_err(gql_error)?;
+        let users = app
+            .identity()
+            .users_by_ids(&authors)
+            .await
+            .map_err(gql_error)?;
         ctx.data_unchecked::<Loader<Users>>()
             .feed_many(users.into_iter().map(|u| (u.id, u)))
             .await;
     }
     if look.field("content").exists() || look.field("contentHtml").exists() {
-        let contents = app.post_contents(&ids).await.map_err(gql_error)?;
+        let contents = app.blog().post_contents(&ids).await.map_err(gql_error)?;
         ctx.data_unchecked::<Loader<PostContents>>()
             .feed_many(contents)
             .await;
@@ -91,7 +95,7 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
         }
         let mut authors: Vec<UserId> = Vec::new();
         for page in pages {
-            let by_post = CommentsByPost::pages(app, &ids, page).await?;
+            let by_post = CommentsByPost::pages(app.blog(), &ids, page).await?;
             authors.extend(by_post.values().flatten().map(|c| c.author.id));
             ctx.data_unchecked::<Loader<CommentsByPost>>()
                 .feed_many(by_post)
@@ -99,7 +103,11 @@ async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
         }
         if comments.field("author").exists() {
             let authors = dedup(authors.into_iter());
-            let users = app.users_by_ids(&authors).await.map_err(gql_error)?;
+            let users = app
+                .identity()
+                .users_by_ids(&authors)
+                .await
+                .map_err(gql_error)?;
             ctx.data_unchecked::<Loader<CommentAuthors>>()
                 .feed_many(users.into_iter().map(|u| (u.id, u)))
                 .await;
@@ -440,6 +448,7 @@ impl QueryRoot {
         };
         let users: Page<User> = state(ctx)
             .app
+            .identity()
             .list_users(actor, &query)
             .await
             .map_err(gql_error)?;
@@ -451,7 +460,7 @@ impl QueryRoot {
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<UserObject>> {
         caller(ctx).require()?;
         let id = UserId::from_uuid(parse_id(&id)?);
-        match state(ctx).app.get_user(id).await {
+        match state(ctx).app.identity().get_user(id).await {
             Ok(user) => Ok(Some(UserObject(user))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
@@ -481,7 +490,12 @@ impl QueryRoot {
             },
             search: search.as_deref().map(search_terms),
         };
-        let posts = state(ctx).app.list_posts(&query).await.map_err(gql_error)?;
+        let posts = state(ctx)
+            .app
+            .blog()
+            .list_posts(&query)
+            .await
+            .map_err(gql_error)?;
         prefetch(ctx, &posts.items).await?;
         Ok(posts
             .items
@@ -496,6 +510,7 @@ impl QueryRoot {
     async fn post(&self, ctx: &Context<'_>, id_or_slug: String) -> Result<Option<PostObject>> {
         match state(ctx)
             .app
+            .blog()
             .get_post(caller(ctx).0, &post_key(&id_or_slug))
             .await
         {
@@ -516,7 +531,7 @@ impl QueryRoot {
         limit: Option<u64>,
     ) -> Result<Vec<TagObject>> {
         let page = page_of(page, limit, cost::TAG_LIST)?;
-        let tags = state(ctx).app.tags(page).await.map_err(gql_error)?;
+        let tags = state(ctx).app.blog().tags(page).await.map_err(gql_error)?;
         Ok(tags
             .into_iter()
             .map(|(name, post_count)| TagObject { name, post_count })
@@ -547,6 +562,7 @@ impl QueryRoot {
         };
         let products = state(ctx)
             .app
+            .shop()
             .list_products(&query)
             .await
             .map_err(gql_error)?;
@@ -555,7 +571,7 @@ impl QueryRoot {
 
     #[graphql(complexity = "cost::object(cost::PRODUCT_ROW, child_complexity)")]
     async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ProductObject>> {
-        match state(ctx).app.get_product(parse_id(&id)?).await {
+        match state(ctx).app.shop().get_product(parse_id(&id)?).await {
             Ok(p) => Ok(Some(ProductObject(p.into_value()))),
             Err(inkcart_app::AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(gql_error(e)),
@@ -584,6 +600,7 @@ impl QueryRoot {
         };
         let orders = state(ctx)
             .app
+            .shop()
             .list_orders(actor, query)
             .await
             .map_err(gql_error)?;
@@ -631,6 +648,7 @@ impl MutationRoot {
     ) -> Result<UserObject> {
         let user = state(ctx)
             .app
+            .identity()
             .sign_up(SignUp {
                 email,
                 password,
@@ -662,6 +680,7 @@ impl MutationRoot {
         };
         let user = state(ctx)
             .app
+            .identity()
             .update_user(actor, UserId::from_uuid(parse_id(&id)?), changes)
             .await
             .map_err(gql_error)?;
@@ -673,6 +692,7 @@ impl MutationRoot {
         let actor = caller(ctx).require()?;
         state(ctx)
             .app
+            .identity()
             .delete_user(actor, UserId::from_uuid(parse_id(&id)?))
             .await
             .map_err(gql_error)?;
@@ -692,6 +712,7 @@ impl MutationRoot {
         let actor = caller(ctx).require()?;
         let detail = state(ctx)
             .app
+            .blog()
             .create_post(
                 actor,
                 PostInput {
@@ -726,6 +747,7 @@ impl MutationRoot {
             .collect::<Result<Vec<_>>>()?;
         match state(ctx)
             .app
+            .shop()
             .create_order(actor, lines, None)
             .await
             .map_err(gql_error)?

@@ -105,6 +105,7 @@ pub async fn jobs(
 ) -> ApiResult<Json<Paged<JobBody>>> {
     let page = state
         .app
+        .background()
         .list_jobs(
             auth.actor,
             params.state.map(Into::into),
@@ -125,5 +126,12 @@ pub async fn retry(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<JobBody>> {
-    Ok(Json(state.app.retry_job(auth.actor, id).await?.into()))
+    Ok(Json(
+        state
+            .app
+            .background()
+            .retry_job(auth.actor, id)
+            .await?
+            .into(),
+    ))
 }

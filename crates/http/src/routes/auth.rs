@@ -74,6 +74,7 @@ pub async fn login(
 ) -> ApiResult<Json<LoginResponse>> {
     let session = state
         .app
+        .identity()
         .login(Login {
             email: body.email,
             password: body.password,
@@ -111,7 +112,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let session = state.app.refresh(&body.refresh_token).await?;
+    let session = state.app.identity().refresh(&body.refresh_token).await?;
     Ok(Json(TokenResponse {
         token: session.access.token,
         refresh_token: session.refresh_token,
@@ -131,7 +132,11 @@ pub async fn logout(
     auth: AuthUser,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
-    state.app.logout(auth.actor, &body.refresh_token).await?;
+    state
+        .app
+        .identity()
+        .logout(auth.actor, &body.refresh_token)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,7 +146,7 @@ pub async fn logout(
     (status = 401, body = ErrorBody),
 ))]
 pub async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    state.app.logout_all(auth.actor).await?;
+    state.app.identity().logout_all(auth.actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -162,7 +167,11 @@ pub async fn request_verification(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    state.app.request_email_verification(auth.actor).await?;
+    state
+        .app
+        .identity()
+        .request_email_verification(auth.actor)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
 }
 
@@ -188,7 +197,7 @@ pub async fn confirm_verification(
     State(state): State<AppState>,
     Json(body): Json<TokenRequest>,
 ) -> ApiResult<Json<Verified>> {
-    state.app.confirm_email(&body.token).await?;
+    state.app.identity().confirm_email(&body.token).await?;
     Ok(Json(Verified { verified: true }))
 }
 
@@ -209,7 +218,11 @@ pub async fn request_reset(
     State(state): State<AppState>,
     Json(body): Json<ResetRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    state.app.request_password_reset(&body.email).await?;
+    state
+        .app
+        .identity()
+        .request_password_reset(&body.email)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { status: "accepted" })))
 }
 
@@ -233,6 +246,7 @@ pub async fn confirm_reset(
 ) -> ApiResult<StatusCode> {
     state
         .app
+        .identity()
         .confirm_password_reset(&body.token, &body.new_password)
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -36,7 +36,7 @@ pub async fn live() -> Json<Live> {
     (status = 503, description = "A check failed", body = Ready),
 ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
-    let readiness = state.app.readiness().await;
+    let readiness = state.app.health().readiness().await;
     let ok = readiness.is_ready();
     let checks = readiness
         .checks

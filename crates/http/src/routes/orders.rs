@@ -283,6 +283,7 @@ pub async fn create(
     });
     let outcome = state
         .app
+        .shop()
         .create_order(auth.actor, lines, idempotency)
         .await?;
     Ok(respond(outcome, StatusCode::CREATED))
@@ -312,7 +313,7 @@ pub async fn list(
             },
         )?,
     };
-    let page = state.app.list_orders(auth.actor, query).await?;
+    let page = state.app.shop().list_orders(auth.actor, query).await?;
     Ok(Json(Paged::from_page(page, |o| OrderBody::from(&o))))
 }
 
@@ -328,7 +329,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.get_order(auth.actor, id).await?,
+        &state.app.shop().get_order(auth.actor, id).await?,
     )))
 }
 
@@ -376,6 +377,7 @@ pub async fn pay(
     });
     let outcome = state
         .app
+        .shop()
         .pay_order(auth.actor, id, request.payment_token, idempotency)
         .await?;
     Ok(respond(outcome, StatusCode::OK))
@@ -393,7 +395,7 @@ pub async fn cancel(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.cancel_order(auth.actor, id).await?,
+        &state.app.shop().cancel_order(auth.actor, id).await?,
     )))
 }
 
@@ -409,7 +411,7 @@ pub async fn ship(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.ship_order(auth.actor, id).await?,
+        &state.app.shop().ship_order(auth.actor, id).await?,
     )))
 }
 
@@ -425,7 +427,7 @@ pub async fn deliver(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.deliver_order(auth.actor, id).await?,
+        &state.app.shop().deliver_order(auth.actor, id).await?,
     )))
 }
 
@@ -483,7 +485,11 @@ pub async fn payments(
     Query(params): Query<ListPaymentsParams>,
 ) -> ApiResult<Json<DataList<PaymentBody>>> {
     let limit = PageRequest::new(None, params.limit)?.limit;
-    let payments = state.app.order_payments(auth.actor, id, limit).await?;
+    let payments = state
+        .app
+        .shop()
+        .order_payments(auth.actor, id, limit)
+        .await?;
     Ok(Json(DataList {
         data: payments.into_iter().map(PaymentBody::from).collect(),
     }))
@@ -518,6 +524,7 @@ pub async fn top_products(
 ) -> ApiResult<Json<DataList<TopProductBody>>> {
     let rows = state
         .app
+        .shop()
         .top_products(auth.actor, params.limit.unwrap_or(10))
         .await?;
     Ok(Json(DataList {
@@ -569,7 +576,7 @@ pub async fn sales(
     let from = params
         .from
         .unwrap_or_else(|| inkcart_domain::time::clamp_days(to, -29));
-    let days = state.app.daily_sales(auth.actor, from, to).await?;
+    let days = state.app.shop().daily_sales(auth.actor, from, to).await?;
     Ok(Json(DataList {
         data: days
             .into_iter()

@@ -253,7 +253,7 @@ pub async fn list(
         sort,
         search,
     };
-    let page = state.app.list_posts(&query).await?;
+    let page = state.app.blog().list_posts(&query).await?;
     // The body depends on the query (the cache's key) and the page only.
     shared_json(&page, |page| PostList {
         data: page.items.iter().cloned().map(PostListItem::from).collect(),
@@ -304,6 +304,7 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let detail = state
         .app
+        .blog()
         .get_post(viewer.map(|v| v.actor), &post_key(&post))
         .await?;
     shared_json(&detail, |detail| PostBody::from(detail.clone()))
@@ -390,6 +391,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<PostBody>)> {
     let detail = state
         .app
+        .blog()
         .create_post(
             auth.actor,
             PostInput {
@@ -413,6 +415,7 @@ async fn update(
 ) -> ApiResult<Json<PostBody>> {
     let detail = state
         .app
+        .blog()
         .update_post(
             auth.actor,
             &post_key(post),
@@ -484,7 +487,11 @@ pub async fn delete(
     auth: AuthUser,
     Path(post): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.app.delete_post(auth.actor, &post_key(&post)).await?;
+    state
+        .app
+        .blog()
+        .delete_post(auth.actor, &post_key(&post))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -572,6 +579,7 @@ pub async fn comments(
     };
     let mut items = state
         .app
+        .blog()
         .list_comments(viewer.map(|v| v.actor), &post_key(&post), after, limit + 1)
         .await?;
     let has_more = items.len() as u64 > limit;
@@ -616,6 +624,7 @@ pub async fn add_comment(
 ) -> ApiResult<(StatusCode, Json<CommentBody>)> {
     let comment = state
         .app
+        .blog()
         .add_comment(auth.actor, &post_key(&post), &body.content)
         .await?;
     Ok((StatusCode::CREATED, Json(comment.into())))
@@ -632,7 +641,7 @@ pub async fn delete_comment(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    state.app.delete_comment(auth.actor, id).await?;
+    state.app.blog().delete_comment(auth.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -669,6 +678,7 @@ pub async fn tags(
 ) -> ApiResult<Json<TagList>> {
     let tags = state
         .app
+        .blog()
         .tags(PageRequest::new(None, params.limit)?)
         .await?;
     Ok(Json(TagList {

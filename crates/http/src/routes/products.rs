@@ -189,7 +189,7 @@ pub async fn list(
             },
         )?,
     };
-    let page = state.app.list_products(&query).await?;
+    let page = state.app.shop().list_products(&query).await?;
     Ok(Json(Paged::from_page(page, ProductBody::from)))
 }
 
@@ -225,7 +225,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let product = state.app.get_product(id).await?;
+    let product = state.app.shop().get_product(id).await?;
     let tag = etag(&product);
     let cache_headers = [
         (
@@ -257,6 +257,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<ProductBody>)> {
     let product = state
         .app
+        .shop()
         .create_product(
             auth.actor,
             ProductInput {
@@ -293,6 +294,7 @@ pub async fn replace(
     Ok(Json(
         state
             .app
+            .shop()
             .update_product(auth.actor, id, input)
             .await?
             .into(),
@@ -321,6 +323,7 @@ pub async fn patch(
     Ok(Json(
         state
             .app
+            .shop()
             .update_product(auth.actor, id, input)
             .await?
             .into(),
@@ -347,11 +350,13 @@ pub async fn delete(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    Ok(match state.app.delete_product(auth.actor, id).await? {
-        Removal::Deleted => StatusCode::NO_CONTENT.into_response(),
-        Removal::Deactivated => Json(Removed {
-            result: "deactivated",
-        })
-        .into_response(),
-    })
+    Ok(
+        match state.app.shop().delete_product(auth.actor, id).await? {
+            Removal::Deleted => StatusCode::NO_CONTENT.into_response(),
+            Removal::Deactivated => Json(Removed {
+                result: "deactivated",
+            })
+            .into_response(),
+        },
+    )
 }

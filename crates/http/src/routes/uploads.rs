@@ -122,7 +122,7 @@ pub async fn upload(
     if bytes.len() > state.http.upload_limit {
         return Err(too_large());
     }
-    let upload = state.app.upload_image(auth.actor, bytes).await?;
+    let upload = state.app.uploads().upload_image(auth.actor, bytes).await?;
     Ok((StatusCode::CREATED, Json(upload.into())))
 }
 
@@ -134,7 +134,7 @@ pub const FILE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
     (status = 404, body = ErrorBody),
 ))]
 pub async fn file(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult<Response> {
-    let (bytes, content_type) = state.app.file(&key).await?;
+    let (bytes, content_type) = state.app.uploads().file(&key).await?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),

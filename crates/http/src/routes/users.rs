@@ -128,6 +128,7 @@ pub async fn sign_up(
 ) -> ApiResult<Response> {
     let user = state
         .app
+        .identity()
         .sign_up(SignUp {
             email: body.email,
             password: body.password,
@@ -184,7 +185,7 @@ pub async fn list(
             },
         )?,
     };
-    let page = state.app.list_users(auth.actor, &query).await?;
+    let page = state.app.identity().list_users(auth.actor, &query).await?;
     Ok(Json(Paged::from_page(page, |u| {
         UserBody::for_viewer(u, &auth.actor)
     })))
@@ -201,7 +202,7 @@ pub async fn get(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UserBody>> {
-    let user = state.app.get_user(UserId::from_uuid(id)).await?;
+    let user = state.app.identity().get_user(UserId::from_uuid(id)).await?;
     Ok(Json(UserBody::for_viewer(user, &auth.actor)))
 }
 
@@ -232,6 +233,7 @@ pub async fn replace(
     };
     let user = state
         .app
+        .identity()
         .replace_user(
             auth.actor,
             UserId::from_uuid(id),
@@ -273,6 +275,7 @@ pub async fn patch(
     };
     let user = state
         .app
+        .identity()
         .update_user(auth.actor, UserId::from_uuid(id), changes)
         .await?;
     // The caller is the account's owner or an admin.
@@ -292,6 +295,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     state
         .app
+        .identity()
         .delete_user(auth.actor, UserId::from_uuid(id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -307,8 +311,8 @@ pub async fn get_v2(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<UserWithPosts>> {
-    let user = state.app.get_user(UserId::from_uuid(id)).await?;
-    let posts = state.app.posts_by(user.id, 20).await?;
+    let user = state.app.identity().get_user(UserId::from_uuid(id)).await?;
+    let posts = state.app.blog().posts_by(user.id, 20).await?;
     Ok(Json(UserWithPosts {
         user: UserBody::for_viewer(user, &auth.actor),
         posts: posts

@@ -771,7 +771,7 @@ api_test!(
         read_twice(&app, "/api/v1/posts/shared", None).await;
         read_twice(&app, "/api/v1/posts", None).await;
         let input = inkcart_app::blog::PostInput { title: Some("Changed Elsewhere".to_owned()), ..Default::default() };
-        other.update_post(actor, &inkcart_app::blog::post_key("shared"), input).await.unwrap();
+        other.blog().update_post(actor, &inkcart_app::blog::post_key("shared"), input).await.unwrap();
         let post = app.get("/api/v1/posts/shared", None).await;
         let list = app.get("/api/v1/posts", None).await;
         if warmed.elapsed() < std::time::Duration::from_millis(900) {
@@ -804,9 +804,9 @@ api_test!(
         read_twice(&app, "/api/v1/posts/renamed", None).await;
         read_twice(&app, &hidden_uri, None).await;
         let retitle = inkcart_app::blog::PostInput { title: Some("Renamed Elsewhere".to_owned()), ..Default::default() };
-        other.update_post(actor, &inkcart_app::blog::post_key("renamed"), retitle).await.unwrap();
+        other.blog().update_post(actor, &inkcart_app::blog::post_key("renamed"), retitle).await.unwrap();
         let unpublish = inkcart_app::blog::PostInput { published: Some(false), ..Default::default() };
-        other.update_post(actor, &inkcart_app::blog::post_key(hidden["id"].as_str().unwrap()), unpublish).await.unwrap();
+        other.blog().update_post(actor, &inkcart_app::blog::post_key(hidden["id"].as_str().unwrap()), unpublish).await.unwrap();
 
         // Past half their life, the copies are read again: served as they were, and reloaded
         // behind the readers (the post asked by slug first).

@@ -274,6 +274,7 @@ api_test!(
         let user = app
             .state
             .app
+            .identity()
             .get_user(login.id.parse().unwrap())
             .await
             .unwrap();

@@ -174,7 +174,7 @@ api_test!(
         // Move to 00:15 UTC tomorrow: yesterday's (today's) report is due.
         let due = today.succ_opt().unwrap().and_hms_opt(0, 15, 0).unwrap().and_utc();
         app.clock.advance((due - chrono::Utc::now()).to_std().unwrap());
-        app.state.app.run_schedules().await.unwrap();
+        app.state.app.background().run_schedules().await.unwrap();
         app.drain().await;
         let report = app.mail().into_iter().find(|m| m.subject == format!("Sales report for {today}")).expect("a report mail");
         assert_eq!(report.to, "admin@example.com");
@@ -182,7 +182,7 @@ api_test!(
         let csv = std::fs::read_to_string(app.data_path().join(format!("files/reports/sales-{today}.csv"))).unwrap();
         assert_eq!(csv, format!("date,orders,revenue\n{today},1,25.00\n"));
         // Running the schedules again does not make a second report.
-        app.state.app.run_schedules().await.unwrap();
+        app.state.app.background().run_schedules().await.unwrap();
         app.drain().await;
         let reports = app.mail().into_iter().filter(|m| m.subject.starts_with("Sales report")).count();
         assert_eq!(reports, 1);
@@ -194,7 +194,7 @@ api_test!(
         app.sign_up("ada@example.com", None).await;
         // Two relays (two instances) see the same event; the effect keys keep one job each.
         let app2 = inkcart::build_app(&crate::support::test_config(), app.db.db.clone()).unwrap();
-        let (a, b) = tokio::join!(app.state.app.dispatch_events(100), app2.dispatch_events(100));
+        let (a, b) = tokio::join!(app.state.app.background().dispatch_events(100), app2.background().dispatch_events(100));
         assert!(a.unwrap() + b.unwrap() >= 1);
         let admin = app.admin().await;
         let jobs = app.get("/api/v1/admin/jobs?state=queued", Some(&admin.token)).await;
@@ -291,10 +291,10 @@ api_test!(
 api_test!(
     async fn a_schedule_runs_once_per_slot_across_instances(app) {
         let other = inkcart::build_app(&crate::support::test_config(), app.db.db.clone()).unwrap();
-        let (a, b) = tokio::join!(app.state.app.run_schedules(), other.run_schedules());
+        let (a, b) = tokio::join!(app.state.app.background().run_schedules(), other.background().run_schedules());
         a.unwrap();
         b.unwrap();
-        app.state.app.run_schedules().await.unwrap();
+        app.state.app.background().run_schedules().await.unwrap();
         let admin = app.admin().await;
         let jobs = app.get("/api/v1/admin/jobs", Some(&admin.token)).await;
         let purges = jobs.body["data"].as_array().unwrap().iter().filter(|j| j["name"] == "purge").count();

@@ -315,6 +315,7 @@ impl TestApp {
     pub async fn admin(&self) -> Login {
         self.state
             .app
+            .identity()
             .ensure_admin("admin@example.com", PASSWORD)
             .await
             .expect("admin");
@@ -460,20 +461,20 @@ impl TestApp {
 
     /// [`TestApp::drain`], returning the errors of the jobs that failed.
     pub async fn drain_with_failures(&self) -> Vec<String> {
-        let app = &self.state.app;
+        let jobs = self.state.app.background();
         let mut failures = Vec::new();
         loop {
-            let dispatched = app.dispatch_events(1000).await.expect("dispatch");
-            let jobs = app.claim_jobs("test-worker", 100).await.expect("claim");
-            if dispatched == 0 && jobs.is_empty() {
+            let dispatched = jobs.dispatch_events(1000).await.expect("dispatch");
+            let due = jobs.claim_jobs("test-worker", 100).await.expect("claim");
+            if dispatched == 0 && due.is_empty() {
                 return failures;
             }
-            for job in jobs {
-                match app.run_job(&job).await {
-                    Ok(()) => app.finish_job(&job, "test-worker").await.expect("finish"),
+            for job in due {
+                match jobs.run_job(&job).await {
+                    Ok(()) => jobs.finish_job(&job, "test-worker").await.expect("finish"),
                     Err(e) => {
                         failures.push(format!("{}: {e}", job.kind));
-                        app.fail_job(&job, "test-worker", &e.to_string())
+                        jobs.fail_job(&job, "test-worker", &e.to_string())
                             .await
                             .expect("fail");
                     }

@@ -229,6 +229,7 @@ async fn a_worker_process_runs_beside_a_server_without_one() {
     };
     let server_side = inkcart::build_app(&config, db.db.clone()).unwrap();
     server_side
+        .identity()
         .sign_up(inkcart_app::identity::SignUp {
             email: "solo@example.com".to_owned(),
             password: crate::support::PASSWORD.to_owned(),
@@ -291,6 +292,7 @@ async fn events_reach_a_nats_subscriber(db: TestDb) {
     .unwrap();
     let email = format!("nats-{}@example.com", uuid::Uuid::now_v7().simple());
     let user = app
+        .identity()
         .sign_up(inkcart_app::identity::SignUp {
             email: email.clone(),
             password: crate::support::PASSWORD.to_owned(),
@@ -298,9 +300,9 @@ async fn events_reach_a_nats_subscriber(db: TestDb) {
         })
         .await
         .unwrap();
-    assert_eq!(app.publish_events(100).await.unwrap(), 1);
+    assert_eq!(app.background().publish_events(100).await.unwrap(), 1);
     // The event is published once: a second pass finds nothing left to publish.
-    assert_eq!(app.publish_events(100).await.unwrap(), 0);
+    assert_eq!(app.background().publish_events(100).await.unwrap(), 0);
     // The subject carries every registration published meanwhile (the same test on the other
     // database runs at the same time): ours is the one naming our user.
     let ours = async {
@@ -434,17 +436,18 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
         )
         .unwrap(),
     );
-    app.sign_up(inkcart_app::identity::SignUp {
-        email: "redis@example.com".to_owned(),
-        password: crate::support::PASSWORD.to_owned(),
-        name: None,
-    })
-    .await
-    .unwrap();
+    app.identity()
+        .sign_up(inkcart_app::identity::SignUp {
+            email: "redis@example.com".to_owned(),
+            password: crate::support::PASSWORD.to_owned(),
+            name: None,
+        })
+        .await
+        .unwrap();
     // The real worker runtime, stopped once both mails are out.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(inkcart_jobs::run(
-        app.clone(),
+        app.background().clone(),
         inkcart_jobs::WorkerConfig {
             poll_interval: Duration::from_millis(20),
             ..inkcart_jobs::WorkerConfig::default()
@@ -479,6 +482,7 @@ async fn jobs_wait_in_redis_when_configured(db: TestDb) {
         role: inkcart_domain::Role::Admin,
     };
     let done = app
+        .background()
         .list_jobs(
             operator,
             Some(inkcart_app::ports::JobState::Done),

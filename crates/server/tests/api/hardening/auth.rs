@@ -228,11 +228,13 @@ api_test!(
         let product_id = uuid::Uuid::parse_str(product["id"].as_str().unwrap()).unwrap();
         let results = [
             use_cases
+                .blog()
                 .create_post(gone, PostInput { title: Some("Ghost".into()), content: Some("Boo".into()), ..PostInput::default() })
                 .await
                 .map(|_| ()),
-            use_cases.add_comment(gone, &PostKey::Id(post_id), "Boo").await.map(|_| ()),
+            use_cases.blog().add_comment(gone, &PostKey::Id(post_id), "Boo").await.map(|_| ()),
             use_cases
+                .shop()
                 .create_order(gone, vec![LineInput { product_id, quantity: 1 }], None)
                 .await
                 .map(|_| ()),

@@ -549,7 +549,7 @@ api_test!(
 api_test!(
     async fn a_png_bomb_is_refused_from_its_header_without_being_decoded(app) {
         let user = app.viewer("bomber@example.com").await;
-        let decoding = || app.state.app.image_decoding().stats();
+        let decoding = || app.state.app.uploads().image_decoding().stats();
         for _ in 0..4 {
             upload(&app, &user, &png_bomb()).await.assert_error(
                 413,
@@ -576,7 +576,7 @@ api_test!(
         for response in futures::future::join_all(uploads).await {
             assert_eq!(response.status, 201, "{}", response.text);
         }
-        let stats = app.state.app.image_decoding().stats();
+        let stats = app.state.app.uploads().image_decoding().stats();
         assert_eq!(stats.started, 8);
         assert!(stats.peak <= 2, "{} images were decoded at once", stats.peak);
         assert_eq!(stats.active, 0);
@@ -592,11 +592,11 @@ api_test!(
     }) {
         let user = app.viewer("patient@example.com").await;
         // The only slot is taken, as by a long decode.
-        let held = app.state.app.image_decoding().slot().await.unwrap();
+        let held = app.state.app.uploads().image_decoding().slot().await.unwrap();
         let busy = upload(&app, &user, &png(32, 32)).await;
         busy.assert_error(503, "ServiceUnavailable", "Too many images are being processed; try again shortly");
         assert_eq!(busy.header("retry-after"), Some("2"));
-        assert_eq!(app.state.app.image_decoding().stats().started, 0);
+        assert_eq!(app.state.app.uploads().image_decoding().stats().started, 0);
         drop(held);
         let normal = upload(&app, &user, &png(32, 32)).await;
         assert_eq!(normal.status, 201, "{}", normal.text);
