@@ -79,7 +79,6 @@ pub mod messages {
     pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
     pub const INSUFFICIENT_PERMISSIONS: &str = "Insufficient permissions";
     pub const OWN_RESOURCES_ONLY: &str = "Can only edit your own resources";
-    pub const USER_EXISTS: &str = "User already exists";
     pub const SLUG_EXISTS: &str = "Slug already exists";
     pub const PAYMENT_DECLINED: &str = "Payment declined";
     pub const IDEMPOTENCY_IN_FLIGHT: &str =

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use inkcart_domain::shop::order::{OrderViolation, TransitionError};
 use inkcart_domain::shop::{
-    CartLine, Money, NewProduct, Order, OrderItem, OrderStatus, Product, price_order,
-    validate_order,
+    CartLine, Money, Order, OrderItem, OrderStatus, Product, price_order, product_description,
+    product_name, product_stock, validate_order,
 };
 use inkcart_domain::{Actor, FieldError, Role, UserId};
 use uuid::Uuid;
@@ -159,7 +159,7 @@ impl Shop {
         Self::require_role(actor, Role::Editor)?;
         let mut errors = Vec::new();
         let name = match input.name.as_deref() {
-            Some(n) => NewProduct::name(n)
+            Some(n) => product_name(n)
                 .map_err(|e| errors.push(product_errors(e, "name")))
                 .ok(),
             None => {
@@ -167,7 +167,7 @@ impl Shop {
                 None
             }
         };
-        let description = NewProduct::description(input.description.flatten().as_deref())
+        let description = product_description(input.description.flatten().as_deref())
             .map_err(|e| errors.push(product_errors(e, "description")))
             .ok();
         let price = match input.price.as_deref() {
@@ -177,7 +177,7 @@ impl Shop {
                 None
             }
         };
-        let stock = NewProduct::stock(input.stock.unwrap_or(0))
+        let stock = product_stock(input.stock.unwrap_or(0))
             .map_err(|e| errors.push(product_errors(e, "stock")))
             .ok();
         let (Some(name), Some(description), Some(price), Some(stock), true) =
@@ -255,13 +255,13 @@ impl Shop {
             .ok_or_else(|| AppError::not_found("Product"))?;
         let mut errors = Vec::new();
         if let Some(name) = input.name.as_deref() {
-            match NewProduct::name(name) {
+            match product_name(name) {
                 Ok(n) => product.name = n,
                 Err(e) => errors.push(product_errors(e, "name")),
             }
         }
         if let Some(description) = &input.description {
-            match NewProduct::description(description.as_deref()) {
+            match product_description(description.as_deref()) {
                 Ok(d) => product.description = d,
                 Err(e) => errors.push(product_errors(e, "description")),
             }
@@ -274,7 +274,7 @@ impl Shop {
             product.price = price;
         }
         if let Some(stock) = input.stock {
-            match NewProduct::stock(stock) {
+            match product_stock(stock) {
                 Ok(s) => product.stock = s,
                 Err(e) => errors.push(product_errors(e, "stock")),
             }

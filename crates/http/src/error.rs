@@ -109,6 +109,11 @@ impl ApiError {
     pub fn field_errors(&self) -> Option<&Vec<FieldError>> {
         self.errors.as_ref()
     }
+
+    /// The hidden cause of a 5xx, for the log.
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
+    }
 }
 
 /// The `error` name for a status, as API.md lists them.

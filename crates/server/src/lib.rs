@@ -294,11 +294,6 @@ pub fn server_limits(config: &Config) -> listen::ServerLimits {
     }
 }
 
-/// The complete router over `db`.
-pub fn build_router(config: &Config, db: Db) -> anyhow::Result<axum::Router> {
-    Ok(router_for(config, Arc::new(build_app(config, db)?)))
-}
-
 /// The complete router over the use cases of `app`.
 pub fn router_for(config: &Config, app: Arc<App>) -> axum::Router {
     if config.rate_limits.is_none() {

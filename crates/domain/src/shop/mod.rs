@@ -9,4 +9,4 @@ pub use order::{
     CartLine, Order, OrderItem, OrderStatus, OrderTotals, TransitionError, discount_for,
     price_order, validate_order,
 };
-pub use product::{NewProduct, Product, ProductError};
+pub use product::{Product, ProductError, product_description, product_name, product_stock};

@@ -28,6 +28,9 @@ impl OrderStatus {
         Self::Cancelled,
     ];
 
+    /// The statuses of an order that counts as a sale in reports: it was paid.
+    pub const SOLD: &'static [Self] = &[Self::Paid, Self::Shipped, Self::Delivered];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -34,41 +34,33 @@ pub enum ProductError {
     StockOutOfRange,
 }
 
-/// The editable fields of a product, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewProduct {
-    pub name: String,
-    pub description: Option<String>,
-    pub price: Money,
-    pub stock: i32,
+/// A product's name: trimmed, 1 to 200 characters.
+pub fn product_name(input: &str) -> Result<String, ProductError> {
+    let name = input.trim();
+    if name.is_empty() {
+        return Err(ProductError::EmptyName);
+    }
+    if name.chars().count() > NAME_MAX {
+        return Err(ProductError::NameTooLong);
+    }
+    Ok(name.to_owned())
 }
 
-impl NewProduct {
-    pub fn name(input: &str) -> Result<String, ProductError> {
-        let name = input.trim();
-        if name.is_empty() {
-            return Err(ProductError::EmptyName);
-        }
-        if name.chars().count() > NAME_MAX {
-            return Err(ProductError::NameTooLong);
-        }
-        Ok(name.to_owned())
+/// A product's description: trimmed, empty is none, at most 10,000 characters.
+pub fn product_description(input: Option<&str>) -> Result<Option<String>, ProductError> {
+    match input.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(d) if d.chars().count() > DESCRIPTION_MAX => Err(ProductError::DescriptionTooLong),
+        Some(d) => Ok(Some(d.to_owned())),
     }
+}
 
-    pub fn description(input: Option<&str>) -> Result<Option<String>, ProductError> {
-        match input.map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(d) if d.chars().count() > DESCRIPTION_MAX => Err(ProductError::DescriptionTooLong),
-            Some(d) => Ok(Some(d.to_owned())),
-        }
-    }
-
-    pub fn stock(input: i64) -> Result<i32, ProductError> {
-        i32::try_from(input)
-            .ok()
-            .filter(|s| (0..=STOCK_MAX).contains(s))
-            .ok_or(ProductError::StockOutOfRange)
-    }
+/// A product's stock: 0 to 1,000,000,000.
+pub fn product_stock(input: i64) -> Result<i32, ProductError> {
+    i32::try_from(input)
+        .ok()
+        .filter(|s| (0..=STOCK_MAX).contains(s))
+        .ok_or(ProductError::StockOutOfRange)
 }
 
 #[cfg(test)]
@@ -77,29 +69,26 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(NewProduct::name("  Mug ").unwrap(), "Mug");
-        assert_eq!(NewProduct::name(" "), Err(ProductError::EmptyName));
+        assert_eq!(product_name("  Mug ").unwrap(), "Mug");
+        assert_eq!(product_name(" "), Err(ProductError::EmptyName));
         assert_eq!(
-            NewProduct::name(&"x".repeat(201)),
+            product_name(&"x".repeat(201)),
             Err(ProductError::NameTooLong)
         );
     }
 
     #[test]
     fn stock_is_never_negative() {
-        assert_eq!(NewProduct::stock(0), Ok(0));
-        assert_eq!(NewProduct::stock(-1), Err(ProductError::StockOutOfRange));
-        assert_eq!(
-            NewProduct::stock(i64::MAX),
-            Err(ProductError::StockOutOfRange)
-        );
+        assert_eq!(product_stock(0), Ok(0));
+        assert_eq!(product_stock(-1), Err(ProductError::StockOutOfRange));
+        assert_eq!(product_stock(i64::MAX), Err(ProductError::StockOutOfRange));
     }
 
     #[test]
     fn an_empty_description_is_none() {
-        assert_eq!(NewProduct::description(Some("  ")), Ok(None));
+        assert_eq!(product_description(Some("  ")), Ok(None));
         assert_eq!(
-            NewProduct::description(Some(" Big ")),
+            product_description(Some(" Big ")),
             Ok(Some("Big".to_owned()))
         );
     }

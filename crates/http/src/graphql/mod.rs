@@ -132,9 +132,17 @@ pub fn sdl() -> String {
     schema(&GraphqlConfig::default()).sdl()
 }
 
-/// A use-case error as a GraphQL error, with the REST error name in `extensions.code`.
+/// A use-case error as a GraphQL error, with the REST error name in `extensions.code`. The
+/// cause of an internal error is logged here, as REST's access log does, and never sent.
 pub(crate) fn gql_error(err: AppError) -> async_graphql::Error {
     let api = crate::error::ApiError::from(err);
+    if let Some(cause) = api.cause() {
+        tracing::error!(
+            cause,
+            status = api.status().as_u16(),
+            "a GraphQL field failed"
+        );
+    }
     let code = error_name(api.status(), api.field_errors().is_some());
     let fields = api.field_errors().cloned();
     async_graphql::Error::new(api.message().to_owned()).extend_with(|_, ext| {

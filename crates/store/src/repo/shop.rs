@@ -270,7 +270,14 @@ impl ProductRepo for SqlStore {
     }
 }
 
-const SOLD: [&str; 3] = ["paid", "shipped", "delivered"];
+/// `'paid', 'shipped', 'delivered'`: the statuses of the orders reports count as sales.
+fn sold_statuses() -> String {
+    OrderStatus::SOLD
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn corrupt(what: &str) -> AppError {
     AppError::internal(format!("stored order data is invalid: {what}"))
@@ -550,14 +557,17 @@ impl OrderRepo for SqlStore {
     }
 
     async fn top_products(&self, limit: u64) -> AppResult<Vec<TopProduct>> {
-        let sql = "SELECT p.id AS product_id, p.name AS name, SUM(oi.quantity) AS total_sold \
-                   FROM products p \
-                   JOIN order_items oi ON oi.product_id = p.id \
-                   JOIN orders o ON o.id = oi.order_id \
-                   WHERE o.status IN ('paid', 'shipped', 'delivered') \
-                   GROUP BY p.id, p.name \
-                   ORDER BY total_sold DESC, p.name ASC \
-                   LIMIT ";
+        let sql = format!(
+            "SELECT p.id AS product_id, p.name AS name, SUM(oi.quantity) AS total_sold \
+             FROM products p \
+             JOIN order_items oi ON oi.product_id = p.id \
+             JOIN orders o ON o.id = oi.order_id \
+             WHERE o.status IN ({}) \
+             GROUP BY p.id, p.name \
+             ORDER BY total_sold DESC, p.name ASC \
+             LIMIT ",
+            sold_statuses()
+        );
         let limit = i64::try_from(limit).map_err(AppError::internal)?;
         let sql = match self.backend() {
             DbBackend::Postgres => format!("{sql}$1"),
@@ -573,7 +583,6 @@ impl OrderRepo for SqlStore {
             ))
             .await
             .map_err(db_err)?;
-        debug_assert_eq!(SOLD.len(), 3);
         rows.iter()
             .map(|row| {
                 Ok(TopProduct {
@@ -603,10 +612,11 @@ impl OrderRepo for SqlStore {
             ),
             _ => ("strftime('%Y-%m-%d', created_at)", "?", "?"),
         };
+        let sold = sold_statuses();
         let sql = format!(
             "SELECT {day} AS day, COUNT(*) AS orders, CAST(SUM(total_cents) AS BIGINT) AS revenue \
              FROM orders \
-             WHERE status IN ('paid', 'shipped', 'delivered') AND created_at >= {p1} AND created_at < {p2} \
+             WHERE status IN ({sold}) AND created_at >= {p1} AND created_at < {p2} \
              GROUP BY day ORDER BY day"
         );
         let rows = self
