@@ -325,7 +325,7 @@ impl JobQueue for RedisJobQueue {
         let id = Uuid::now_v7();
         let stored = Stored {
             id,
-            kind: job.kind.clone(),
+            kind: job.kind.as_str().to_owned(),
             payload: job.payload.to_string(),
             effect_key: job.effect_key.clone(),
             state: "queued".to_owned(),

@@ -16,7 +16,8 @@ use crate::identity::hash_refresh_token;
 use crate::mail;
 use crate::page::{Direction, Page, PageRequest, Sort};
 use crate::ports::{
-    EmailToken, Job, JobState, NewJob, OutboxEvent, Purged, TokenPurpose, UserQuery, UserSortField,
+    EmailToken, Job, JobKind, JobState, NewJob, OutboxEvent, Purged, TokenPurpose, UserQuery,
+    UserSortField,
 };
 use std::sync::Arc;
 
@@ -26,18 +27,6 @@ use crate::ports::{
     Store, UserRepo,
 };
 use crate::{AppError, AppResult, Deps, Settings};
-
-/// Job kinds.
-pub mod kinds {
-    pub const WELCOME_EMAIL: &str = "welcome_email";
-    pub const VERIFICATION_EMAIL: &str = "verification_email";
-    pub const PASSWORD_RESET_EMAIL: &str = "password_reset_email";
-    pub const EMAIL_CHANGED_NOTICE: &str = "email_changed_notice";
-    pub const ORDER_CONFIRMATION_EMAIL: &str = "order_confirmation_email";
-    pub const ORDER_SHIPPED_EMAIL: &str = "order_shipped_email";
-    pub const DAILY_SALES_REPORT: &str = "daily_sales_report";
-    pub const PURGE: &str = "purge";
-}
 
 pub const VERIFICATION_TTL: chrono::Duration = chrono::Duration::hours(24);
 pub const RESET_TTL_MINUTES: i64 = 30;
@@ -151,21 +140,23 @@ impl Background {
         let parsed: Event = serde_json::from_value(event.payload.clone()).map_err(|e| {
             AppError::internal(format!("event {} has a bad payload: {e}", event.id))
         })?;
-        let kinds: &[&str] = match parsed {
-            Event::UserRegistered { .. } => &[kinds::WELCOME_EMAIL, kinds::VERIFICATION_EMAIL],
-            Event::EmailVerificationRequested { .. } => &[kinds::VERIFICATION_EMAIL],
-            Event::PasswordResetRequested { .. } => &[kinds::PASSWORD_RESET_EMAIL],
-            Event::EmailChanged { .. } => &[kinds::VERIFICATION_EMAIL, kinds::EMAIL_CHANGED_NOTICE],
-            Event::OrderPaid { .. } => &[kinds::ORDER_CONFIRMATION_EMAIL],
-            Event::OrderShipped { .. } => &[kinds::ORDER_SHIPPED_EMAIL],
+        let kinds: &[JobKind] = match parsed {
+            Event::UserRegistered { .. } => &[JobKind::WelcomeEmail, JobKind::VerificationEmail],
+            Event::EmailVerificationRequested { .. } => &[JobKind::VerificationEmail],
+            Event::PasswordResetRequested { .. } => &[JobKind::PasswordResetEmail],
+            Event::EmailChanged { .. } => {
+                &[JobKind::VerificationEmail, JobKind::EmailChangedNotice]
+            }
+            Event::OrderPaid { .. } => &[JobKind::OrderConfirmationEmail],
+            Event::OrderShipped { .. } => &[JobKind::OrderShippedEmail],
             Event::OrderCreated { .. }
             | Event::OrderCancelled { .. }
             | Event::CommentAdded { .. } => &[],
         };
         Ok(kinds
             .iter()
-            .map(|kind| NewJob {
-                kind: (*kind).to_owned(),
+            .map(|&kind| NewJob {
+                kind,
                 payload: event.payload.clone(),
                 effect_key: format!("{kind}:{}", event.id),
                 run_at: now,
@@ -222,7 +213,7 @@ impl Background {
             .and_then(|t| t.with_second(0))
             .and_then(|t| t.with_nanosecond(0))
             .unwrap_or(now);
-        self.schedule_once("purge", hour, kinds::PURGE, serde_json::json!({}))
+        self.schedule_once("purge", hour, JobKind::Purge, serde_json::json!({}))
             .await?;
         // The daily sales report of yesterday, from 00:10 UTC.
         let today = now.date_naive();
@@ -233,7 +224,7 @@ impl Background {
             self.schedule_once(
                 "daily-sales-report",
                 at,
-                kinds::DAILY_SALES_REPORT,
+                JobKind::DailySalesReport,
                 serde_json::json!({"day": yesterday}),
             )
             .await?;
@@ -245,7 +236,7 @@ impl Background {
         &self,
         name: &str,
         slot: DateTime<Utc>,
-        kind: &str,
+        kind: JobKind,
         payload: serde_json::Value,
     ) -> AppResult<()> {
         let now = self.clock.now();
@@ -254,7 +245,7 @@ impl Background {
         }
         let mut tx = self.store.begin().await?;
         let job = NewJob {
-            kind: kind.to_owned(),
+            kind,
             payload,
             effect_key: format!("cron:{name}:{}", slot.timestamp()),
             run_at: now,
@@ -304,8 +295,14 @@ impl Background {
     /// Runs one job's handler. Handlers are idempotent: each records its effect under a key,
     /// and a job that finds its effect done does nothing.
     pub async fn run_job(&self, job: &Job) -> AppResult<()> {
-        match job.kind.as_str() {
-            kinds::WELCOME_EMAIL => {
+        let Some(kind) = JobKind::parse(&job.kind) else {
+            return Err(AppError::internal(format!(
+                "unknown job kind `{}`",
+                job.kind
+            )));
+        };
+        match kind {
+            JobKind::WelcomeEmail => {
                 let p: UserPayload = payload(job)?;
                 self.once(&format!("welcome:{}", p.user_id), job, || async {
                     let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
@@ -313,7 +310,7 @@ impl Background {
                 })
                 .await
             }
-            kinds::VERIFICATION_EMAIL => {
+            JobKind::VerificationEmail => {
                 let p: UserPayload = payload(job)?;
                 self.once(&format!("verification:{}", job.effect_key), job, || async {
                     let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
@@ -328,7 +325,7 @@ impl Background {
                 })
                 .await
             }
-            kinds::PASSWORD_RESET_EMAIL => {
+            JobKind::PasswordResetEmail => {
                 let p: UserPayload = payload(job)?;
                 self.once(
                     &format!("password-reset:{}", job.effect_key),
@@ -350,7 +347,7 @@ impl Background {
                 )
                 .await
             }
-            kinds::EMAIL_CHANGED_NOTICE => {
+            JobKind::EmailChangedNotice => {
                 let p: EmailChangedPayload = payload(job)?;
                 self.once(
                     &format!("email-changed:{}", job.effect_key),
@@ -364,9 +361,9 @@ impl Background {
                 )
                 .await
             }
-            kinds::ORDER_CONFIRMATION_EMAIL | kinds::ORDER_SHIPPED_EMAIL => {
+            JobKind::OrderConfirmationEmail | JobKind::OrderShippedEmail => {
                 let p: OrderPayload = payload(job)?;
-                let shipped = job.kind == kinds::ORDER_SHIPPED_EMAIL;
+                let shipped = kind == JobKind::OrderShippedEmail;
                 let key = if shipped {
                     format!("order-shipped:{}", p.order_id)
                 } else {
@@ -388,19 +385,18 @@ impl Background {
                 })
                 .await
             }
-            kinds::DAILY_SALES_REPORT => {
+            JobKind::DailySalesReport => {
                 let p: ReportPayload = payload(job)?;
                 self.once(&format!("sales-report:{}", p.day), job, || {
                     self.sales_report(p.day)
                 })
                 .await
             }
-            kinds::PURGE => {
+            JobKind::Purge => {
                 let purged: Purged = self.jobs.purge(self.clock.now()).await?;
                 tracing::info!(?purged, "purged expired records");
                 Ok(())
             }
-            other => Err(AppError::internal(format!("unknown job kind `{other}`"))),
         }
     }
 

@@ -626,9 +626,59 @@ impl JobState {
     }
 }
 
+/// What a job does. Stored as its name (`welcome_email`, …); a stored name this build does not
+/// know (written by a newer version) fails that job rather than the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    WelcomeEmail,
+    VerificationEmail,
+    PasswordResetEmail,
+    EmailChangedNotice,
+    OrderConfirmationEmail,
+    OrderShippedEmail,
+    DailySalesReport,
+    Purge,
+}
+
+impl JobKind {
+    pub const ALL: &'static [Self] = &[
+        Self::WelcomeEmail,
+        Self::VerificationEmail,
+        Self::PasswordResetEmail,
+        Self::EmailChangedNotice,
+        Self::OrderConfirmationEmail,
+        Self::OrderShippedEmail,
+        Self::DailySalesReport,
+        Self::Purge,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::WelcomeEmail => "welcome_email",
+            Self::VerificationEmail => "verification_email",
+            Self::PasswordResetEmail => "password_reset_email",
+            Self::EmailChangedNotice => "email_changed_notice",
+            Self::OrderConfirmationEmail => "order_confirmation_email",
+            Self::OrderShippedEmail => "order_shipped_email",
+            Self::DailySalesReport => "daily_sales_report",
+            Self::Purge => "purge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|kind| kind.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
-    pub kind: String,
+    pub kind: JobKind,
     pub payload: serde_json::Value,
     /// Unique: a second job with the same key is not enqueued.
     pub effect_key: String,

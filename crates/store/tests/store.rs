@@ -672,7 +672,7 @@ db_test!(
 
 fn new_job(key: &str, run_at: chrono::DateTime<Utc>) -> inkcart_app::ports::NewJob {
     inkcart_app::ports::NewJob {
-        kind: "welcome_email".to_owned(),
+        kind: inkcart_app::ports::JobKind::WelcomeEmail,
         payload: serde_json::json!({"userId": Uuid::nil()}),
         effect_key: key.to_owned(),
         run_at,

@@ -81,7 +81,7 @@ async fn enqueue_welcome_jobs(db: &TestDb, n: usize) {
         };
         store.insert(tx.as_mut(), &user, "x").await.unwrap();
         let job = NewJob {
-            kind: "welcome_email".to_owned(),
+            kind: inkcart_app::ports::JobKind::WelcomeEmail,
             payload: serde_json::json!({"type": "UserRegistered", "userId": user.id}),
             effect_key: format!("welcome_email:test-{i}"),
             run_at: now,

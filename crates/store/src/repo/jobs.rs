@@ -171,7 +171,7 @@ impl JobQueue for SqlStore {
     async fn enqueue(&self, tx: &mut dyn Tx, job: &NewJob, now: DateTime<Utc>) -> AppResult<bool> {
         let inserted = jobs::Entity::insert(jobs::ActiveModel {
             id: Set(Uuid::now_v7()),
-            kind: Set(job.kind.clone()),
+            kind: Set(job.kind.as_str().to_owned()),
             payload: Set(job.payload.to_string()),
             effect_key: Set(job.effect_key.clone()),
             state: Set("queued".to_owned()),
