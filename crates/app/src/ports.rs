@@ -899,3 +899,32 @@ pub trait RateLimiter: Send + Sync {
     /// shared store cannot be reached decides with its own (local) budgets rather than failing.
     async fn charge(&self, charges: &[Charge], now: DateTime<Utc>) -> Verdict;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::JobKind;
+
+    #[test]
+    fn job_kinds_keep_the_names_queued_jobs_were_stored_under() {
+        // Jobs wait in the queue across upgrades under these names: a renamed kind would strand
+        // them. New kinds are added; these never change.
+        let names: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "welcome_email",
+                "verification_email",
+                "password_reset_email",
+                "email_changed_notice",
+                "order_confirmation_email",
+                "order_shipped_email",
+                "daily_sales_report",
+                "purge",
+            ]
+        );
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(*kind));
+        }
+        assert_eq!(JobKind::parse("Welcome_Email"), None);
+    }
+}
