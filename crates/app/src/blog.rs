@@ -24,7 +24,7 @@ use crate::ports::{
     Comment, CommentView, PostCursor, PostCursorValue, PostDetail, PostKey, PostPage, PostQuery,
     PostRepo, PostSummary,
 };
-use crate::{AppError, AppResult, Deps, Settings, Shared};
+use crate::{AppError, AppResult, Deps, ErrorCode, Settings, Shared};
 
 /// A new post, as received.
 #[derive(Debug, Clone, Default)]
@@ -631,11 +631,14 @@ impl Blog {
         for _ in 0..SLUG_ATTEMPTS {
             post.slug = self.free_slug(&base).await?;
             match self.insert_post(post, tags).await {
-                Err(AppError::Conflict(m)) if m == messages::SLUG_EXISTS => {}
+                Err(AppError::Conflict(ErrorCode::SlugTaken, _)) => {}
                 other => return other,
             }
         }
-        Err(AppError::Conflict(messages::SLUG_EXISTS.to_owned()))
+        Err(AppError::conflict(
+            ErrorCode::SlugTaken,
+            messages::SLUG_EXISTS,
+        ))
     }
 
     async fn free_slug(&self, base: &Slug) -> AppResult<Slug> {
@@ -717,7 +720,7 @@ impl Blog {
         let detail = self.stored_post(actor, key).await?;
         let mut post = detail.post;
         if !can_edit_post(&post, actor) {
-            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+            return Err(AppError::not_owner());
         }
         let mut errors = Vec::new();
         if let Some(title) = input.title.as_deref() {
@@ -785,7 +788,7 @@ impl Blog {
     pub async fn delete_post(&self, actor: Actor, key: &PostKey) -> AppResult<()> {
         let detail = self.stored_post(actor, key).await?;
         if !can_edit_post(&detail.post, actor) {
-            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+            return Err(AppError::not_owner());
         }
         let mut tx = self.store.begin().await?;
         if !self.posts.delete(tx.as_mut(), detail.post.id).await? {
@@ -880,7 +883,8 @@ impl Blog {
     ) -> AppResult<CommentView> {
         let detail = self.stored_post(actor, key).await?;
         if !detail.post.published {
-            return Err(AppError::Conflict(
+            return Err(AppError::conflict(
+                ErrorCode::CommentsClosed,
                 "Comments open when the post is published".to_owned(),
             ));
         }
@@ -933,7 +937,7 @@ impl Blog {
             .ok_or_else(|| AppError::not_found("Comment"))?;
         let post = self.post_detail(&PostKey::Id(comment.post_id)).await?.post;
         if !can_delete_comment(comment.author_id, post.author_id, actor) {
-            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+            return Err(AppError::not_owner());
         }
         let mut tx = self.store.begin().await?;
         if !self.posts.delete_comment(tx.as_mut(), id).await? {

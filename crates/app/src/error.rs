@@ -1,14 +1,175 @@
 use inkcart_domain::FieldError;
 use thiserror::Error;
 
+/// A machine-readable reason for an error, stable across releases: clients branch on it instead
+/// of on the human message. Carried as `code` in the REST envelope and as `reason` in a GraphQL
+/// error's extensions. Every status has a generic code; the rest name a rule of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    // ---- generic, one per status ----
+    BadRequest,
+    ValidationFailed,
+    Unauthorized,
+    PaymentRequired,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    Conflict,
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    Unprocessable,
+    RateLimited,
+    RequestHeaderFieldsTooLarge,
+    Unavailable,
+    Internal,
+    // ---- 400 ----
+    /// The body is not JSON, or not the JSON the operation takes.
+    MalformedBody,
+    /// An order broke one of the order rules (empty cart, quantity, minimum amount, …).
+    OrderRulesBroken,
+    /// An email verification or password reset token that is unknown, used or expired.
+    InvalidEmailToken,
+    /// An upload that is not one of the accepted image formats, or cannot be decoded.
+    NotAnImage,
+    // ---- 401 ----
+    NoToken,
+    InvalidToken,
+    InvalidCredentials,
+    // ---- 402 ----
+    PaymentDeclined,
+    // ---- 403 ----
+    InsufficientPermissions,
+    NotOwner,
+    // ---- 409 ----
+    EmailTaken,
+    SlugTaken,
+    InsufficientStock,
+    /// An order status change the order's state does not allow (cancel a shipped order, …).
+    InvalidTransition,
+    EmailAlreadyVerified,
+    UserHasOrders,
+    CommentsClosed,
+    IdempotencyKeyInFlight,
+    JobNotRetryable,
+    // ---- 422 ----
+    IdempotencyKeyReused,
+    // ---- 429 ----
+    TooManyLoginAttempts,
+    TooManyPasswordAttempts,
+    // ---- 503 ----
+    Busy,
+}
+
+impl ErrorCode {
+    /// The code as clients see it (`slug_taken`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::ValidationFailed => "validation_failed",
+            Self::Unauthorized => "unauthorized",
+            Self::PaymentRequired => "payment_required",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unprocessable => "unprocessable",
+            Self::RateLimited => "rate_limited",
+            Self::RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::MalformedBody => "malformed_body",
+            Self::OrderRulesBroken => "order_rules_broken",
+            Self::InvalidEmailToken => "invalid_email_token",
+            Self::NotAnImage => "not_an_image",
+            Self::NoToken => "no_token",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::PaymentDeclined => "payment_declined",
+            Self::InsufficientPermissions => "insufficient_permissions",
+            Self::NotOwner => "not_owner",
+            Self::EmailTaken => "email_taken",
+            Self::SlugTaken => "slug_taken",
+            Self::InsufficientStock => "insufficient_stock",
+            Self::InvalidTransition => "invalid_transition",
+            Self::EmailAlreadyVerified => "email_already_verified",
+            Self::UserHasOrders => "user_has_orders",
+            Self::CommentsClosed => "comments_closed",
+            Self::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            Self::JobNotRetryable => "job_not_retryable",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::TooManyLoginAttempts => "too_many_login_attempts",
+            Self::TooManyPasswordAttempts => "too_many_password_attempts",
+            Self::Busy => "busy",
+        }
+    }
+
+    /// Every code, for documentation and for the test that keeps the strings unique.
+    pub const ALL: &'static [Self] = &[
+        Self::BadRequest,
+        Self::ValidationFailed,
+        Self::Unauthorized,
+        Self::PaymentRequired,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::RequestTimeout,
+        Self::Conflict,
+        Self::PayloadTooLarge,
+        Self::UriTooLong,
+        Self::UnsupportedMediaType,
+        Self::Unprocessable,
+        Self::RateLimited,
+        Self::RequestHeaderFieldsTooLarge,
+        Self::Unavailable,
+        Self::Internal,
+        Self::MalformedBody,
+        Self::OrderRulesBroken,
+        Self::InvalidEmailToken,
+        Self::NotAnImage,
+        Self::NoToken,
+        Self::InvalidToken,
+        Self::InvalidCredentials,
+        Self::PaymentDeclined,
+        Self::InsufficientPermissions,
+        Self::NotOwner,
+        Self::EmailTaken,
+        Self::SlugTaken,
+        Self::InsufficientStock,
+        Self::InvalidTransition,
+        Self::EmailAlreadyVerified,
+        Self::UserHasOrders,
+        Self::CommentsClosed,
+        Self::IdempotencyKeyInFlight,
+        Self::JobNotRetryable,
+        Self::IdempotencyKeyReused,
+        Self::TooManyLoginAttempts,
+        Self::TooManyPasswordAttempts,
+        Self::Busy,
+    ];
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The one error type of the use cases. The HTTP and GraphQL faces map each variant to a status
-/// and a stable error name; only `Internal` hides its detail from the caller.
+/// and a stable error name, and [`AppError::code`] to the machine-readable reason; only
+/// `Internal` hides its detail from the caller.
 #[derive(Debug, Error)]
 pub enum AppError {
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{1}")]
+    Conflict(ErrorCode, String),
     #[error("Validation failed")]
     Validation(Vec<FieldError>),
     /// Business rules broken by the input: like `Validation`, but the first rule's message is
@@ -16,20 +177,21 @@ pub enum AppError {
     #[error("{}", .0.first().map_or("Validation failed", |e| e.message.as_str()))]
     Rules(Vec<FieldError>),
     /// A rule broken by the input as a whole rather than by one field.
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("{1}")]
+    BadRequest(ErrorCode, String),
+    #[error("{1}")]
+    Unauthorized(ErrorCode, String),
+    #[error("{1}")]
+    Forbidden(ErrorCode, String),
     /// The payment gateway declined.
     #[error("{0}")]
     PaymentRequired(String),
     /// Understood but refused as it stands (an idempotency key reused with another body).
-    #[error("{0}")]
-    Unprocessable(String),
+    #[error("{1}")]
+    Unprocessable(ErrorCode, String),
     #[error("{message}")]
     RateLimited {
+        code: ErrorCode,
         message: String,
         retry_after_secs: u64,
     },
@@ -51,8 +213,32 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
+    /// The machine-readable reason of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Validation(_) => ErrorCode::ValidationFailed,
+            Self::Rules(_) => ErrorCode::OrderRulesBroken,
+            Self::PaymentRequired(_) => ErrorCode::PaymentDeclined,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::Busy { .. } => ErrorCode::Busy,
+            Self::Internal(_) => ErrorCode::Internal,
+            Self::Conflict(code, _)
+            | Self::BadRequest(code, _)
+            | Self::Unauthorized(code, _)
+            | Self::Forbidden(code, _)
+            | Self::Unprocessable(code, _)
+            | Self::RateLimited { code, .. } => *code,
+        }
+    }
+
     pub fn not_found(resource: &str) -> Self {
         Self::NotFound(format!("{resource} not found"))
+    }
+
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Conflict(code, message.into())
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
@@ -60,11 +246,19 @@ impl AppError {
     }
 
     pub fn invalid_token() -> Self {
-        Self::Unauthorized(messages::INVALID_TOKEN.to_owned())
+        Self::Unauthorized(ErrorCode::InvalidToken, messages::INVALID_TOKEN.to_owned())
     }
 
     pub fn insufficient_permissions() -> Self {
-        Self::Forbidden(messages::INSUFFICIENT_PERMISSIONS.to_owned())
+        Self::Forbidden(
+            ErrorCode::InsufficientPermissions,
+            messages::INSUFFICIENT_PERMISSIONS.to_owned(),
+        )
+    }
+
+    /// Someone else's post, comment or order.
+    pub fn not_owner() -> Self {
+        Self::Forbidden(ErrorCode::NotOwner, messages::OWN_RESOURCES_ONLY.to_owned())
     }
 
     pub fn internal(context: impl std::fmt::Display) -> Self {
@@ -91,4 +285,23 @@ pub mod messages {
     pub const CURRENT_PASSWORD_REQUIRED: &str =
         "The current password is required to change the email or the password";
     pub const CURRENT_PASSWORD_WRONG: &str = "The current password is not correct";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn every_error_code_has_its_own_snake_case_name() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let name = code.as_str();
+            assert!(seen.insert(name), "{name} is used twice");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        assert_eq!(seen.len(), ErrorCode::ALL.len());
+    }
 }

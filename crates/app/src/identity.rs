@@ -20,7 +20,7 @@ use crate::ports::{
     Clock, EmailTokenRepo, LoginThrottle, Outbox, PasswordHasher, SessionRepo, Store, TokenIssuer,
     UserRepo,
 };
-use crate::{AppError, AppResult, Deps, Settings};
+use crate::{AppError, AppResult, Deps, ErrorCode, Settings};
 
 /// Sign-up input, as received.
 #[derive(Debug, Clone, Default)]
@@ -219,6 +219,7 @@ impl Identity {
         // cannot all pass the count while the first ones are still hashing.
         if let Err(retry_after_secs) = self.login_throttle.reserve(&throttle_key, now).await {
             return Err(AppError::RateLimited {
+                code: ErrorCode::TooManyLoginAttempts,
                 message: messages::TOO_MANY_LOGIN_ATTEMPTS.to_owned(),
                 retry_after_secs,
             });
@@ -227,6 +228,7 @@ impl Identity {
             Ok(Some(user)) => user,
             Ok(None) => {
                 return Err(AppError::Unauthorized(
+                    ErrorCode::InvalidCredentials,
                     messages::INVALID_CREDENTIALS.to_owned(),
                 ));
             }
@@ -285,6 +287,7 @@ impl Identity {
         let key = format!("reauth|{}", actor.id);
         if let Err(retry_after_secs) = self.login_throttle.reserve(&key, now).await {
             return Err(AppError::RateLimited {
+                code: ErrorCode::TooManyPasswordAttempts,
                 message: messages::TOO_MANY_PASSWORD_ATTEMPTS.to_owned(),
                 retry_after_secs,
             });
@@ -513,7 +516,7 @@ impl Identity {
         changes: UserChanges,
     ) -> AppResult<User> {
         if !actor.may_modify_user(id) {
-            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+            return Err(AppError::not_owner());
         }
         let mut user = self.get_user(id).await?;
         let name_before = user.name.clone();
@@ -553,6 +556,7 @@ impl Identity {
         if email_changed {
             if self.asked_within_interval("EmailChanged", user.id).await? {
                 return Err(AppError::RateLimited {
+                    code: ErrorCode::RateLimited,
                     message: "The email was changed less than a minute ago".to_owned(),
                     retry_after_secs: 60,
                 });
@@ -709,13 +713,17 @@ impl Identity {
     pub async fn request_email_verification(&self, actor: Actor) -> AppResult<()> {
         let user = self.get_user(actor.id).await?;
         if user.email_verified {
-            return Err(AppError::Conflict("Email is already verified".to_owned()));
+            return Err(AppError::conflict(
+                ErrorCode::EmailAlreadyVerified,
+                "Email is already verified",
+            ));
         }
         if self
             .asked_within_interval("EmailVerificationRequested", user.id)
             .await?
         {
             return Err(AppError::RateLimited {
+                code: ErrorCode::RateLimited,
                 message: "A verification email was sent less than a minute ago".to_owned(),
                 retry_after_secs: 60,
             });
@@ -852,5 +860,8 @@ impl Identity {
 }
 
 fn invalid_email_token() -> AppError {
-    AppError::BadRequest("Invalid or expired token".to_owned())
+    AppError::BadRequest(
+        ErrorCode::InvalidEmailToken,
+        "Invalid or expired token".to_owned(),
+    )
 }

@@ -26,7 +26,7 @@ use crate::ports::{
     Clock, EmailTokenRepo, EventPublisher, JobQueue, Mailer, ObjectStorage, OrderRepo, Outbox,
     Store, UserRepo,
 };
-use crate::{AppError, AppResult, Deps, Settings};
+use crate::{AppError, AppResult, Deps, ErrorCode, Settings};
 
 pub const VERIFICATION_TTL: chrono::Duration = chrono::Duration::hours(24);
 pub const RESET_TTL_MINUTES: i64 = 30;
@@ -503,13 +503,17 @@ impl Background {
             .await?
             .ok_or_else(|| AppError::not_found("Job"))?;
         if !matches!(job.state, JobState::Dead | JobState::Failed) {
-            return Err(AppError::Conflict(format!(
-                "Only failed or dead jobs can be retried; this one is {}",
-                job.state.as_str()
-            )));
+            return Err(AppError::conflict(
+                ErrorCode::JobNotRetryable,
+                format!(
+                    "Only failed or dead jobs can be retried; this one is {}",
+                    job.state.as_str()
+                ),
+            ));
         }
         if !self.jobs.retry(id, self.clock.now()).await? {
-            return Err(AppError::Conflict(
+            return Err(AppError::conflict(
+                ErrorCode::Conflict,
                 "The job changed meanwhile; try again".to_owned(),
             ));
         }

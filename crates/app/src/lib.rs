@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use blog::Blog;
 pub use cache::Shared;
-pub use error::{AppError, AppResult};
+pub use error::{AppError, AppResult, ErrorCode};
 pub use health::Health;
 pub use identity::Identity;
 pub use jobs::Background;

@@ -56,7 +56,7 @@ pub struct UserQuery {
 
 #[async_trait]
 pub trait UserRepo: Send + Sync {
-    /// Inserts a new user; a taken email is `AppError::Conflict("User already exists")`.
+    /// Inserts a new user; a taken email is `AppError::Conflict(ErrorCode::EmailTaken, "User already exists")`.
     async fn insert(&self, tx: &mut dyn Tx, user: &User, password_hash: &str) -> AppResult<()>;
     async fn find(&self, id: UserId) -> AppResult<Option<User>>;
     /// Several users at once (unknown ids are left out).
@@ -327,8 +327,8 @@ pub enum Claim {
     InFlight,
     /// The key was used for a different request.
     Mismatch,
-    /// The first request finished: answer what it answered.
-    Done { status: u16, body: String },
+    /// The first request finished: answer with the order it answered with, as it was then.
+    Done(Box<Order>),
 }
 
 #[async_trait]
@@ -344,14 +344,14 @@ pub trait IdempotencyRepo: Send + Sync {
         ttl: Duration,
         abandon_after: Duration,
     ) -> AppResult<Claim>;
-    /// Stores the response, in the transaction of the work it describes.
+    /// Stores the result (the order as it stands after the work), in the transaction of the
+    /// work it describes.
     async fn complete(
         &self,
         tx: &mut dyn Tx,
         user: UserId,
         key: &str,
-        status: u16,
-        body: &str,
+        result: &Order,
         now: DateTime<Utc>,
     ) -> AppResult<()>;
     /// Gives the key up after a failed request, so that it can be retried.

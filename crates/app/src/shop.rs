@@ -26,7 +26,7 @@ use crate::identity::{find_user, unless_actor_gone};
 use crate::ports::{
     Clock, IdempotencyRepo, OrderRepo, PaymentGateway, ProductRepo, Store, UserRepo,
 };
-use crate::{AppError, AppResult, Deps, Settings, Shared};
+use crate::{AppError, AppResult, Deps, ErrorCode, Settings, Shared};
 
 /// Product fields as received; the price is a decimal string (`"19.99"`).
 #[derive(Debug, Clone, Default)]
@@ -47,27 +47,33 @@ pub struct LineInput {
     pub quantity: i64,
 }
 
-/// An idempotency key with the fingerprint of its request, and how to render the response
-/// that is stored with it.
+/// An idempotency key with the fingerprint of its request.
+#[derive(Debug, Clone, Copy)]
 pub struct Idempotency<'a> {
     pub key: &'a str,
     pub request_hash: &'a str,
-    pub render: &'a (dyn Fn(&Order) -> (u16, String) + Send + Sync),
 }
 
-impl std::fmt::Debug for Idempotency<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Idempotency")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The result of an idempotent write: done now, or the stored answer of the first request.
+/// The result of an idempotent write: done now, or the result of the first request with the
+/// same key (the order as it was then; the caller renders both the same way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Fresh(Order),
-    Replayed { status: u16, body: String },
+    Replayed(Order),
+}
+
+impl Outcome {
+    pub fn order(&self) -> &Order {
+        match self {
+            Self::Fresh(order) | Self::Replayed(order) => order,
+        }
+    }
+
+    pub fn into_order(self) -> Order {
+        match self {
+            Self::Fresh(order) | Self::Replayed(order) => order,
+        }
+    }
 }
 
 fn product_errors(err: inkcart_domain::shop::ProductError, field: &str) -> FieldError {
@@ -81,7 +87,7 @@ fn parse_price(raw: &str, errors: &mut Vec<FieldError>) -> Option<Money> {
 }
 
 fn transition_conflict(err: &TransitionError) -> AppError {
-    AppError::Conflict(err.to_string())
+    AppError::Conflict(ErrorCode::InvalidTransition, err.to_string())
 }
 
 fn order_violations(violations: Vec<OrderViolation>) -> AppError {
@@ -424,7 +430,10 @@ impl Shop {
             let name = products
                 .get(&short)
                 .map_or("a product", |p| p.name.as_str());
-            return Err(AppError::Conflict(format!("Insufficient stock for {name}")));
+            return Err(AppError::Conflict(
+                ErrorCode::InsufficientStock,
+                format!("Insufficient stock for {name}"),
+            ));
         }
         self.orders.insert(tx.as_mut(), &order).await?;
         self.events
@@ -437,9 +446,8 @@ impl Shop {
             )
             .await?;
         if let Some(idem) = idempotency {
-            let (status, body) = (idem.render)(&order);
             self.idempotency
-                .complete(tx.as_mut(), actor.id, idem.key, status, &body, now)
+                .complete(tx.as_mut(), actor.id, idem.key, &order, now)
                 .await?;
         }
         tx.commit().await?;
@@ -472,12 +480,14 @@ impl Shop {
         match claim {
             Claim::Granted => Ok(None),
             Claim::InFlight => Err(AppError::Conflict(
+                ErrorCode::IdempotencyKeyInFlight,
                 messages::IDEMPOTENCY_IN_FLIGHT.to_owned(),
             )),
             Claim::Mismatch => Err(AppError::Unprocessable(
+                ErrorCode::IdempotencyKeyReused,
                 messages::IDEMPOTENCY_MISMATCH.to_owned(),
             )),
-            Claim::Done { status, body } => Ok(Some(Outcome::Replayed { status, body })),
+            Claim::Done(order) => Ok(Some(Outcome::Replayed(*order))),
         }
     }
 
@@ -553,7 +563,7 @@ impl Shop {
     ) -> AppResult<Order> {
         let mut order = self.get_order(actor, id).await?;
         if order.user_id != actor.id {
-            return Err(AppError::Forbidden(messages::OWN_RESOURCES_ONLY.to_owned()));
+            return Err(AppError::not_owner());
         }
         order
             .check_transition(OrderStatus::Paid)
@@ -626,9 +636,8 @@ impl Shop {
         order.pay().map_err(|e| transition_conflict(&e))?;
         order.updated_at = now;
         if let Some(idem) = idempotency {
-            let (status, body) = (idem.render)(&order);
             self.idempotency
-                .complete(tx.as_mut(), actor.id, idem.key, status, &body, now)
+                .complete(tx.as_mut(), actor.id, idem.key, &order, now)
                 .await?;
         }
         tx.commit().await?;
@@ -733,9 +742,10 @@ impl Shop {
         match self.orders.find(id).await {
             Ok(Some(current)) => match current.check_transition(to) {
                 Err(e) => transition_conflict(&e),
-                Ok(()) => AppError::Conflict(format!(
-                    "Order {id} changed while it was being updated; try again"
-                )),
+                Ok(()) => AppError::conflict(
+                    ErrorCode::Conflict,
+                    format!("Order {id} changed while it was being updated; try again"),
+                ),
             },
             Ok(None) => AppError::not_found("Order"),
             Err(e) => {

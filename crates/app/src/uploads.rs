@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::ports::ObjectStorage;
-use crate::{AppError, AppResult};
+use crate::{AppError, AppResult, ErrorCode};
 
 /// A stored upload and where to fetch it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,7 +268,10 @@ struct Processed {
 }
 
 fn unreadable() -> AppError {
-    AppError::BadRequest("The image could not be read".to_owned())
+    AppError::BadRequest(
+        ErrorCode::NotAnImage,
+        "The image could not be read".to_owned(),
+    )
 }
 
 fn decode_error(err: &ImageError) -> AppError {
@@ -360,7 +363,8 @@ impl Uploads {
     /// Stores an image and its thumbnail (any signed-in user). An image whose header claims
     /// more than the pixel budget is refused before it is decoded.
     pub async fn upload_image(&self, actor: Actor, bytes: Bytes) -> AppResult<Upload> {
-        let format = sniff(&bytes).ok_or_else(|| AppError::BadRequest(NOT_AN_IMAGE.to_owned()))?;
+        let format = sniff(&bytes)
+            .ok_or_else(|| AppError::BadRequest(ErrorCode::NotAnImage, NOT_AN_IMAGE.to_owned()))?;
         let (content_type, ext) = describe(format);
         let limits = &self.limits;
         let header = {
@@ -686,7 +690,7 @@ mod tests {
         bytes.truncate(40);
         assert!(matches!(
             process(&bytes, ImageFormat::Png, &ImageLimits::default()),
-            Err(AppError::BadRequest(_))
+            Err(AppError::BadRequest(ErrorCode::NotAnImage, _))
         ));
     }
 }

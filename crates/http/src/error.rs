@@ -1,11 +1,12 @@
-//! The error envelope of API.md: `{"error","message","statusCode","errors"?}` for every error.
+//! The error envelope of API.md: `{"error","message","statusCode","code","errors"?}` for every
+//! error.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use inkcart_app::AppError;
+use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::FieldError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -13,13 +14,16 @@ use utoipa::ToSchema;
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"error": "Conflict", "message": "User already exists", "statusCode": 409}))]
+#[schema(example = json!({"error": "Conflict", "message": "User already exists", "statusCode": 409, "code": "email_taken"}))]
 pub struct ErrorBody {
     /// Stable, machine-readable error name (`ValidationError`, `NotFound`, …).
     pub error: String,
     /// Human-readable explanation.
     pub message: String,
     pub status_code: u16,
+    /// Stable, machine-readable reason (`slug_taken`, `insufficient_stock`, …): finer than
+    /// `error`, and what a client branches on. docs/api.md lists them.
+    pub code: &'static str,
     /// One entry per invalid field (validation errors only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldErrorBody>>,
@@ -40,6 +44,7 @@ pub struct ErrorCause(pub Arc<str>);
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
+    code: ErrorCode,
     message: String,
     errors: Option<Vec<FieldError>>,
     retry_after: Option<u64>,
@@ -52,9 +57,11 @@ pub struct ApiError {
 pub const INTERNAL_MESSAGE: &str = "Internal server error";
 
 impl ApiError {
+    /// An error with the generic code of its status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
+            code: generic_code(status),
             message: message.into(),
             errors: None,
             retry_after: None,
@@ -80,6 +87,7 @@ impl ApiError {
     pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
         Self {
             retry_after: Some(retry_after_secs),
+            code: ErrorCode::Busy,
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
@@ -87,6 +95,7 @@ impl ApiError {
     pub fn validation(errors: Vec<FieldError>) -> Self {
         Self {
             errors: Some(errors),
+            code: ErrorCode::ValidationFailed,
             ..Self::new(StatusCode::BAD_REQUEST, "Validation failed")
         }
     }
@@ -98,8 +107,18 @@ impl ApiError {
         }
     }
 
+    /// The same error with a finer machine-readable code.
+    #[must_use]
+    pub fn with_code(self, code: ErrorCode) -> Self {
+        Self { code, ..self }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
     pub fn message(&self) -> &str {
@@ -113,6 +132,29 @@ impl ApiError {
     /// The hidden cause of a 5xx, for the log.
     pub fn cause(&self) -> Option<&str> {
         self.cause.as_deref()
+    }
+}
+
+/// The code of an error that has no finer one: one per status.
+pub fn generic_code(status: StatusCode) -> ErrorCode {
+    match status.as_u16() {
+        400 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        402 => ErrorCode::PaymentRequired,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::RateLimited,
+        431 => ErrorCode::RequestHeaderFieldsTooLarge,
+        503 => ErrorCode::Unavailable,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     }
 }
 
@@ -142,9 +184,10 @@ pub fn error_name(status: StatusCode, has_field_errors: bool) -> &'static str {
 
 impl From<AppError> for ApiError {
     fn from(err: AppError) -> Self {
-        match err {
+        let code = err.code();
+        let api = match err {
             AppError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
-            AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            AppError::Conflict(_, m) => Self::new(StatusCode::CONFLICT, m),
             AppError::Validation(errors) => Self::validation(errors),
             AppError::Rules(errors) => Self {
                 message: errors
@@ -152,12 +195,13 @@ impl From<AppError> for ApiError {
                     .map_or_else(|| "Validation failed".to_owned(), |e| e.message.clone()),
                 ..Self::validation(errors)
             },
-            AppError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
-            AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, m),
-            AppError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
+            AppError::BadRequest(_, m) => Self::new(StatusCode::BAD_REQUEST, m),
+            AppError::Unauthorized(_, m) => Self::new(StatusCode::UNAUTHORIZED, m),
+            AppError::Forbidden(_, m) => Self::new(StatusCode::FORBIDDEN, m),
             AppError::PaymentRequired(m) => Self::new(StatusCode::PAYMENT_REQUIRED, m),
-            AppError::Unprocessable(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            AppError::Unprocessable(_, m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             AppError::RateLimited {
+                code: _,
                 message,
                 retry_after_secs,
             } => Self {
@@ -171,7 +215,8 @@ impl From<AppError> for ApiError {
                 retry_after_secs,
             } => Self::busy(message, retry_after_secs),
             AppError::Internal(e) => Self::internal(format!("{e:#}")),
-        }
+        };
+        api.with_code(code)
     }
 }
 
@@ -181,6 +226,7 @@ impl IntoResponse for ApiError {
             error: error_name(self.status, self.errors.is_some()).to_owned(),
             message: self.message,
             status_code: self.status.as_u16(),
+            code: self.code.as_str(),
             errors: self.errors.map(|errors| {
                 errors
                     .into_iter()

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use inkcart_app::ErrorCode;
 use inkcart_app::error::messages;
 use inkcart_domain::{Actor, FieldError, User};
 use serde::de::DeserializeOwned;
@@ -72,6 +73,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             StatusCode::BAD_REQUEST,
             format!("Malformed JSON at line {} column {}", e.line(), e.column()),
         )
+        .with_code(ErrorCode::MalformedBody)
     };
     // NUL can only be written as this escape (a raw control byte is malformed JSON): a scan
     // of the bytes keeps the usual body on the fast path.
@@ -303,7 +305,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, messages::INVALID_TOKEN)),
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, messages::INVALID_TOKEN)
+                    .with_code(ErrorCode::InvalidToken)
+            }),
     )
 }
 
@@ -315,7 +320,8 @@ impl FromRequestParts<AppState> for AuthUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Some(token) = bearer_token(&parts.headers) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, messages::NO_TOKEN));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, messages::NO_TOKEN)
+                .with_code(ErrorCode::NoToken));
         };
         let user = state.app.identity().authenticate(token?).await?;
         Ok(Self {

@@ -1,22 +1,33 @@
 use inkcart_app::AppError;
+use inkcart_app::error::ErrorCode;
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
-/// Unique constraints and the message their violation means to an API client. SQLite names the
+/// Unique constraints and what their violation means to an API client. SQLite names the
 /// columns instead of the constraint, so both spellings are listed.
-const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
-    ("users_email_key", "users.email", "User already exists"),
-    ("posts_slug_key", "posts.slug", "Slug already exists"),
+const UNIQUE_CONSTRAINTS: &[(&str, &str, ErrorCode, &str)] = &[
+    (
+        "users_email_key",
+        "users.email",
+        ErrorCode::EmailTaken,
+        "User already exists",
+    ),
+    (
+        "posts_slug_key",
+        "posts.slug",
+        ErrorCode::SlugTaken,
+        inkcart_app::error::messages::SLUG_EXISTS,
+    ),
 ];
 
 /// Maps a database error to the use-case error: known unique violations become conflicts,
 /// connection trouble becomes `Unavailable`, anything else is internal (logged, not shown).
 pub(crate) fn db_err(err: DbErr) -> AppError {
     if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err()
-        && let Some((_, _, meaning)) = UNIQUE_CONSTRAINTS
+        && let Some((_, _, code, meaning)) = UNIQUE_CONSTRAINTS
             .iter()
-            .find(|(pg, sqlite, _)| message.contains(pg) || message.contains(sqlite))
+            .find(|(pg, sqlite, _, _)| message.contains(pg) || message.contains(sqlite))
     {
-        return AppError::Conflict((*meaning).to_owned());
+        return AppError::conflict(*code, *meaning);
     }
     match &err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(RuntimeErr::SqlxError(_)) => {

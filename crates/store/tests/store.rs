@@ -7,7 +7,6 @@
 
 use chrono::{Duration, Utc};
 use inkcart_adapters::redis_queue::RedisJobQueue;
-use inkcart_app::AppError;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
     Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostCursor,
@@ -15,6 +14,7 @@ use inkcart_app::ports::{
     ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock,
     UserQuery, UserRepo, UserSortField, truncate_to_micros,
 };
+use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{Email, Role, Tier, User, UserId, UserName};
@@ -89,7 +89,7 @@ db_test!(
         let store = SqlStore::new(db.db.clone());
         insert(&store, &user("dup@example.com", None)).await.unwrap();
         let err = insert(&store, &user("dup@example.com", Some("Other"))).await.unwrap_err();
-        assert!(matches!(err, AppError::Conflict(ref m) if m == "User already exists"), "{err:?}");
+        assert!(matches!(err, AppError::Conflict(ErrorCode::EmailTaken, ref m) if m == "User already exists"), "{err:?}");
         let page = UserRepo::list(&store, &query(None, None, NEWEST_FIRST)).await.unwrap();
         assert_eq!(page.total, 1);
     }
@@ -614,7 +614,7 @@ db_test!(
 );
 
 db_test!(
-    async fn an_idempotency_key_is_granted_once_then_in_flight_then_replayed(db) {
+    async fn an_idempotency_key_is_granted_once_then_in_flight_then_replays_the_order_it_kept(db) {
         let store = SqlStore::new(db.db.clone());
         let buyer = user("buyer@example.com", None);
         insert(&store, &buyer).await.unwrap();
@@ -623,12 +623,17 @@ db_test!(
         assert_eq!(store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(), Claim::Granted);
         assert_eq!(store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(), Claim::InFlight);
         assert_eq!(store.claim(buyer.id, "k1", "other", now, ttl, abandon).await.unwrap(), Claim::Mismatch);
+        let mug = product("Mug", 1050, 10);
+        let mut kept = order_of(buyer.id, &[(&mug, 3)], OrderStatus::Pending);
+        kept.discount = Money::from_cents(158);
+        kept.total = Money::from_cents(2992);
         let mut tx = store.begin().await.unwrap();
-        store.complete(tx.as_mut(), buyer.id, "k1", 201, "{\"id\":1}", now).await.unwrap();
+        store.complete(tx.as_mut(), buyer.id, "k1", &kept, now).await.unwrap();
         tx.commit().await.unwrap();
+        // The order as it was answered, whatever happened to it since (it was never stored).
         assert_eq!(
             store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(),
-            Claim::Done { status: 201, body: "{\"id\":1}".to_owned() }
+            Claim::Done(Box::new(kept))
         );
         // Another user's key of the same name is unrelated.
         let other = user("other@example.com", None);
@@ -637,6 +642,23 @@ db_test!(
         // A day later the record is gone.
         let later = now + Duration::seconds(86_400);
         assert_eq!(store.claim(buyer.id, "k1", "h2", later, ttl, abandon).await.unwrap(), Claim::Granted);
+    }
+);
+
+db_test!(
+    async fn a_key_answered_before_results_were_kept_is_refused_as_in_flight_until_it_expires(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (ttl, abandon) = (std::time::Duration::from_secs(86_400), std::time::Duration::from_secs(60));
+        let now = SystemClock.now();
+        assert_eq!(store.claim(buyer.id, "old", "h", now, ttl, abandon).await.unwrap(), Claim::Granted);
+        // What the upgrade leaves of a key answered before it: done, with no result kept.
+        store.db().writer_for_tests().execute_unprepared("UPDATE idempotency_keys SET state = 'done'").await.unwrap();
+        let much_later = now + Duration::seconds(3_600);
+        assert_eq!(store.claim(buyer.id, "old", "h", much_later, ttl, abandon).await.unwrap(), Claim::InFlight);
+        let expired = now + Duration::seconds(86_400);
+        assert_eq!(store.claim(buyer.id, "old", "h", expired, ttl, abandon).await.unwrap(), Claim::Granted);
     }
 );
 
@@ -664,7 +686,7 @@ db_test!(
         add_order(&store, &order_of(buyer.id, &[], OrderStatus::Pending)).await;
         let mut tx = store.begin().await.unwrap();
         let err = UserRepo::delete(&store, tx.as_mut(), buyer.id).await.unwrap_err();
-        assert!(matches!(err, AppError::Conflict(ref m) if m == "User has orders and cannot be deleted"), "{err:?}");
+        assert!(matches!(err, AppError::Conflict(ErrorCode::UserHasOrders, ref m) if m == "User has orders and cannot be deleted"), "{err:?}");
     }
 );
 

@@ -21,7 +21,8 @@ use inkcart_domain::FieldError;
 use serde_json::Value;
 
 use super::document::{self, Analysis};
-use crate::error::ApiError;
+use crate::error::{ApiError, error_name};
+use inkcart_app::ErrorCode;
 
 /// The limits of [`check`], from configuration.
 #[derive(Debug, Clone, Copy)]
@@ -75,17 +76,23 @@ impl CheckedRequest {
     }
 }
 
-/// A refusal as a GraphQL error with `extensions.code`.
-pub(crate) fn refusal(code: &'static str, message: impl Into<String>) -> ServerError {
+/// A refusal as a GraphQL error with `extensions.code` (the error name) and
+/// `extensions.reason` (the machine-readable code).
+pub(crate) fn refusal(code: ErrorCode, message: impl Into<String>) -> ServerError {
     let mut error = ServerError::new(message, None);
     let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", code);
+    let status = match code {
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    extensions.set("code", error_name(status, false));
+    extensions.set("reason", code.as_str());
     error.extensions = Some(extensions);
     error
 }
 
 fn bad_request(message: impl Into<String>) -> ServerError {
-    refusal("BadRequest", message)
+    refusal(ErrorCode::BadRequest, message)
 }
 
 /// Reads the body: one JSON object with a string `query`, and optionally `variables` (an
@@ -102,6 +109,7 @@ pub(crate) fn read_body(bytes: &[u8]) -> Result<RawRequest, ApiError> {
             StatusCode::BAD_REQUEST,
             format!("{what} at line {} column {}", e.line(), e.column()),
         )
+        .with_code(ErrorCode::MalformedBody)
     })?;
     let mut object = match value {
         Value::Object(object) => object,
@@ -148,7 +156,7 @@ pub(crate) fn check(limits: &Limits, raw: RawRequest) -> Result<CheckedRequest, 
     let one = |e: ServerError| vec![e];
     if raw.query.len() > limits.max_document_bytes {
         return Err(one(refusal(
-            "PayloadTooLarge",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "The document is {} bytes long; at most {} are accepted",
                 raw.query.len(),
@@ -165,7 +173,7 @@ pub(crate) fn check(limits: &Limits, raw: RawRequest) -> Result<CheckedRequest, 
     let variables_bytes = json_len(&raw.variables);
     if variables_bytes > limits.max_variables_bytes {
         return Err(one(refusal(
-            "PayloadTooLarge",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "The variables are {variables_bytes} bytes long as JSON; at most {} are accepted",
                 limits.max_variables_bytes
@@ -254,7 +262,8 @@ fn nul_refusal(mut found: Vec<(String, Option<Pos>)>) -> ServerError {
 pub(crate) fn labelled(mut error: ServerError) -> ServerError {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
-        extensions.set("code", "BadRequest");
+        extensions.set("code", error_name(StatusCode::BAD_REQUEST, false));
+        extensions.set("reason", ErrorCode::BadRequest.as_str());
     }
     error
 }

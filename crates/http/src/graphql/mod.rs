@@ -14,8 +14,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
-use inkcart_app::AppError;
 use inkcart_app::error::messages;
+use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::Actor;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -144,9 +144,11 @@ pub(crate) fn gql_error(err: AppError) -> async_graphql::Error {
         );
     }
     let code = error_name(api.status(), api.field_errors().is_some());
+    let reason = api.code().as_str();
     let fields = api.field_errors().cloned();
     async_graphql::Error::new(api.message().to_owned()).extend_with(|_, ext| {
         ext.set("code", code);
+        ext.set("reason", reason);
         if let Some(fields) = &fields {
             let list: Vec<async_graphql::Value> = fields
                 .iter()
@@ -174,8 +176,12 @@ pub(crate) struct Caller(pub Option<Actor>);
 
 impl Caller {
     pub(crate) fn require(self) -> async_graphql::Result<Actor> {
-        self.0
-            .ok_or_else(|| gql_error(AppError::Unauthorized(messages::NO_TOKEN.to_owned())))
+        self.0.ok_or_else(|| {
+            gql_error(AppError::Unauthorized(
+                ErrorCode::NoToken,
+                messages::NO_TOKEN.to_owned(),
+            ))
+        })
     }
 }
 

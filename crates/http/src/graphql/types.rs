@@ -10,7 +10,7 @@ use inkcart_app::ports::{
     CommentView, OrderQuery, OrderSortField, PostPaging, PostQuery, PostSortField, PostSummary,
     ProductQuery, ProductSortField, UserQuery, UserSortField,
 };
-use inkcart_app::shop::{LineInput, Outcome};
+use inkcart_app::shop::LineInput;
 use inkcart_domain::shop::{Order, Product};
 use inkcart_domain::{User, UserId};
 use uuid::Uuid;
@@ -745,17 +745,12 @@ impl MutationRoot {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        match state(ctx)
+        let outcome = state(ctx)
             .app
             .shop()
             .create_order(actor, lines, None)
             .await
-            .map_err(gql_error)?
-        {
-            Outcome::Fresh(order) => Ok(OrderObject(order)),
-            Outcome::Replayed { .. } => Err(gql_error(inkcart_app::AppError::internal(
-                "an order without an idempotency key was replayed",
-            ))),
-        }
+            .map_err(gql_error)?;
+        Ok(OrderObject(outcome.into_order()))
     }
 }

@@ -1,6 +1,6 @@
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use inkcart_app::page::{Direction, PageRequest, Sort};
@@ -221,28 +221,15 @@ fn request_hash(method: &str, path: &str, body: &serde_json::Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn render(status: StatusCode) -> impl Fn(&Order) -> (u16, String) + Send + Sync {
-    move |order| {
-        let body = serde_json::to_string(&OrderBody::from(order)).unwrap_or_default();
-        (status.as_u16(), body)
-    }
-}
-
+/// The order as the answer of `status`; a replayed one says so in `idempotent-replayed`.
 fn respond(outcome: Outcome, status: StatusCode) -> Response {
-    match outcome {
-        Outcome::Fresh(order) => (status, Json(OrderBody::from(&order))).into_response(),
-        Outcome::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = (status, body).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-            response
-        }
+    let mut response = (status, Json(OrderBody::from(outcome.order()))).into_response();
+    if matches!(outcome, Outcome::Replayed(_)) {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
+    response
 }
 
 /// Places an order. Optional `Idempotency-Key`: a repeat with the same body answers what the
@@ -275,11 +262,9 @@ pub async fn create(
             quantity: l.quantity.as_i64().unwrap_or(0),
         })
         .collect();
-    let renderer = render(StatusCode::CREATED);
     let idempotency = key.as_deref().map(|key| Idempotency {
         key,
         request_hash: &hash,
-        render: &renderer,
     });
     let outcome = state
         .app
@@ -369,11 +354,9 @@ pub async fn pay(
     let path = format!("/api/v1/orders/{id}/pay");
     let hash = request_hash("POST", &path, &raw);
     let request: PayRequest = from_value(raw)?;
-    let renderer = render(StatusCode::OK);
     let idempotency = key.as_deref().map(|key| Idempotency {
         key,
         request_hash: &hash,
-        render: &renderer,
     });
     let outcome = state
         .app

@@ -39,7 +39,9 @@ api_test!(
         let editor = app.editor().await;
         let viewer = app.viewer("viewer@example.com").await;
         let body = json!({"title": "Hello, World!", "content": "# Hi\n\nSome **bold** text.", "published": true, "tags": [" Rust ", "rust", "Web"]});
-        app.post("/api/v1/posts", None, body.clone()).await.assert_error(401, "Unauthorized", "No token provided");
+        let anonymous = app.post("/api/v1/posts", None, body.clone()).await;
+        anonymous.assert_error(401, "Unauthorized", "No token provided");
+        anonymous.assert_code("no_token");
         app.post("/api/v1/posts", Some(&viewer.token), body.clone())
             .await
             .assert_error(403, "Forbidden", "Insufficient permissions");
@@ -90,9 +92,9 @@ api_test!(
             v
         };
         assert_eq!(slugs, ["same-title", "same-title-2", "same-title-3"]);
-        app.post("/api/v1/posts", Some(&editor.token), json!({"title": "Other", "content": "x", "slug": "same-title"}))
-            .await
-            .assert_error(409, "Conflict", "Slug already exists");
+        let taken = app.post("/api/v1/posts", Some(&editor.token), json!({"title": "Other", "content": "x", "slug": "same-title"})).await;
+        taken.assert_error(409, "Conflict", "Slug already exists");
+        taken.assert_code("slug_taken");
         let explicit = write(&app, &editor, json!({"title": "Other", "content": "x", "slug": "my-own"})).await;
         assert_eq!(explicit["slug"], "my-own");
     }

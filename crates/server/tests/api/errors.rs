@@ -28,7 +28,9 @@ api_test!(
         app.get("/api/v1/nothing-here", None)
             .await
             .assert_error(404, "NotFound", "Route not found");
-        app.get("/", None).await.assert_error(404, "NotFound", "Route not found");
+        let root = app.get("/", None).await;
+        root.assert_error(404, "NotFound", "Route not found");
+        root.assert_code("not_found");
     }
 );
 
@@ -48,6 +50,7 @@ api_test!(
                 .await;
             assert_eq!(r.status, 400, "{body:?}: {}", r.text);
             assert_eq!(r.body["error"], "BadRequest", "{body:?}");
+            assert_eq!(r.body["code"], "malformed_body", "{body:?}");
             assert!(r.body["message"].as_str().unwrap().starts_with("Malformed JSON"));
         }
     }

@@ -155,6 +155,7 @@ api_test!(
 
         let r = gql(&app, None, r#"mutation { createUser(email: "viewer@example.com", password: "Secret123") { id } }"#, json!({})).await;
         assert_eq!(error_code(&r), "Conflict");
+        assert_eq!(r.body["errors"][0]["extensions"]["reason"], "email_taken", "{}", r.text);
         assert_eq!(r.body["errors"][0]["message"], "User already exists");
 
         let r = gql(&app, Some(&viewer), r"mutation { createOrder(items: []) { id } }", json!({})).await;

@@ -215,6 +215,7 @@ api_test!(
 
         let empty = order(&app, &buyer, json!([])).await;
         empty.assert_error(400, "ValidationError", "Cart is empty");
+        empty.assert_code("order_rules_broken");
         assert_eq!(empty.body["errors"][0], json!({"field": "items", "message": "Cart is empty"}));
         let no_items = app.post("/api/v1/orders", Some(&buyer.token), json!({})).await;
         no_items.assert_error(400, "ValidationError", "Cart is empty");
@@ -258,6 +259,7 @@ api_test!(
         ]))
         .await;
         r.assert_error(409, "Conflict", "Insufficient stock for Teapot");
+        r.assert_code("insufficient_stock");
         assert_eq!(stock(&app, &mug["id"]).await, 5);
         assert_eq!(stock(&app, &pot["id"]).await, 1);
     }
@@ -466,9 +468,9 @@ api_test!(
         assert_eq!(third.body["id"], first.body["id"]);
 
         let other_body = json!({"items": [{"productId": mug["id"], "quantity": 3}]});
-        app.send(with_key("/api/v1/orders", &buyer.token, "order-1", &other_body))
-            .await
-            .assert_error(422, "UnprocessableEntity", "This Idempotency-Key was used with a different request");
+        let reused = app.send(with_key("/api/v1/orders", &buyer.token, "order-1", &other_body)).await;
+        reused.assert_error(422, "UnprocessableEntity", "This Idempotency-Key was used with a different request");
+        reused.assert_code("idempotency_key_reused");
         // Keys belong to their user.
         let other = app.viewer("other@example.com").await;
         let theirs = app.send(with_key("/api/v1/orders", &other.token, "order-1", &body)).await;

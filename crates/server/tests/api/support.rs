@@ -112,11 +112,23 @@ impl TestResponse {
         assert_eq!(self.body["error"], error, "body: {}", self.text);
         assert_eq!(self.body["message"], message, "body: {}", self.text);
         assert_eq!(self.body["statusCode"], status, "body: {}", self.text);
+        let code = self.body["code"].as_str().unwrap_or_default();
+        assert!(
+            !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "every error has a snake_case code; body: {}",
+            self.text
+        );
         assert!(
             self.header("content-type")
                 .is_some_and(|c| c.starts_with("application/json")),
             "errors are JSON"
         );
+    }
+
+    /// Asserts the machine-readable `code` of an error envelope.
+    #[track_caller]
+    pub fn assert_code(&self, code: &str) {
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
     }
 
     /// The fields named in a validation error.

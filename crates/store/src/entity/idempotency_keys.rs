@@ -9,8 +9,8 @@ pub struct Model {
     pub key: String,
     pub request_hash: String,
     pub state: String,
-    pub response_status: Option<i32>,
-    pub response_body: Option<String>,
+    /// The order the request answered with, as JSON (`repo::shop::StoredOrder`).
+    pub result: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -14,6 +14,7 @@ mod m20261128_000004_jobs;
 mod m20261128_000005_sqlite_fts_of_published_posts;
 mod m20261201_000001_postgres_published_search_table;
 mod m20261202_000001_email_token_address;
+mod m20261203_000002_idempotency_keys_keep_the_result;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -95,6 +96,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_sqlite_fts_of_published_posts::Migration),
             Box::new(m20261201_000001_postgres_published_search_table::Migration),
             Box::new(m20261202_000001_email_token_address::Migration),
+            Box::new(m20261203_000002_idempotency_keys_keep_the_result::Migration),
         ]
     }
 }
@@ -121,6 +123,7 @@ mod tests {
                 "m20261128_000005_search_published",
                 "m20261201_000001_published_search",
                 "m20261202_000001_email_token_address",
+                "m20261203_000002_idempotency_keys_keep_the_result",
             ]
         );
     }

@@ -219,7 +219,10 @@ impl UserRepo for SqlStore {
             .map_err(|e| {
                 // Orders keep their buyer (order history is not deleted with an account).
                 if is_foreign_key_violation(&e) {
-                    AppError::Conflict("User has orders and cannot be deleted".to_owned())
+                    AppError::conflict(
+                        inkcart_app::error::ErrorCode::UserHasOrders,
+                        "User has orders and cannot be deleted",
+                    )
                 } else {
                     db_err(e)
                 }

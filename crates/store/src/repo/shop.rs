@@ -283,6 +283,83 @@ fn corrupt(what: &str) -> AppError {
     AppError::internal(format!("stored order data is invalid: {what}"))
 }
 
+/// An order as an idempotency key keeps it: what the first request answered, stored as JSON.
+/// Field names are part of the stored format (records live for the key's lifetime, 24 hours
+/// by default): rename none without reading the old names too.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredOrder {
+    id: Uuid,
+    user_id: Uuid,
+    status: String,
+    items: Vec<StoredItem>,
+    subtotal_cents: i64,
+    discount_cents: i64,
+    total_cents: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredItem {
+    product_id: Uuid,
+    name: String,
+    quantity: i32,
+    unit_price_cents: i64,
+    line_total_cents: i64,
+}
+
+impl From<&Order> for StoredOrder {
+    fn from(order: &Order) -> Self {
+        Self {
+            id: order.id,
+            user_id: order.user_id.as_uuid(),
+            status: order.status.as_str().to_owned(),
+            items: order
+                .items
+                .iter()
+                .map(|item| StoredItem {
+                    product_id: item.product_id,
+                    name: item.name.clone(),
+                    quantity: item.quantity,
+                    unit_price_cents: item.unit_price.cents(),
+                    line_total_cents: item.line_total.cents(),
+                })
+                .collect(),
+            subtotal_cents: order.subtotal.cents(),
+            discount_cents: order.discount.cents(),
+            total_cents: order.total.cents(),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
+}
+
+impl StoredOrder {
+    fn into_order(self) -> AppResult<Order> {
+        Ok(Order {
+            id: self.id,
+            user_id: UserId::from_uuid(self.user_id),
+            status: self.status.parse().map_err(|_| corrupt("status"))?,
+            items: self
+                .items
+                .into_iter()
+                .map(|item| OrderItem {
+                    product_id: item.product_id,
+                    name: item.name,
+                    quantity: item.quantity,
+                    unit_price: Money::from_cents(item.unit_price_cents),
+                    line_total: Money::from_cents(item.line_total_cents),
+                })
+                .collect(),
+            subtotal: Money::from_cents(self.subtotal_cents),
+            discount: Money::from_cents(self.discount_cents),
+            total: Money::from_cents(self.total_cents),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
 /// The items of an order, with the current product names, as selected by [`items_query`].
 fn item_from_row(row: &QueryResult) -> AppResult<OrderItem> {
     Ok(OrderItem {
@@ -665,8 +742,7 @@ impl IdempotencyRepo for SqlStore {
                 key: Set(key.to_owned()),
                 request_hash: Set(request_hash.to_owned()),
                 state: Set("in_flight".to_owned()),
-                response_status: Set(None),
-                response_body: Set(None),
+                result: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
             })
@@ -699,13 +775,14 @@ impl IdempotencyRepo for SqlStore {
                 return Ok(Claim::Mismatch);
             }
             if existing.state == "done" {
-                return Ok(Claim::Done {
-                    status: existing
-                        .response_status
-                        .and_then(|s| u16::try_from(s).ok())
-                        .ok_or_else(|| corrupt("idempotent response status"))?,
-                    body: existing.response_body.unwrap_or_default(),
-                });
+                // A key answered before results were kept has none: refused as in flight
+                // until it expires, so that a retry of it can never place a second order.
+                let Some(result) = existing.result else {
+                    return Ok(Claim::InFlight);
+                };
+                let stored: StoredOrder =
+                    serde_json::from_str(&result).map_err(|_| corrupt("idempotency result"))?;
+                return Ok(Claim::Done(Box::new(stored.into_order()?)));
             }
             if existing.updated_at + abandon_after > now {
                 return Ok(Claim::InFlight);
@@ -730,15 +807,15 @@ impl IdempotencyRepo for SqlStore {
         tx: &mut dyn Tx,
         user: UserId,
         key: &str,
-        status: u16,
-        body: &str,
+        result: &Order,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
         use idempotency_keys::Column as K;
+        let stored =
+            serde_json::to_string(&StoredOrder::from(result)).map_err(AppError::internal)?;
         let result = idempotency_keys::Entity::update_many()
             .col_expr(K::State, Expr::value("done"))
-            .col_expr(K::ResponseStatus, Expr::value(i32::from(status)))
-            .col_expr(K::ResponseBody, Expr::value(body.to_owned()))
+            .col_expr(K::Result, Expr::value(stored))
             .col_expr(K::UpdatedAt, Expr::value(now))
             .filter(K::UserId.eq(user.as_uuid()))
             .filter(K::Key.eq(key))
@@ -751,6 +828,7 @@ impl IdempotencyRepo for SqlStore {
         } else {
             // The claim was taken over as abandoned: this request must not also succeed.
             Err(AppError::Conflict(
+                inkcart_app::error::ErrorCode::IdempotencyKeyInFlight,
                 inkcart_app::error::messages::IDEMPOTENCY_IN_FLIGHT.to_owned(),
             ))
         }

@@ -241,7 +241,7 @@ api_test!(
         ];
         for result in results {
             match result {
-                Err(inkcart_app::AppError::Unauthorized(message)) => assert_eq!(message, "Invalid or expired token"),
+                Err(inkcart_app::AppError::Unauthorized(_, message)) => assert_eq!(message, "Invalid or expired token"),
                 other => panic!("expected a 401, got {other:?}"),
             }
         }
