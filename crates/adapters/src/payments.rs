@@ -37,7 +37,7 @@ impl PaymentGateway for SandboxGateway {
             });
         }
         Ok(ChargeOutcome::Approved {
-            reference: format!("sandbox_{}", request.order_id.simple()),
+            reference: format!("sandbox_{}", request.order_id.as_uuid().simple()),
         })
     }
 
@@ -50,11 +50,10 @@ impl PaymentGateway for SandboxGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     fn charge(token: Option<&str>, cents: i64) -> ChargeRequest {
         ChargeRequest {
-            order_id: Uuid::now_v7(),
+            order_id: inkcart_domain::OrderId::generate(),
             amount: Money::from_cents(cents),
             currency: "usd",
             payment_token: token.map(str::to_owned),

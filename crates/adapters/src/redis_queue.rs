@@ -19,15 +19,15 @@ use chrono::{DateTime, Utc};
 use inkcart_app::page::{Page, PageRequest};
 use inkcart_app::ports::{ExpiredRecords, Job, JobQueue, JobState, NewJob, Purged, Tx};
 use inkcart_app::{AppError, AppResult};
+use inkcart_domain::JobId;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// The job as stored: times in milliseconds since the epoch (Lua numbers).
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
-    id: Uuid,
+    id: JobId,
     kind: String,
     /// JSON text (kept as a string so that Lua never re-encodes it).
     payload: String,
@@ -297,7 +297,7 @@ impl RedisJobQueue {
     async fn held(
         &self,
         script: &Script,
-        id: Uuid,
+        id: JobId,
         worker: &str,
         now: DateTime<Utc>,
         extra: &[String],
@@ -322,7 +322,7 @@ impl RedisJobQueue {
 #[async_trait]
 impl JobQueue for RedisJobQueue {
     async fn enqueue(&self, _tx: &mut dyn Tx, job: &NewJob, now: DateTime<Utc>) -> AppResult<bool> {
-        let id = Uuid::now_v7();
+        let id = JobId::generate();
         let stored = Stored {
             id,
             kind: job.kind.as_str().to_owned(),
@@ -379,7 +379,7 @@ impl JobQueue for RedisJobQueue {
         raw.iter().map(|r| to_job(r)).collect()
     }
 
-    async fn extend(&self, ids: &[Uuid], worker: &str, until: DateTime<Utc>) -> AppResult<()> {
+    async fn extend(&self, ids: &[JobId], worker: &str, until: DateTime<Utc>) -> AppResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -395,13 +395,13 @@ impl JobQueue for RedisJobQueue {
         Ok(())
     }
 
-    async fn finish(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
+    async fn finish(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
         self.held(&self.scripts.finish, id, worker, now, &[]).await
     }
 
     async fn fail(
         &self,
-        id: Uuid,
+        id: JobId,
         worker: &str,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
@@ -413,7 +413,7 @@ impl JobQueue for RedisJobQueue {
             .await
     }
 
-    async fn release(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
+    async fn release(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
         self.held(&self.scripts.release, id, worker, now, &[]).await
     }
 
@@ -456,7 +456,7 @@ impl JobQueue for RedisJobQueue {
         })
     }
 
-    async fn find(&self, id: Uuid) -> AppResult<Option<Job>> {
+    async fn find(&self, id: JobId) -> AppResult<Option<Job>> {
         let raw: Option<String> = redis::cmd("GET")
             .arg(self.key(&format!("job:{id}")))
             .query_async(&mut self.conn.clone())
@@ -465,7 +465,7 @@ impl JobQueue for RedisJobQueue {
         raw.as_deref().map(to_job).transpose()
     }
 
-    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> AppResult<bool> {
+    async fn retry(&self, id: JobId, now: DateTime<Utc>) -> AppResult<bool> {
         let retried: i64 = self
             .scripts
             .retry
@@ -490,7 +490,7 @@ impl JobQueue for RedisJobQueue {
     async fn record_effect(
         &self,
         key: &str,
-        job: Option<Uuid>,
+        job: Option<JobId>,
         _now: DateTime<Utc>,
     ) -> AppResult<bool> {
         let set: Option<String> = redis::cmd("SET")

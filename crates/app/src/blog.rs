@@ -11,7 +11,7 @@ use inkcart_domain::blog::post::{
 use inkcart_domain::blog::{
     Post, PostTitle, Slug, TagName, can_delete_comment, can_edit_post, can_view_post,
 };
-use inkcart_domain::{Actor, FieldError, Role, UserId};
+use inkcart_domain::{Actor, CommentId, FieldError, PostId, Role, UserId};
 use uuid::Uuid;
 
 use crate::cache::ReadCache;
@@ -371,7 +371,10 @@ pub fn decode_cursor(cursor: &str) -> AppResult<PostCursor> {
 
 /// `{post}` in a path: an id when it parses as a UUID, otherwise a slug.
 pub fn post_key(raw: &str) -> PostKey {
-    Uuid::parse_str(raw).map_or_else(|_| PostKey::Slug(raw.to_owned()), PostKey::Id)
+    Uuid::parse_str(raw).map_or_else(
+        |_| PostKey::Slug(raw.to_owned()),
+        |id| PostKey::Id(PostId::from_uuid(id)),
+    )
 }
 
 /// A cover image must be one of our uploads.
@@ -417,8 +420,8 @@ fn reload_posts(posts: Arc<dyn PostRepo>) -> crate::cache::ReloadMany<PostKey, S
                 .find_many(&keys)
                 .await
                 .map_err(|error| error.to_string())?;
-            let mut by_id: HashMap<Uuid, Shared<PostDetail>> = HashMap::new();
-            let mut by_slug: HashMap<String, Uuid> = HashMap::new();
+            let mut by_id: HashMap<PostId, Shared<PostDetail>> = HashMap::new();
+            let mut by_slug: HashMap<String, PostId> = HashMap::new();
             for detail in found.into_iter().filter(|d| d.post.published) {
                 by_slug.insert(detail.post.slug.as_str().to_owned(), detail.post.id);
                 by_id.insert(detail.post.id, Shared::new(detail));
@@ -591,7 +594,7 @@ impl Blog {
         let now = self.clock.now();
         let published = input.published.unwrap_or(false);
         let mut post = Post {
-            id: Uuid::now_v7(),
+            id: PostId::generate(),
             author_id: actor.id,
             slug: explicit_slug
                 .clone()
@@ -843,15 +846,15 @@ impl Blog {
     /// Markdown and HTML of several posts (for batch loading).
     pub async fn post_contents(
         &self,
-        ids: &[Uuid],
-    ) -> AppResult<std::collections::HashMap<Uuid, (String, String)>> {
+        ids: &[PostId],
+    ) -> AppResult<std::collections::HashMap<PostId, (String, String)>> {
         self.posts.contents(ids).await
     }
 
     /// The same page of the comments of several posts, oldest first (for batch loading).
     pub async fn comments_for_posts(
         &self,
-        ids: &[Uuid],
+        ids: &[PostId],
         page: PageRequest,
     ) -> AppResult<Vec<CommentView>> {
         self.posts.comments_for(ids, page).await
@@ -867,7 +870,7 @@ impl Blog {
         &self,
         viewer: Option<Actor>,
         key: &PostKey,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        after: Option<(DateTime<Utc>, CommentId)>,
         limit: u64,
     ) -> AppResult<Vec<CommentView>> {
         let detail = self.get_post(viewer, key).await?;
@@ -892,7 +895,7 @@ impl Blog {
             .map_err(|e| AppError::Validation(vec![blog_error("content", e)]))?;
         let now = self.clock.now();
         let comment = Comment {
-            id: Uuid::now_v7(),
+            id: CommentId::generate(),
             post_id: detail.post.id,
             author_id: actor.id,
             content,
@@ -908,7 +911,7 @@ impl Blog {
                     &crate::events::Event::CommentAdded {
                         comment_id: comment.id,
                         post_id: comment.post_id,
-                        author_id: actor.id.as_uuid(),
+                        author_id: actor.id,
                     },
                 )
                 .await?;
@@ -929,7 +932,7 @@ impl Blog {
     }
 
     /// Deletes a comment (its writer, the post's author, or an admin).
-    pub async fn delete_comment(&self, actor: Actor, id: Uuid) -> AppResult<()> {
+    pub async fn delete_comment(&self, actor: Actor, id: CommentId) -> AppResult<()> {
         let comment = self
             .posts
             .find_comment(id)
@@ -1087,12 +1090,12 @@ mod tests {
             value: PostCursorValue::CreatedAt(
                 DateTime::from_timestamp_micros(1_800_000_000_123_456).unwrap(),
             ),
-            id: Uuid::now_v7(),
+            id: PostId::generate(),
         };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
         let titled = PostCursor {
             value: PostCursorValue::Title("A | title".to_owned()),
-            id: Uuid::now_v7(),
+            id: PostId::generate(),
         };
         assert_eq!(decode_cursor(&encode_cursor(&titled)).unwrap(), titled);
         let encode = |raw: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
@@ -1115,7 +1118,10 @@ mod tests {
     #[test]
     fn a_path_segment_is_an_id_when_it_is_a_uuid() {
         let id = Uuid::now_v7();
-        assert_eq!(post_key(&id.to_string()), PostKey::Id(id));
+        assert_eq!(
+            post_key(&id.to_string()),
+            PostKey::Id(PostId::from_uuid(id))
+        );
         assert_eq!(
             post_key("hello-world"),
             PostKey::Slug("hello-world".to_owned())

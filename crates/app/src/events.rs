@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use inkcart_domain::{CommentId, EventId, OrderId, PostId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -13,40 +14,40 @@ use crate::{AppError, AppResult};
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Event {
     UserRegistered {
-        user_id: Uuid,
+        user_id: UserId,
     },
     EmailVerificationRequested {
-        user_id: Uuid,
+        user_id: UserId,
     },
     PasswordResetRequested {
-        user_id: Uuid,
+        user_id: UserId,
     },
     /// The account's address changed: the new one gets a verification link, the previous one
     /// (carried here, as the account no longer knows it) is told.
     EmailChanged {
-        user_id: Uuid,
+        user_id: UserId,
         previous_email: String,
     },
     OrderCreated {
-        order_id: Uuid,
-        user_id: Uuid,
+        order_id: OrderId,
+        user_id: UserId,
     },
     OrderPaid {
-        order_id: Uuid,
-        user_id: Uuid,
+        order_id: OrderId,
+        user_id: UserId,
     },
     OrderShipped {
-        order_id: Uuid,
-        user_id: Uuid,
+        order_id: OrderId,
+        user_id: UserId,
     },
     OrderCancelled {
-        order_id: Uuid,
-        user_id: Uuid,
+        order_id: OrderId,
+        user_id: UserId,
     },
     CommentAdded {
-        comment_id: Uuid,
-        post_id: Uuid,
-        author_id: Uuid,
+        comment_id: CommentId,
+        post_id: PostId,
+        author_id: UserId,
     },
 }
 
@@ -65,18 +66,19 @@ impl Event {
         }
     }
 
-    /// The aggregate the event is about.
+    /// The id of the aggregate the event is about (a user, an order or a comment, as its kind
+    /// says).
     pub const fn subject(&self) -> Uuid {
         match self {
             Self::UserRegistered { user_id }
             | Self::EmailVerificationRequested { user_id }
             | Self::PasswordResetRequested { user_id }
-            | Self::EmailChanged { user_id, .. } => *user_id,
+            | Self::EmailChanged { user_id, .. } => user_id.as_uuid(),
             Self::OrderCreated { order_id, .. }
             | Self::OrderPaid { order_id, .. }
             | Self::OrderShipped { order_id, .. }
-            | Self::OrderCancelled { order_id, .. } => *order_id,
-            Self::CommentAdded { comment_id, .. } => *comment_id,
+            | Self::OrderCancelled { order_id, .. } => order_id.as_uuid(),
+            Self::CommentAdded { comment_id, .. } => comment_id.as_uuid(),
         }
     }
 }
@@ -97,7 +99,7 @@ impl EventLog {
     pub(crate) async fn record(&self, tx: &mut dyn Tx, event: &Event) -> AppResult<()> {
         let payload = serde_json::to_value(event).map_err(AppError::internal)?;
         let outbox_event = OutboxEvent {
-            id: Uuid::now_v7(),
+            id: EventId::generate(),
             kind: event.kind().to_owned(),
             subject_id: event.subject(),
             payload,
@@ -115,8 +117,8 @@ mod tests {
     fn events_serialize_with_their_type_and_camel_case_fields() {
         let id = Uuid::nil();
         let json = serde_json::to_value(Event::OrderPaid {
-            order_id: id,
-            user_id: id,
+            order_id: OrderId::from_uuid(id),
+            user_id: UserId::from_uuid(id),
         })
         .unwrap();
         assert_eq!(json["type"], "OrderPaid");

@@ -4,9 +4,10 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use inkcart_domain::email::EmailError;
 use inkcart_domain::ids::SessionFamilyId;
-use inkcart_domain::{Actor, Email, FieldError, Password, Role, Tier, User, UserId, UserName};
+use inkcart_domain::{
+    Actor, Email, FieldError, Password, RefreshTokenId, Role, Tier, User, UserId, UserName,
+};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::error::messages;
 use crate::events::Event;
@@ -146,7 +147,7 @@ impl Identity {
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
         let user = User {
-            id: UserId::from_uuid(Uuid::now_v7()),
+            id: UserId::generate(),
             email,
             name,
             role,
@@ -158,12 +159,7 @@ impl Identity {
         let mut tx = self.store.begin().await?;
         self.users.insert(tx.as_mut(), &user, &hash).await?;
         self.events
-            .record(
-                tx.as_mut(),
-                &Event::UserRegistered {
-                    user_id: user.id.as_uuid(),
-                },
-            )
+            .record(tx.as_mut(), &Event::UserRegistered { user_id: user.id })
             .await?;
         tx.commit().await?;
         Ok(user)
@@ -238,7 +234,7 @@ impl Identity {
             }
         };
         self.login_throttle.clear(&throttle_key).await;
-        let family = SessionFamilyId::from_uuid(Uuid::now_v7());
+        let family = SessionFamilyId::generate();
         let started = self.start_refresh_session(&user, family, now, None).await;
         let refresh_token = unless_actor_gone(self.users.as_ref(), user.id, started)
             .await?
@@ -387,12 +383,12 @@ impl Identity {
         user: &User,
         family: SessionFamilyId,
         now: DateTime<Utc>,
-        replaces: Option<Uuid>,
+        replaces: Option<RefreshTokenId>,
     ) -> AppResult<Option<String>> {
         let token = new_refresh_token()?;
         let ttl = chrono::Duration::from_std(self.refresh_token_ttl).map_err(AppError::internal)?;
         let session = RefreshSession {
-            id: Uuid::now_v7(),
+            id: RefreshTokenId::generate(),
             user_id: user.id,
             family_id: family,
             token_hash: hash_refresh_token(&token),
@@ -592,7 +588,7 @@ impl Identity {
                 .record(
                     tx.as_mut(),
                     &Event::EmailChanged {
-                        user_id: user.id.as_uuid(),
+                        user_id: user.id,
                         previous_email: email_before.into_string(),
                     },
                 )
@@ -732,9 +728,7 @@ impl Identity {
         self.events
             .record(
                 tx.as_mut(),
-                &Event::EmailVerificationRequested {
-                    user_id: user.id.as_uuid(),
-                },
+                &Event::EmailVerificationRequested { user_id: user.id },
             )
             .await?;
         tx.commit().await
@@ -785,9 +779,7 @@ impl Identity {
         self.events
             .record(
                 tx.as_mut(),
-                &Event::PasswordResetRequested {
-                    user_id: user.id.as_uuid(),
-                },
+                &Event::PasswordResetRequested { user_id: user.id },
             )
             .await?;
         tx.commit().await

@@ -7,9 +7,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Timelike as _, Utc};
 use inkcart_domain::shop::Money;
-use inkcart_domain::{Actor, Role, UserId};
+use inkcart_domain::{Actor, EmailTokenId, EventId, JobId, OrderId, Role, UserId};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::events::Event;
 use crate::identity::hash_refresh_token;
@@ -34,20 +33,20 @@ pub const RESET_TTL_MINUTES: i64 = 30;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserPayload {
-    user_id: Uuid,
+    user_id: UserId,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EmailChangedPayload {
-    user_id: Uuid,
+    user_id: UserId,
     previous_email: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OrderPayload {
-    order_id: Uuid,
+    order_id: OrderId,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,7 +178,7 @@ impl Background {
                 self.jobs.enqueue(tx.as_mut(), &job, now).await?;
             }
         }
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
         self.outbox.mark_dispatched(tx.as_mut(), &ids, now).await?;
         tx.commit().await?;
         Ok(events.len())
@@ -262,7 +261,7 @@ impl Background {
             .await
     }
 
-    pub async fn extend_jobs(&self, ids: &[Uuid], worker: &str) -> AppResult<()> {
+    pub async fn extend_jobs(&self, ids: &[JobId], worker: &str) -> AppResult<()> {
         let until = self.clock.now()
             + chrono::Duration::from_std(self.job_lease).map_err(AppError::internal)?;
         self.jobs.extend(ids, worker, until).await
@@ -305,7 +304,7 @@ impl Background {
             JobKind::WelcomeEmail => {
                 let p: UserPayload = payload(job)?;
                 self.once(&format!("welcome:{}", p.user_id), job, || async {
-                    let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
+                    let user = self.get_user(p.user_id).await?;
                     self.mailer.send(&mail::welcome(&user)).await
                 })
                 .await
@@ -313,7 +312,7 @@ impl Background {
             JobKind::VerificationEmail => {
                 let p: UserPayload = payload(job)?;
                 self.once(&format!("verification:{}", job.effect_key), job, || async {
-                    let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
+                    let user = self.get_user(p.user_id).await?;
                     if user.email_verified {
                         return Ok(());
                     }
@@ -331,7 +330,7 @@ impl Background {
                     &format!("password-reset:{}", job.effect_key),
                     job,
                     || async {
-                        let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
+                        let user = self.get_user(p.user_id).await?;
                         let token = self
                             .issue_email_token(
                                 &user,
@@ -353,7 +352,7 @@ impl Background {
                     &format!("email-changed:{}", job.effect_key),
                     job,
                     || async {
-                        let user = self.get_user(UserId::from_uuid(p.user_id)).await?;
+                        let user = self.get_user(p.user_id).await?;
                         self.mailer
                             .send(&mail::email_changed(&user, &p.previous_email))
                             .await
@@ -427,7 +426,7 @@ impl Background {
         let token = new_email_token()?;
         let now = self.clock.now();
         let record = EmailToken {
-            id: Uuid::now_v7(),
+            id: EmailTokenId::generate(),
             user_id: user.id,
             email: Some(user.email.as_str().to_owned()),
             purpose,
@@ -493,7 +492,7 @@ impl Background {
     }
 
     /// Queues a failed or dead job again (admins).
-    pub async fn retry_job(&self, actor: Actor, id: Uuid) -> AppResult<Job> {
+    pub async fn retry_job(&self, actor: Actor, id: JobId) -> AppResult<Job> {
         if !actor.is_admin() {
             return Err(AppError::insufficient_permissions());
         }

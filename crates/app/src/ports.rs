@@ -11,7 +11,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use inkcart_domain::blog::{Post, TagName};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderStatus, Product};
-use inkcart_domain::{Email, Password, Role, User, UserId};
+use inkcart_domain::{
+    CommentId, Email, EmailTokenId, EventId, JobId, OrderId, Password, PaymentId, PostId,
+    ProductId, RefreshTokenId, Role, User, UserId,
+};
 use uuid::Uuid;
 
 use crate::AppResult;
@@ -91,7 +94,7 @@ pub trait UserRepo: Send + Sync {
 /// A refresh token as stored: only its hash is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshSession {
-    pub id: Uuid,
+    pub id: RefreshTokenId,
     pub user_id: UserId,
     pub family_id: SessionFamilyId,
     pub token_hash: String,
@@ -107,8 +110,14 @@ pub trait SessionRepo: Send + Sync {
     async fn find_by_hash(&self, token_hash: &str) -> AppResult<Option<RefreshSession>>;
     /// Marks the token spent, only if it is neither spent nor revoked; `false` when another
     /// request got there first (which is then a reuse).
-    async fn mark_used(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool>;
-    async fn revoke(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<()>;
+    async fn mark_used(
+        &self,
+        tx: &mut dyn Tx,
+        id: RefreshTokenId,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool>;
+    async fn revoke(&self, tx: &mut dyn Tx, id: RefreshTokenId, at: DateTime<Utc>)
+    -> AppResult<()>;
     async fn revoke_family(
         &self,
         tx: &mut dyn Tx,
@@ -219,8 +228,8 @@ pub enum Removal {
 #[async_trait]
 pub trait ProductRepo: Send + Sync {
     async fn insert(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<()>;
-    async fn find(&self, id: Uuid) -> AppResult<Option<Product>>;
-    async fn find_many(&self, ids: &[Uuid]) -> AppResult<Vec<Product>>;
+    async fn find(&self, id: ProductId) -> AppResult<Option<Product>>;
+    async fn find_many(&self, ids: &[ProductId]) -> AppResult<Vec<Product>>;
     /// Active products matching the query.
     async fn list(&self, query: &ProductQuery) -> AppResult<Page<Product>>;
     /// Writes every field; `false` when the product no longer exists.
@@ -229,7 +238,7 @@ pub trait ProductRepo: Send + Sync {
     async fn remove(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
+        id: ProductId,
         now: DateTime<Utc>,
     ) -> AppResult<Option<Removal>>;
     /// Takes each line's quantity from its product's stock, in one conditional update, where the
@@ -239,13 +248,13 @@ pub trait ProductRepo: Send + Sync {
     async fn reserve_stock(
         &self,
         tx: &mut dyn Tx,
-        lines: &[(Uuid, i32)],
+        lines: &[(ProductId, i32)],
         now: DateTime<Utc>,
-    ) -> AppResult<Option<Uuid>>;
+    ) -> AppResult<Option<ProductId>>;
     async fn release_stock(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
+        id: ProductId,
         quantity: i32,
         now: DateTime<Utc>,
     ) -> AppResult<()>;
@@ -269,8 +278,8 @@ pub struct OrderQuery {
 /// A payment taken for an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
-    pub id: Uuid,
-    pub order_id: Uuid,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub gateway: String,
     pub reference: String,
     pub amount: Money,
@@ -281,7 +290,7 @@ pub struct Payment {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopProduct {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub name: String,
     pub total_sold: i64,
 }
@@ -298,20 +307,20 @@ pub trait OrderRepo: Send + Sync {
     /// Inserts the order and its items.
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()>;
     /// The order with its items and their product names, in one query.
-    async fn find(&self, id: Uuid) -> AppResult<Option<Order>>;
+    async fn find(&self, id: OrderId) -> AppResult<Option<Order>>;
     async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>>;
     /// Moves the order from `from` to `to` only if it is still `from`; `false` otherwise.
     async fn set_status(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
+        id: OrderId,
         from: OrderStatus,
         to: OrderStatus,
         now: DateTime<Utc>,
     ) -> AppResult<bool>;
     async fn insert_payment(&self, tx: &mut dyn Tx, payment: &Payment) -> AppResult<()>;
     /// An order's first `limit` payments, oldest first.
-    async fn payments(&self, order_id: Uuid, limit: u64) -> AppResult<Vec<Payment>>;
+    async fn payments(&self, order_id: OrderId, limit: u64) -> AppResult<Vec<Payment>>;
     /// Best sellers over paid, shipped and delivered orders.
     async fn top_products(&self, limit: u64) -> AppResult<Vec<TopProduct>>;
     /// Paid, shipped and delivered orders per UTC day of creation, `from..=to`.
@@ -360,7 +369,7 @@ pub trait IdempotencyRepo: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRequest {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub amount: Money,
     pub currency: &'static str,
     /// A card token from the client, when the gateway needs one.
@@ -403,7 +412,7 @@ pub struct PostDetail {
 /// A post as lists show it: no content, with author, tags and comment count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostSummary {
-    pub id: Uuid,
+    pub id: PostId,
     pub title: String,
     pub slug: String,
     pub excerpt: String,
@@ -433,7 +442,7 @@ pub enum PostCursorValue {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PostCursor {
     pub value: PostCursorValue,
-    pub id: Uuid,
+    pub id: PostId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -467,8 +476,8 @@ pub struct PostPage {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comment {
-    pub id: Uuid,
-    pub post_id: Uuid,
+    pub id: CommentId,
+    pub post_id: PostId,
     pub author_id: UserId,
     pub content: String,
     pub created_at: DateTime<Utc>,
@@ -483,7 +492,7 @@ pub struct CommentView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PostKey {
-    Id(Uuid),
+    Id(PostId),
     Slug(String),
 }
 
@@ -500,7 +509,7 @@ pub trait PostRepo: Send + Sync {
         tags: Option<&[TagName]>,
     ) -> AppResult<bool>;
     /// Deletes the post with its comments and tag links.
-    async fn delete(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;
+    async fn delete(&self, tx: &mut dyn Tx, id: PostId) -> AppResult<bool>;
     async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>>;
     /// The posts any of `keys` names, each once and in no particular order, with author and
     /// tags, in a fixed number of queries; keys that name no post are left out.
@@ -519,24 +528,24 @@ pub trait PostRepo: Send + Sync {
         page: PageRequest,
     ) -> AppResult<Vec<PostSummary>>;
     /// Content and rendered HTML of several posts.
-    async fn contents(&self, ids: &[Uuid]) -> AppResult<HashMap<Uuid, (String, String)>>;
+    async fn contents(&self, ids: &[PostId]) -> AppResult<HashMap<PostId, (String, String)>>;
     /// The same page of each post's comments, oldest first, in one query.
     async fn comments_for(
         &self,
-        post_ids: &[Uuid],
+        post_ids: &[PostId],
         page: PageRequest,
     ) -> AppResult<Vec<CommentView>>;
     /// A page of the tags of published posts with their number of published posts, most
     /// used first (then by name).
     async fn tags(&self, page: PageRequest) -> AppResult<Vec<(String, i64)>>;
     async fn insert_comment(&self, tx: &mut dyn Tx, comment: &Comment) -> AppResult<()>;
-    async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>>;
-    async fn delete_comment(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool>;
+    async fn find_comment(&self, id: CommentId) -> AppResult<Option<Comment>>;
+    async fn delete_comment(&self, tx: &mut dyn Tx, id: CommentId) -> AppResult<bool>;
     /// A post's comments, oldest first, after `(created_at, id)` when given.
     async fn comments(
         &self,
-        post_id: Uuid,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        post_id: PostId,
+        after: Option<(DateTime<Utc>, CommentId)>,
         limit: u64,
     ) -> AppResult<Vec<CommentView>>;
 }
@@ -563,7 +572,7 @@ pub trait ObjectStorage: Send + Sync {
 /// An event as stored in the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {
-    pub id: Uuid,
+    pub id: EventId,
     /// `UserRegistered`, `OrderCreated`, …
     pub kind: String,
     /// The aggregate the event is about (user, order, comment).
@@ -581,12 +590,12 @@ pub trait Outbox: Send + Sync {
     async fn mark_dispatched(
         &self,
         tx: &mut dyn Tx,
-        ids: &[Uuid],
+        ids: &[EventId],
         at: DateTime<Utc>,
     ) -> AppResult<()>;
     /// Events not yet published to the broker, oldest first.
     async fn unpublished(&self, limit: u64) -> AppResult<Vec<OutboxEvent>>;
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> AppResult<()>;
+    async fn mark_published(&self, ids: &[EventId], at: DateTime<Utc>) -> AppResult<()>;
     /// How many events of `kind` about `subject` were recorded since `since`.
     async fn count_since(&self, kind: &str, subject: Uuid, since: DateTime<Utc>) -> AppResult<u64>;
 }
@@ -688,7 +697,7 @@ pub struct NewJob {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    pub id: Uuid,
+    pub id: JobId,
     pub kind: String,
     pub payload: serde_json::Value,
     pub effect_key: String,
@@ -729,31 +738,31 @@ pub trait JobQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> AppResult<Vec<Job>>;
     /// Extends the lease of jobs still running on `worker`.
-    async fn extend(&self, ids: &[Uuid], worker: &str, until: DateTime<Utc>) -> AppResult<()>;
+    async fn extend(&self, ids: &[JobId], worker: &str, until: DateTime<Utc>) -> AppResult<()>;
     /// Marks a job done (if `worker` still holds it).
-    async fn finish(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()>;
+    async fn finish(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> AppResult<()>;
     /// Records a failed attempt: retried at `retry_at`, or dead when `None`.
     async fn fail(
         &self,
-        id: Uuid,
+        id: JobId,
         worker: &str,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> AppResult<()>;
     /// Hands a job back unfinished (shutdown): queued again, the attempt not counted.
-    async fn release(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()>;
+    async fn release(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> AppResult<()>;
     async fn list(&self, state: Option<JobState>, page: PageRequest) -> AppResult<Page<Job>>;
-    async fn find(&self, id: Uuid) -> AppResult<Option<Job>>;
+    async fn find(&self, id: JobId) -> AppResult<Option<Job>>;
     /// A failed or dead job queued again with fresh attempts; `false` for other states.
-    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> AppResult<bool>;
+    async fn retry(&self, id: JobId, now: DateTime<Utc>) -> AppResult<bool>;
     /// Whether the effect with this key was done already.
     async fn effect_done(&self, key: &str) -> AppResult<bool>;
     /// Records an effect as done; `false` when it already was.
     async fn record_effect(
         &self,
         key: &str,
-        job: Option<Uuid>,
+        job: Option<JobId>,
         now: DateTime<Utc>,
     ) -> AppResult<bool>;
     /// Claims one run of a schedule; `false` when another instance has it.
@@ -794,7 +803,7 @@ impl TokenPurpose {
 /// A single-use token sent by email; only its hash is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailToken {
-    pub id: Uuid,
+    pub id: EmailTokenId,
     pub user_id: UserId,
     /// The address the token was sent to: it proves nothing about another (`None` for tokens
     /// issued before addresses were recorded).
@@ -811,7 +820,12 @@ pub trait EmailTokenRepo: Send + Sync {
     async fn insert(&self, tx: &mut dyn Tx, token: &EmailToken) -> AppResult<()>;
     async fn find_by_hash(&self, hash: &str) -> AppResult<Option<EmailToken>>;
     /// Spends the token, only if unspent; `false` when it was spent already.
-    async fn consume(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool>;
+    async fn consume(
+        &self,
+        tx: &mut dyn Tx,
+        id: EmailTokenId,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool>;
     /// Marks the user's email verified, if it is still `email` (when given); `false` when the
     /// user has another address by now (or is gone).
     async fn mark_verified(

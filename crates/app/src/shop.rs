@@ -8,8 +8,7 @@ use inkcart_domain::shop::{
     CartLine, Money, Order, OrderItem, OrderStatus, Product, price_order, product_description,
     product_name, product_stock, validate_order,
 };
-use inkcart_domain::{Actor, FieldError, Role, UserId};
-use uuid::Uuid;
+use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, UserId};
 
 use crate::error::messages;
 use crate::events::Event;
@@ -42,7 +41,7 @@ pub struct ProductInput {
 /// One requested order line, as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineInput {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     /// Anything but a positive whole number is refused by the order rules.
     pub quantity: i64,
 }
@@ -117,7 +116,7 @@ pub struct Shop {
     clock: Arc<dyn Clock>,
     events: EventLog,
     /// `None` when the product cache is off.
-    product_cache: Option<moka::future::Cache<Uuid, Shared<Product>>>,
+    product_cache: Option<moka::future::Cache<ProductId, Shared<Product>>>,
     idempotency_ttl: Duration,
     idempotency_abandon_after: Duration,
 }
@@ -193,7 +192,7 @@ impl Shop {
         };
         let now = self.clock.now();
         let product = Product {
-            id: Uuid::now_v7(),
+            id: ProductId::generate(),
             name,
             description,
             price,
@@ -209,7 +208,7 @@ impl Shop {
     }
 
     /// A product by id, through the in-process cache (when it is on).
-    pub async fn get_product(&self, id: Uuid) -> AppResult<Shared<Product>> {
+    pub async fn get_product(&self, id: ProductId) -> AppResult<Shared<Product>> {
         if let Some(cache) = &self.product_cache
             && let Some(product) = cache.get(&id).await
         {
@@ -228,7 +227,7 @@ impl Shop {
     }
 
     /// Drops a product from the in-process cache after a write.
-    async fn forget_product(&self, id: Uuid) {
+    async fn forget_product(&self, id: ProductId) {
         if let Some(cache) = &self.product_cache {
             cache.invalidate(&id).await;
         }
@@ -250,7 +249,7 @@ impl Shop {
     pub async fn update_product(
         &self,
         actor: Actor,
-        id: Uuid,
+        id: ProductId,
         input: ProductInput,
     ) -> AppResult<Product> {
         Self::require_role(actor, Role::Editor)?;
@@ -301,7 +300,7 @@ impl Shop {
     }
 
     /// Deletes a product (admins only); one that orders reference is deactivated instead.
-    pub async fn delete_product(&self, actor: Actor, id: Uuid) -> AppResult<Removal> {
+    pub async fn delete_product(&self, actor: Actor, id: ProductId) -> AppResult<Removal> {
         Self::require_role(actor, Role::Admin)?;
         let mut tx = self.store.begin().await?;
         let removal = self
@@ -341,10 +340,10 @@ impl Shop {
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
         let buyer = find_user(self.users.as_ref(), actor.id).await?;
-        let mut ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+        let mut ids: Vec<ProductId> = lines.iter().map(|l| l.product_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let products: HashMap<Uuid, Product> = self
+        let products: HashMap<ProductId, Product> = self
             .products
             .find_many(&ids)
             .await?
@@ -372,7 +371,7 @@ impl Shop {
 
         // Duplicate lines of one product become one line; lines go in product-id order so that
         // concurrent orders lock rows in the same order.
-        let mut merged: Vec<(Uuid, i64)> = Vec::new();
+        let mut merged: Vec<(ProductId, i64)> = Vec::new();
         for line in lines {
             match merged.iter_mut().find(|(id, _)| *id == line.product_id) {
                 Some((_, q)) => *q += line.quantity,
@@ -398,7 +397,7 @@ impl Shop {
             .ok_or_else(|| AppError::field("items", "Order total is too large"))?;
         let now = self.clock.now();
         let order = Order {
-            id: Uuid::now_v7(),
+            id: OrderId::generate(),
             user_id: actor.id,
             status: OrderStatus::Pending,
             items: items
@@ -420,7 +419,7 @@ impl Shop {
         };
 
         let mut tx = self.store.begin().await?;
-        let wanted: Vec<(Uuid, i32)> = items.iter().map(|(p, q)| (p.id, *q)).collect();
+        let wanted: Vec<(ProductId, i32)> = items.iter().map(|(p, q)| (p.id, *q)).collect();
         if let Some(short) = self
             .products
             .reserve_stock(tx.as_mut(), &wanted, now)
@@ -441,7 +440,7 @@ impl Shop {
                 tx.as_mut(),
                 &Event::OrderCreated {
                     order_id: order.id,
-                    user_id: actor.id.as_uuid(),
+                    user_id: actor.id,
                 },
             )
             .await?;
@@ -511,7 +510,7 @@ impl Shop {
     }
 
     /// An order its buyer or an admin may see.
-    pub async fn get_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+    pub async fn get_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
         let order = self
             .orders
             .find(id)
@@ -540,7 +539,7 @@ impl Shop {
     pub async fn pay_order(
         &self,
         actor: Actor,
-        id: Uuid,
+        id: OrderId,
         payment_token: Option<String>,
         idempotency: Option<Idempotency<'_>>,
     ) -> AppResult<Outcome> {
@@ -557,7 +556,7 @@ impl Shop {
     async fn pay(
         &self,
         actor: Actor,
-        id: Uuid,
+        id: OrderId,
         payment_token: Option<String>,
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
@@ -587,7 +586,7 @@ impl Shop {
         };
         let now = self.clock.now();
         let mut payment = Payment {
-            id: Uuid::now_v7(),
+            id: PaymentId::generate(),
             order_id: order.id,
             gateway: gateway.name().to_owned(),
             reference: reference.clone(),
@@ -629,7 +628,7 @@ impl Shop {
                 tx.as_mut(),
                 &Event::OrderPaid {
                     order_id: order.id,
-                    user_id: order.user_id.as_uuid(),
+                    user_id: order.user_id,
                 },
             )
             .await?;
@@ -645,7 +644,7 @@ impl Shop {
     }
 
     /// Cancels a pending order (its buyer, or an admin); the stock goes back.
-    pub async fn cancel_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+    pub async fn cancel_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
         let mut order = self.get_order(actor, id).await?;
         order
             .check_transition(OrderStatus::Cancelled)
@@ -676,7 +675,7 @@ impl Shop {
                 tx.as_mut(),
                 &Event::OrderCancelled {
                     order_id: id,
-                    user_id: order.user_id.as_uuid(),
+                    user_id: order.user_id,
                 },
             )
             .await?;
@@ -690,16 +689,16 @@ impl Shop {
     }
 
     /// Ships a paid order with items (editors and admins).
-    pub async fn ship_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+    pub async fn ship_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
         self.advance_order(actor, id, OrderStatus::Shipped).await
     }
 
     /// Marks a shipped order delivered (editors and admins).
-    pub async fn deliver_order(&self, actor: Actor, id: Uuid) -> AppResult<Order> {
+    pub async fn deliver_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
         self.advance_order(actor, id, OrderStatus::Delivered).await
     }
 
-    async fn advance_order(&self, actor: Actor, id: Uuid, to: OrderStatus) -> AppResult<Order> {
+    async fn advance_order(&self, actor: Actor, id: OrderId, to: OrderStatus) -> AppResult<Order> {
         Self::require_role(actor, Role::Editor)?;
         let mut order = self
             .orders
@@ -726,7 +725,7 @@ impl Shop {
                     tx.as_mut(),
                     &Event::OrderShipped {
                         order_id: id,
-                        user_id: order.user_id.as_uuid(),
+                        user_id: order.user_id,
                     },
                 )
                 .await?;
@@ -738,7 +737,7 @@ impl Shop {
     }
 
     /// The conflict to report when a guarded status update found the order already moved.
-    async fn lost_race(&self, actor: Actor, id: Uuid, to: OrderStatus) -> AppError {
+    async fn lost_race(&self, actor: Actor, id: OrderId, to: OrderStatus) -> AppError {
         match self.orders.find(id).await {
             Ok(Some(current)) => match current.check_transition(to) {
                 Err(e) => transition_conflict(&e),
@@ -759,7 +758,7 @@ impl Shop {
     pub async fn order_payments(
         &self,
         actor: Actor,
-        id: Uuid,
+        id: OrderId,
         limit: u64,
     ) -> AppResult<Vec<Payment>> {
         self.get_order(actor, id).await?;

@@ -12,6 +12,11 @@ macro_rules! id_type {
         pub struct $name(Uuid);
 
         impl $name {
+            /// A new, time-ordered id (UUID v7).
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
             pub const fn from_uuid(id: Uuid) -> Self {
                 Self(id)
             }
@@ -56,4 +61,40 @@ id_type!(
 id_type!(
     /// The id of a refresh-token session family: every token rotated from one login shares it.
     SessionFamilyId
+);
+id_type!(
+    /// The id of a post.
+    PostId
+);
+id_type!(
+    /// The id of a comment.
+    CommentId
+);
+id_type!(
+    /// The id of a product.
+    ProductId
+);
+id_type!(
+    /// The id of an order.
+    OrderId
+);
+id_type!(
+    /// The id of a payment taken for an order.
+    PaymentId
+);
+id_type!(
+    /// The id of a background job.
+    JobId
+);
+id_type!(
+    /// The id of an event in the outbox.
+    EventId
+);
+id_type!(
+    /// The id of a stored refresh token.
+    RefreshTokenId
+);
+id_type!(
+    /// The id of a single-use token sent by email.
+    EmailTokenId
 );

@@ -15,6 +15,9 @@ pub mod user;
 
 pub use email::Email;
 pub use error::FieldError;
-pub use ids::UserId;
+pub use ids::{
+    CommentId, EmailTokenId, EventId, JobId, OrderId, PaymentId, PostId, ProductId, RefreshTokenId,
+    UserId,
+};
 pub use password::Password;
 pub use user::{Actor, Role, Tier, User, UserName};

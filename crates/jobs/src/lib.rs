@@ -177,7 +177,7 @@ async fn worker_loop(
                 }
             }
             _ = heartbeat.tick() => {
-                let ids: Vec<uuid::Uuid> = held.values().map(|j| j.id).collect();
+                let ids: Vec<_> = held.values().map(|j| j.id).collect();
                 if let Err(e) = background.extend_jobs(&ids, &worker).await {
                     tracing::warn!(error = %e, "renewing job leases failed");
                 }

@@ -17,7 +17,7 @@ use inkcart_app::ports::{
 use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
-use inkcart_domain::{Email, Role, Tier, User, UserId, UserName};
+use inkcart_domain::{Email, PostId, ProductId, Role, Tier, User, UserId, UserName};
 use inkcart_store::{SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query};
@@ -46,7 +46,7 @@ async fn insert(store: &SqlStore, user: &User) -> Result<(), AppError> {
 fn session(user: UserId, family: SessionFamilyId, hash: &str) -> RefreshSession {
     let now = SystemClock.now();
     RefreshSession {
-        id: Uuid::now_v7(),
+        id: Uuid::now_v7().into(),
         user_id: user,
         family_id: family,
         token_hash: hash.to_owned(),
@@ -302,7 +302,7 @@ async fn the_sqlite_file_is_created_in_the_data_dir_with_wal_and_foreign_keys() 
 fn product(name: &str, cents: i64, stock: i32) -> Product {
     let now = SystemClock.now();
     Product {
-        id: Uuid::now_v7(),
+        id: Uuid::now_v7().into(),
         name: name.to_owned(),
         description: Some(format!("About {name}")),
         price: Money::from_cents(cents),
@@ -335,7 +335,7 @@ fn order_of(buyer: UserId, lines: &[(&Product, i32)], status: OrderStatus) -> Or
         .iter()
         .fold(Money::ZERO, |s, i| s.checked_add(i.line_total).unwrap());
     Order {
-        id: Uuid::now_v7(),
+        id: Uuid::now_v7().into(),
         user_id: buyer,
         status,
         items,
@@ -400,7 +400,7 @@ db_test!(
         tx.commit().await.unwrap();
         assert_eq!((stock(mug.id).await, stock(cap.id).await, stock(pen.id).await), (3, 0, 5));
 
-        let missing = Uuid::now_v7();
+        let missing = ProductId::generate();
         let mut tx = store.begin().await.unwrap();
         // The mug's line is taken (3 → 1, below the 2 asked): the cap is the short one.
         let lines = [(mug.id, 2), (cap.id, 1), (pen.id, 1)];
@@ -514,7 +514,7 @@ db_test!(
         let mut expected = order.clone();
         expected.items.sort_by_key(|i| i.product_id);
         assert_eq!(found, expected);
-        assert!(OrderRepo::find(&store, Uuid::now_v7()).await.unwrap().is_none());
+        assert!(OrderRepo::find(&store, Uuid::now_v7().into()).await.unwrap().is_none());
 
         let empty = order_of(buyer.id, &[], OrderStatus::Pending);
         add_order(&store, &empty).await;
@@ -598,7 +598,7 @@ db_test!(
         let order = order_of(buyer.id, &[], OrderStatus::Pending);
         add_order(&store, &order).await;
         let payment = Payment {
-            id: Uuid::now_v7(),
+            id: Uuid::now_v7().into(),
             order_id: order.id,
             gateway: "sandbox".to_owned(),
             reference: "ref_1".to_owned(),
@@ -964,7 +964,11 @@ db_test!(
 
 /// Every published post, walked page by page with cursors made as the application makes them
 /// (the last post's sort value, its time cut to microseconds, and its id).
-async fn walk_by_cursor(store: &SqlStore, field: PostSortField, direction: Direction) -> Vec<Uuid> {
+async fn walk_by_cursor(
+    store: &SqlStore,
+    field: PostSortField,
+    direction: Direction,
+) -> Vec<PostId> {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -1007,18 +1011,18 @@ db_test!(
         // Thirty posts in the middle of the list share one timestamp: the id orders them.
         let newest = PostRepo::list(&store, &everything(PostSortField::CreatedAt, Direction::Desc)).await.unwrap();
         assert!(newest.items.len() > 300, "the demo publishes most of its 450 posts");
-        let tied: Vec<Uuid> = newest.items[90..120].iter().map(|p| p.id).collect();
+        let tied: Vec<PostId> = newest.items[90..120].iter().map(|p| p.id).collect();
         let conn = db.db.writer_for_tests();
         let update = Query::update()
             .table(Alias::new("posts"))
             .value(Alias::new("created_at"), newest.items[100].created_at)
-            .and_where(Expr::col(Alias::new("id")).is_in(tied))
+            .and_where(Expr::col(Alias::new("id")).is_in(tied.iter().map(PostId::as_uuid)))
             .to_owned();
         conn.execute_raw(conn.get_database_backend().build(&update)).await.unwrap();
 
         for field in [PostSortField::CreatedAt, PostSortField::Title] {
             for direction in [Direction::Desc, Direction::Asc] {
-                let listed: Vec<Uuid> = PostRepo::list(&store, &everything(field, direction))
+                let listed: Vec<PostId> = PostRepo::list(&store, &everything(field, direction))
                     .await
                     .unwrap()
                     .items
@@ -1059,13 +1063,13 @@ db_test!(
             .map(|(i, p)| if i % 2 == 0 { PostKey::Id(p.id) } else { PostKey::Slug(p.slug.clone()) })
             .collect();
         keys.push(PostKey::Slug(wanted[0].slug.clone()));
-        keys.push(PostKey::Id(Uuid::new_v4()));
+        keys.push(PostKey::Id(Uuid::new_v4().into()));
         keys.push(PostKey::Slug("no-such-post".to_owned()));
 
         let found = PostRepo::find_many(&store, &keys).await.unwrap();
-        let mut found_ids: Vec<Uuid> = found.iter().map(|d| d.post.id).collect();
+        let mut found_ids: Vec<PostId> = found.iter().map(|d| d.post.id).collect();
         found_ids.sort_unstable();
-        let mut wanted_ids: Vec<Uuid> = wanted.iter().map(|p| p.id).collect();
+        let mut wanted_ids: Vec<PostId> = wanted.iter().map(|p| p.id).collect();
         wanted_ids.sort_unstable();
         assert_eq!(found_ids, wanted_ids);
         for detail in &found {
@@ -1102,7 +1106,7 @@ db_test!(
                     search: Some(vec![word.clone()]),
                 };
                 let page = PostRepo::list(&store, &query).await.unwrap();
-                let ids: Vec<Uuid> = page.items.iter().map(|p| p.id).collect();
+                let ids: Vec<PostId> = page.items.iter().map(|p| p.id).collect();
                 assert_eq!(page.total, Some(ids.len() as u64), "{word}");
                 found.push((word.clone(), ids));
             }

@@ -1,14 +1,13 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
-use uuid::Uuid;
 
 use super::Slug;
-use crate::{Actor, Role, UserId};
+use crate::{Actor, PostId, Role, UserId};
 
 /// A blog post. `content` is Markdown as written; `content_html` is its sanitized rendering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Post {
-    pub id: Uuid,
+    pub id: PostId,
     pub author_id: UserId,
     pub title: String,
     pub slug: Slug,
@@ -166,14 +165,14 @@ mod tests {
 
     fn actor(role: Role) -> Actor {
         Actor {
-            id: UserId::from_uuid(Uuid::now_v7()),
+            id: UserId::generate(),
             role,
         }
     }
 
     fn post(author: UserId, published: bool) -> Post {
         Post {
-            id: Uuid::now_v7(),
+            id: PostId::generate(),
             author_id: author,
             title: "T".to_owned(),
             slug: Slug::from_title("T"),

@@ -3,10 +3,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use thiserror::Error;
-use uuid::Uuid;
 
 use super::Money;
-use crate::{Tier, UserId};
+use crate::{OrderId, ProductId, Tier, UserId};
 
 /// Where an order is in its life: `pending → paid → shipped → delivered`, or
 /// `pending → cancelled`.
@@ -101,7 +100,7 @@ pub const fn action(to: OrderStatus) -> &'static str {
 /// One line of an order; the unit price is copied from the product when the order is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderItem {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub name: String,
     pub quantity: i32,
     pub unit_price: Money,
@@ -110,7 +109,7 @@ pub struct OrderItem {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
-    pub id: Uuid,
+    pub id: OrderId,
     pub user_id: UserId,
     pub status: OrderStatus,
     pub items: Vec<OrderItem>,
@@ -425,12 +424,12 @@ mod tests {
 
     fn order(status: OrderStatus, items: usize) -> Order {
         Order {
-            id: Uuid::now_v7(),
-            user_id: UserId::from_uuid(Uuid::now_v7()),
+            id: OrderId::generate(),
+            user_id: UserId::generate(),
             status,
             items: (0..items)
                 .map(|_| OrderItem {
-                    product_id: Uuid::now_v7(),
+                    product_id: ProductId::generate(),
                     name: "Mug".to_owned(),
                     quantity: 1,
                     unit_price: Money::from_cents(1000),

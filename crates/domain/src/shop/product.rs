@@ -1,13 +1,13 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
-use uuid::Uuid;
 
 use super::Money;
+use crate::ProductId;
 
 /// A product for sale. `stock` never goes below zero (the database enforces it too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: String,
     pub description: Option<String>,
     pub price: Money,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use inkcart_app::page::PageRequest;
 use inkcart_app::ports::{CommentView, PostSummary};
 use inkcart_app::{Blog, Identity};
+use inkcart_domain::PostId;
 use inkcart_domain::{User, UserId};
-use uuid::Uuid;
 
 use super::gql_error;
 
@@ -86,14 +86,14 @@ impl CommentsByPost {
     /// The comments of `posts`, a page of each, by post and page.
     pub(crate) async fn pages(
         blog: &Blog,
-        posts: &[Uuid],
+        posts: &[PostId],
         page: PageRequest,
-    ) -> Result<HashMap<(Uuid, PageRequest), Vec<CommentView>>, async_graphql::Error> {
+    ) -> Result<HashMap<(PostId, PageRequest), Vec<CommentView>>, async_graphql::Error> {
         let comments = blog
             .comments_for_posts(posts, page)
             .await
             .map_err(gql_error)?;
-        let mut map: HashMap<(Uuid, PageRequest), Vec<CommentView>> =
+        let mut map: HashMap<(PostId, PageRequest), Vec<CommentView>> =
             posts.iter().map(|id| ((*id, page), Vec::new())).collect();
         for comment in comments {
             map.entry((comment.comment.post_id, page))
@@ -104,14 +104,14 @@ impl CommentsByPost {
     }
 }
 
-impl async_graphql::dataloader::Loader<(Uuid, PageRequest)> for CommentsByPost {
+impl async_graphql::dataloader::Loader<(PostId, PageRequest)> for CommentsByPost {
     type Value = Vec<CommentView>;
     type Error = async_graphql::Error;
 
     async fn load(
         &self,
-        keys: &[(Uuid, PageRequest)],
-    ) -> Result<HashMap<(Uuid, PageRequest), Vec<CommentView>>, Self::Error> {
+        keys: &[(PostId, PageRequest)],
+    ) -> Result<HashMap<(PostId, PageRequest), Vec<CommentView>>, Self::Error> {
         let mut map = HashMap::new();
         for (page, posts) in by_page(keys) {
             map.extend(Self::pages(&self.0, &posts, page).await?);
@@ -123,11 +123,14 @@ impl async_graphql::dataloader::Loader<(Uuid, PageRequest)> for CommentsByPost {
 /// A post's Markdown and HTML (lists leave them out).
 pub struct PostContents(pub Blog);
 
-impl async_graphql::dataloader::Loader<Uuid> for PostContents {
+impl async_graphql::dataloader::Loader<PostId> for PostContents {
     type Value = (String, String);
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, (String, String)>, Self::Error> {
+    async fn load(
+        &self,
+        keys: &[PostId],
+    ) -> Result<HashMap<PostId, (String, String)>, Self::Error> {
         self.0.post_contents(keys).await.map_err(gql_error)
     }
 }

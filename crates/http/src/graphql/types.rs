@@ -12,7 +12,7 @@ use inkcart_app::ports::{
 };
 use inkcart_app::shop::LineInput;
 use inkcart_domain::shop::{Order, Product};
-use inkcart_domain::{User, UserId};
+use inkcart_domain::{PostId, User, UserId};
 use uuid::Uuid;
 
 use super::cost::{self, Paging};
@@ -32,8 +32,10 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_id(id: &ID) -> Result<Uuid> {
-    Uuid::parse_str(id).map_err(|_| gql_error(inkcart_app::AppError::field("id", "Invalid id")))
+fn parse_id<T: From<Uuid>>(id: &ID) -> Result<T> {
+    Uuid::parse_str(id)
+        .map(T::from)
+        .map_err(|_| gql_error(inkcart_app::AppError::field("id", "Invalid id")))
 }
 
 fn dedup<T: Ord + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
@@ -50,7 +52,7 @@ fn dedup<T: Ord + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
 async fn prefetch(ctx: &Context<'_>, posts: &[PostSummary]) -> Result<()> {
     let look = ctx.look_ahead();
     let app = &state(ctx).app;
-    let ids: Vec<Uuid> = posts.iter().map(|p| p.id).collect();
+    let ids: Vec<PostId> = posts.iter().map(|p| p.id).collect();
     if ids.is_empty() {
         return Ok(());
     }

@@ -69,7 +69,7 @@ pub struct JobBody {
 impl From<Job> for JobBody {
     fn from(j: Job) -> Self {
         Self {
-            id: j.id,
+            id: j.id.into(),
             name: j.kind,
             state: j.state.into(),
             attempts: j.attempts,
@@ -130,7 +130,7 @@ pub async fn retry(
         state
             .app
             .background()
-            .retry_job(auth.actor, id)
+            .retry_job(auth.actor, id.into())
             .await?
             .into(),
     ))

@@ -90,14 +90,14 @@ pub struct OrderBody {
 impl From<&Order> for OrderBody {
     fn from(o: &Order) -> Self {
         Self {
-            id: o.id,
+            id: o.id.into(),
             user_id: o.user_id.as_uuid(),
             status: o.status.into(),
             items: o
                 .items
                 .iter()
                 .map(|i| OrderItemBody {
-                    product_id: i.product_id,
+                    product_id: i.product_id.into(),
                     name: i.name.clone(),
                     quantity: i.quantity,
                     unit_price: i.unit_price.to_string(),
@@ -257,7 +257,7 @@ pub async fn create(
         .items
         .into_iter()
         .map(|l| LineInput {
-            product_id: l.product_id,
+            product_id: l.product_id.into(),
             // Fractions and out-of-range numbers break the quantity rule like 0 does.
             quantity: l.quantity.as_i64().unwrap_or(0),
         })
@@ -314,7 +314,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.shop().get_order(auth.actor, id).await?,
+        &state.app.shop().get_order(auth.actor, id.into()).await?,
     )))
 }
 
@@ -361,7 +361,7 @@ pub async fn pay(
     let outcome = state
         .app
         .shop()
-        .pay_order(auth.actor, id, request.payment_token, idempotency)
+        .pay_order(auth.actor, id.into(), request.payment_token, idempotency)
         .await?;
     Ok(respond(outcome, StatusCode::OK))
 }
@@ -378,7 +378,7 @@ pub async fn cancel(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.shop().cancel_order(auth.actor, id).await?,
+        &state.app.shop().cancel_order(auth.actor, id.into()).await?,
     )))
 }
 
@@ -394,7 +394,7 @@ pub async fn ship(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.shop().ship_order(auth.actor, id).await?,
+        &state.app.shop().ship_order(auth.actor, id.into()).await?,
     )))
 }
 
@@ -410,7 +410,11 @@ pub async fn deliver(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
     Ok(Json(OrderBody::from(
-        &state.app.shop().deliver_order(auth.actor, id).await?,
+        &state
+            .app
+            .shop()
+            .deliver_order(auth.actor, id.into())
+            .await?,
     )))
 }
 
@@ -432,7 +436,7 @@ pub struct PaymentBody {
 impl From<Payment> for PaymentBody {
     fn from(p: Payment) -> Self {
         Self {
-            id: p.id,
+            id: p.id.into(),
             gateway: p.gateway,
             reference: p.reference,
             amount: p.amount.to_string(),
@@ -471,7 +475,7 @@ pub async fn payments(
     let payments = state
         .app
         .shop()
-        .order_payments(auth.actor, id, limit)
+        .order_payments(auth.actor, id.into(), limit)
         .await?;
     Ok(Json(DataList {
         data: payments.into_iter().map(PaymentBody::from).collect(),
@@ -514,7 +518,7 @@ pub async fn top_products(
         data: rows
             .into_iter()
             .map(|r: TopProduct| TopProductBody {
-                product_id: r.product_id,
+                product_id: r.product_id.into(),
                 name: r.name,
                 total_sold: r.total_sold,
             })

@@ -7,7 +7,7 @@ use inkcart_app::ports::{
     AuthorRef, CommentView, PostCursor, PostCursorValue, PostDetail, PostPage, PostPaging,
     PostQuery, PostSortField, PostSummary,
 };
-use inkcart_domain::UserId;
+use inkcart_domain::{CommentId, PostId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -64,7 +64,7 @@ impl From<PostDetail> for PostBody {
     fn from(d: PostDetail) -> Self {
         let p = d.post;
         Self {
-            id: p.id,
+            id: p.id.into(),
             title: p.title,
             slug: p.slug.as_str().to_owned(),
             content: p.content,
@@ -107,7 +107,7 @@ pub struct PostListItem {
 impl From<PostSummary> for PostListItem {
     fn from(s: PostSummary) -> Self {
         Self {
-            id: s.id,
+            id: s.id.into(),
             title: s.title,
             slug: s.slug,
             excerpt: s.excerpt,
@@ -510,8 +510,8 @@ pub struct CommentBody {
 impl From<CommentView> for CommentBody {
     fn from(c: CommentView) -> Self {
         Self {
-            id: c.comment.id,
-            post_id: c.comment.post_id,
+            id: c.comment.id.into(),
+            post_id: c.comment.post_id.into(),
             content: c.comment.content,
             author: c.author.into(),
             created_at: c.comment.created_at,
@@ -562,12 +562,13 @@ pub async fn comments(
         return Err(ApiError::validation(errors));
     }
     let limit = PageRequest::new(None, params.limit)?.limit;
+    // A comments cursor is written as a post cursor by creation time, its id the comment's.
     let after = match params.cursor.as_deref() {
         Some(raw) => match decode_cursor(raw)? {
             PostCursor {
                 value: PostCursorValue::CreatedAt(at),
                 id,
-            } => Some((at, id)),
+            } => Some((at, CommentId::from_uuid(id.as_uuid()))),
             PostCursor { .. } => {
                 return Err(ApiError::validation(vec![inkcart_domain::FieldError::new(
                     "cursor",
@@ -587,7 +588,7 @@ pub async fn comments(
     let next_cursor = has_more.then(|| items.last()).flatten().map(|last| {
         encode_cursor(&PostCursor {
             value: PostCursorValue::CreatedAt(last.comment.created_at),
-            id: last.comment.id,
+            id: PostId::from_uuid(last.comment.id.as_uuid()),
         })
     });
     Ok(Json(CommentList {
@@ -641,7 +642,11 @@ pub async fn delete_comment(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    state.app.blog().delete_comment(auth.actor, id).await?;
+    state
+        .app
+        .blog()
+        .delete_comment(auth.actor, id.into())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -48,7 +48,7 @@ pub struct ProductBody {
 impl From<Product> for ProductBody {
     fn from(p: Product) -> Self {
         Self {
-            id: p.id,
+            id: p.id.into(),
             name: p.name,
             description: p.description,
             price: p.price.to_string(),
@@ -196,7 +196,7 @@ pub async fn list(
 fn etag(product: &Product) -> String {
     format!(
         "\"{}-{:x}\"",
-        product.id.simple(),
+        product.id.as_uuid().simple(),
         product.updated_at.timestamp_micros()
     )
 }
@@ -225,7 +225,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let product = state.app.shop().get_product(id).await?;
+    let product = state.app.shop().get_product(id.into()).await?;
     let tag = etag(&product);
     let cache_headers = [
         (
@@ -295,7 +295,7 @@ pub async fn replace(
         state
             .app
             .shop()
-            .update_product(auth.actor, id, input)
+            .update_product(auth.actor, id.into(), input)
             .await?
             .into(),
     ))
@@ -324,7 +324,7 @@ pub async fn patch(
         state
             .app
             .shop()
-            .update_product(auth.actor, id, input)
+            .update_product(auth.actor, id.into(), input)
             .await?
             .into(),
     ))
@@ -351,7 +351,12 @@ pub async fn delete(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
     Ok(
-        match state.app.shop().delete_product(auth.actor, id).await? {
+        match state
+            .app
+            .shop()
+            .delete_product(auth.actor, id.into())
+            .await?
+        {
             Removal::Deleted => StatusCode::NO_CONTENT.into_response(),
             Removal::Deactivated => Json(Removed {
                 result: "deactivated",

@@ -318,7 +318,7 @@ pub async fn get_v2(
         posts: posts
             .into_iter()
             .map(|p| PostSummary {
-                id: p.id,
+                id: p.id.into(),
                 slug: p.slug,
                 title: p.title,
                 excerpt: p.excerpt,

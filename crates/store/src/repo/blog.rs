@@ -8,8 +8,8 @@ use inkcart_app::ports::{
     PostPaging, PostQuery, PostRepo, PostSortField, PostSummary, Tx,
 };
 use inkcart_app::{AppError, AppResult};
-use inkcart_domain::UserId;
 use inkcart_domain::blog::{Post, Slug, TagName};
+use inkcart_domain::{CommentId, PostId, UserId};
 use sea_orm::sea_query::{
     Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement, SimpleExpr,
 };
@@ -19,7 +19,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, get, paged};
+use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
 use crate::entity::{comments, post_tags, posts, tags, users};
 use crate::error::db_err;
 
@@ -52,7 +52,7 @@ fn summary_columns(q: &mut SelectStatement) {
 
 fn summary_from_row(row: &QueryResult) -> AppResult<PostSummary> {
     Ok(PostSummary {
-        id: get(row, "id")?,
+        id: get_id(row, "id")?,
         title: get(row, "title")?,
         slug: get(row, "slug")?,
         excerpt: get(row, "excerpt")?,
@@ -74,7 +74,7 @@ fn post_from_model(m: posts::Model) -> AppResult<Post> {
     let slug = Slug::parse(&m.slug)
         .map_err(|_| AppError::internal(format!("post {}: stored slug is invalid", m.id)))?;
     Ok(Post {
-        id: m.id,
+        id: m.id.into(),
         author_id: UserId::from_uuid(m.author_id),
         title: m.title,
         slug,
@@ -91,7 +91,7 @@ fn post_from_model(m: posts::Model) -> AppResult<Post> {
 
 fn post_model(p: &Post) -> posts::ActiveModel {
     posts::ActiveModel {
-        id: Set(p.id),
+        id: Set(p.id.into()),
         author_id: Set(p.author_id.as_uuid()),
         title: Set(p.title.clone()),
         slug: Set(p.slug.as_str().to_owned()),
@@ -444,9 +444,9 @@ impl SqlStore {
         let forward = query.sort.direction == Direction::Asc;
         let id = col(posts::Column::Id);
         let id_after = if forward {
-            id.gt(cursor.id)
+            id.gt(cursor.id.as_uuid())
         } else {
-            id.lt(cursor.id)
+            id.lt(cursor.id.as_uuid())
         };
         // `field ≤ value AND (field < value OR id < cursor id)` (mirrored going forward). The
         // first half says nothing the second does not, but it is a plain range that a planner
@@ -544,8 +544,8 @@ impl SqlStore {
                 let author_id = UserId::from_uuid(get(row, "author_id")?);
                 Ok(CommentView {
                     comment: Comment {
-                        id: get(row, "id")?,
-                        post_id: get(row, "post_id")?,
+                        id: get_id(row, "id")?,
+                        post_id: get_id(row, "post_id")?,
                         author_id,
                         content: get(row, "content")?,
                         created_at: get(row, "created_at")?,
@@ -565,7 +565,7 @@ impl SqlStore {
         if items.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = items.iter().map(|p| p.id).collect();
+        let ids: Vec<Uuid> = items.iter().map(|p| p.id.as_uuid()).collect();
         let mut tag_names = self.tags_of(&ids).await?;
         let mut q = Query::select();
         q.expr_as(
@@ -584,8 +584,8 @@ impl SqlStore {
             counts.insert(get(row, "post_id")?, get(row, "n")?);
         }
         for item in items {
-            item.tags = tag_names.remove(&item.id).unwrap_or_default();
-            item.comment_count = counts.get(&item.id).copied().unwrap_or(0);
+            item.tags = tag_names.remove(&item.id.as_uuid()).unwrap_or_default();
+            item.comment_count = counts.get(&item.id.as_uuid()).copied().unwrap_or(0);
         }
         Ok(())
     }
@@ -669,7 +669,7 @@ impl PostRepo for SqlStore {
             .exec_without_returning(conn)
             .await
             .map_err(db_err)?;
-        Self::link_tags(conn, post.id, tags, post.created_at).await
+        Self::link_tags(conn, post.id.into(), tags, post.created_at).await
     }
 
     async fn update(
@@ -690,7 +690,7 @@ impl PostRepo for SqlStore {
             .col_expr(P::Published, Expr::value(post.published))
             .col_expr(P::PublishedAt, Expr::value(post.published_at))
             .col_expr(P::UpdatedAt, Expr::value(post.updated_at))
-            .filter(P::Id.eq(post.id))
+            .filter(P::Id.eq(post.id.as_uuid()))
             .exec(conn)
             .await
             .map_err(db_err)?;
@@ -699,16 +699,16 @@ impl PostRepo for SqlStore {
         }
         if let Some(tags) = tags {
             post_tags::Entity::delete_many()
-                .filter(post_tags::Column::PostId.eq(post.id))
+                .filter(post_tags::Column::PostId.eq(post.id.as_uuid()))
                 .exec(conn)
                 .await
                 .map_err(db_err)?;
-            Self::link_tags(conn, post.id, tags, post.updated_at).await?;
+            Self::link_tags(conn, post.id.into(), tags, post.updated_at).await?;
         }
         Ok(true)
     }
 
-    async fn delete(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool> {
+    async fn delete(&self, tx: &mut dyn Tx, id: PostId) -> AppResult<bool> {
         let result = posts::Entity::delete_by_id(id)
             .exec(conn(tx)?)
             .await
@@ -734,7 +734,7 @@ impl PostRepo for SqlStore {
         }
         let mut wanted = sea_orm::Condition::any();
         if !ids.is_empty() {
-            wanted = wanted.add(posts::Column::Id.is_in(ids));
+            wanted = wanted.add(posts::Column::Id.is_in(uuids(&ids)));
         }
         if !slugs.is_empty() {
             wanted = wanted.add(posts::Column::Slug.is_in(slugs));
@@ -923,29 +923,29 @@ impl PostRepo for SqlStore {
         Ok(items)
     }
 
-    async fn contents(&self, ids: &[Uuid]) -> AppResult<HashMap<Uuid, (String, String)>> {
+    async fn contents(&self, ids: &[PostId]) -> AppResult<HashMap<PostId, (String, String)>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         Ok(posts::Entity::find()
-            .filter(posts::Column::Id.is_in(ids.iter().copied()))
+            .filter(posts::Column::Id.is_in(uuids(ids)))
             .all(&self.db.reader)
             .await
             .map_err(db_err)?
             .into_iter()
-            .map(|p| (p.id, (p.content, p.content_html)))
+            .map(|p| (PostId::from_uuid(p.id), (p.content, p.content_html)))
             .collect())
     }
 
     async fn comments_for(
         &self,
-        post_ids: &[Uuid],
+        post_ids: &[PostId],
         page: PageRequest,
     ) -> AppResult<Vec<CommentView>> {
         if post_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.comment_views(Some(post_ids), None, CommentLimit::PerPost(page))
+        self.comment_views(Some(&uuids(post_ids)), None, CommentLimit::PerPost(page))
             .await
     }
 
@@ -968,8 +968,8 @@ impl PostRepo for SqlStore {
 
     async fn insert_comment(&self, tx: &mut dyn Tx, c: &Comment) -> AppResult<()> {
         comments::Entity::insert(comments::ActiveModel {
-            id: Set(c.id),
-            post_id: Set(c.post_id),
+            id: Set(c.id.into()),
+            post_id: Set(c.post_id.into()),
             author_id: Set(c.author_id.as_uuid()),
             content: Set(c.content.clone()),
             created_at: Set(c.created_at),
@@ -981,14 +981,14 @@ impl PostRepo for SqlStore {
         Ok(())
     }
 
-    async fn find_comment(&self, id: Uuid) -> AppResult<Option<Comment>> {
+    async fn find_comment(&self, id: CommentId) -> AppResult<Option<Comment>> {
         Ok(comments::Entity::find_by_id(id)
             .unique(&self.db.reader)
             .await
             .map_err(db_err)?
             .map(|m| Comment {
-                id: m.id,
-                post_id: m.post_id,
+                id: m.id.into(),
+                post_id: m.post_id.into(),
                 author_id: UserId::from_uuid(m.author_id),
                 content: m.content,
                 created_at: m.created_at,
@@ -996,7 +996,7 @@ impl PostRepo for SqlStore {
             }))
     }
 
-    async fn delete_comment(&self, tx: &mut dyn Tx, id: Uuid) -> AppResult<bool> {
+    async fn delete_comment(&self, tx: &mut dyn Tx, id: CommentId) -> AppResult<bool> {
         let result = comments::Entity::delete_by_id(id)
             .exec(conn(tx)?)
             .await
@@ -1006,11 +1006,12 @@ impl PostRepo for SqlStore {
 
     async fn comments(
         &self,
-        post_id: Uuid,
-        after: Option<(DateTime<Utc>, Uuid)>,
+        post_id: PostId,
+        after: Option<(DateTime<Utc>, CommentId)>,
         limit: u64,
     ) -> AppResult<Vec<CommentView>> {
-        self.comment_views(Some(&[post_id]), after, CommentLimit::Total(limit))
+        let after = after.map(|(at, id)| (at, id.as_uuid()));
+        self.comment_views(Some(&[post_id.into()]), after, CommentLimit::Total(limit))
             .await
     }
 }

@@ -4,13 +4,12 @@ use inkcart_app::page::Page;
 use inkcart_app::ports::{RefreshSession, SessionRepo, Tx, UserQuery, UserRepo, UserSortField};
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::ids::SessionFamilyId;
-use inkcart_domain::{Email, User, UserId, UserName};
+use inkcart_domain::{Email, RefreshTokenId, User, UserId, UserName};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, NullOrdering};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
     QueryOrder as _, QuerySelect as _,
 };
-use uuid::Uuid;
 
 use super::{SqlStore, Unique as _, conn, escape_like, order};
 use crate::entity::{refresh_tokens, users};
@@ -233,7 +232,7 @@ impl UserRepo for SqlStore {
 
 fn session_from_model(m: refresh_tokens::Model) -> RefreshSession {
     RefreshSession {
-        id: m.id,
+        id: m.id.into(),
         user_id: UserId::from_uuid(m.user_id),
         family_id: SessionFamilyId::from_uuid(m.family_id),
         token_hash: m.token_hash,
@@ -248,7 +247,7 @@ fn session_from_model(m: refresh_tokens::Model) -> RefreshSession {
 impl SessionRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, s: &RefreshSession) -> AppResult<()> {
         let model = refresh_tokens::ActiveModel {
-            id: Set(s.id),
+            id: Set(s.id.into()),
             user_id: Set(s.user_id.as_uuid()),
             family_id: Set(s.family_id.as_uuid()),
             token_hash: Set(s.token_hash.clone()),
@@ -273,10 +272,15 @@ impl SessionRepo for SqlStore {
             .map(session_from_model))
     }
 
-    async fn mark_used(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool> {
+    async fn mark_used(
+        &self,
+        tx: &mut dyn Tx,
+        id: RefreshTokenId,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool> {
         let result = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::UsedAt, Expr::value(at))
-            .filter(refresh_tokens::Column::Id.eq(id))
+            .filter(refresh_tokens::Column::Id.eq(id.as_uuid()))
             .filter(refresh_tokens::Column::UsedAt.is_null())
             .filter(refresh_tokens::Column::RevokedAt.is_null())
             .exec(conn(tx)?)
@@ -285,10 +289,15 @@ impl SessionRepo for SqlStore {
         Ok(result.rows_affected == 1)
     }
 
-    async fn revoke(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<()> {
+    async fn revoke(
+        &self,
+        tx: &mut dyn Tx,
+        id: RefreshTokenId,
+        at: DateTime<Utc>,
+    ) -> AppResult<()> {
         refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
-            .filter(refresh_tokens::Column::Id.eq(id))
+            .filter(refresh_tokens::Column::Id.eq(id.as_uuid()))
             .filter(refresh_tokens::Column::RevokedAt.is_null())
             .exec(conn(tx)?)
             .await

@@ -8,7 +8,7 @@ use inkcart_app::ports::{
     OutboxEvent, Purged, TokenPurpose, Tx,
 };
 use inkcart_app::{AppError, AppResult};
-use inkcart_domain::UserId;
+use inkcart_domain::{EmailTokenId, EventId, JobId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, DbBackend, EntityTrait as _, PaginatorTrait as _,
@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn};
+use super::{SqlStore, Unique as _, conn, uuids};
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
     users,
@@ -27,7 +27,7 @@ fn event_from_model(m: outbox_events::Model) -> AppResult<OutboxEvent> {
     Ok(OutboxEvent {
         payload: serde_json::from_str(&m.payload)
             .map_err(|e| AppError::internal(format!("event {}: bad payload: {e}", m.id)))?,
-        id: m.id,
+        id: m.id.into(),
         kind: m.kind,
         subject_id: m.subject_id,
         created_at: m.created_at,
@@ -40,7 +40,7 @@ fn job_from_model(m: jobs::Model) -> AppResult<Job> {
             .map_err(|e| AppError::internal(format!("job {}: bad payload: {e}", m.id)))?,
         state: JobState::parse(&m.state)
             .ok_or_else(|| AppError::internal(format!("job {}: bad state", m.id)))?,
-        id: m.id,
+        id: m.id.into(),
         kind: m.kind,
         effect_key: m.effect_key,
         attempts: m.attempts,
@@ -64,7 +64,7 @@ const KEEP_IDEMPOTENCY: chrono::Duration = chrono::Duration::hours(24);
 impl Outbox for SqlStore {
     async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()> {
         outbox_events::Entity::insert(outbox_events::ActiveModel {
-            id: Set(event.id),
+            id: Set(event.id.into()),
             kind: Set(event.kind.clone()),
             subject_id: Set(event.subject_id),
             payload: Set(event.payload.to_string()),
@@ -86,12 +86,12 @@ impl Outbox for SqlStore {
     async fn mark_dispatched(
         &self,
         tx: &mut dyn Tx,
-        ids: &[Uuid],
+        ids: &[EventId],
         at: DateTime<Utc>,
     ) -> AppResult<()> {
         outbox_events::Entity::update_many()
             .col_expr(outbox_events::Column::DispatchedAt, Expr::value(at))
-            .filter(outbox_events::Column::Id.is_in(ids.iter().copied()))
+            .filter(outbox_events::Column::Id.is_in(uuids(ids)))
             .filter(outbox_events::Column::DispatchedAt.is_null())
             .exec(conn(tx)?)
             .await
@@ -104,10 +104,10 @@ impl Outbox for SqlStore {
             .await
     }
 
-    async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> AppResult<()> {
+    async fn mark_published(&self, ids: &[EventId], at: DateTime<Utc>) -> AppResult<()> {
         outbox_events::Entity::update_many()
             .col_expr(outbox_events::Column::PublishedAt, Expr::value(at))
-            .filter(outbox_events::Column::Id.is_in(ids.iter().copied()))
+            .filter(outbox_events::Column::Id.is_in(uuids(ids)))
             .exec(&self.db.writer)
             .await
             .map_err(db_err)?;
@@ -242,13 +242,13 @@ impl JobQueue for SqlStore {
         claimed.into_iter().map(job_from_model).collect()
     }
 
-    async fn extend(&self, ids: &[Uuid], worker: &str, until: DateTime<Utc>) -> AppResult<()> {
+    async fn extend(&self, ids: &[JobId], worker: &str, until: DateTime<Utc>) -> AppResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
         jobs::Entity::update_many()
             .col_expr(jobs::Column::LockedUntil, Expr::value(until))
-            .filter(jobs::Column::Id.is_in(ids.iter().copied()))
+            .filter(jobs::Column::Id.is_in(uuids(ids)))
             .filter(jobs::Column::LockedBy.eq(worker))
             .filter(jobs::Column::State.eq("running"))
             .exec(&self.db.writer)
@@ -257,8 +257,8 @@ impl JobQueue for SqlStore {
         Ok(())
     }
 
-    async fn finish(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
-        Self::let_go(id, worker, now)
+    async fn finish(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
+        Self::let_go(id.into(), worker, now)
             .col_expr(jobs::Column::State, Expr::value("done"))
             .col_expr(jobs::Column::FinishedAt, Expr::value(now))
             .exec(&self.db.writer)
@@ -269,13 +269,13 @@ impl JobQueue for SqlStore {
 
     async fn fail(
         &self,
-        id: Uuid,
+        id: JobId,
         worker: &str,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
-        let mut update = Self::let_go(id, worker, now).col_expr(
+        let mut update = Self::let_go(id.into(), worker, now).col_expr(
             jobs::Column::LastError,
             Expr::value(error.chars().take(2000).collect::<String>()),
         );
@@ -291,8 +291,8 @@ impl JobQueue for SqlStore {
         Ok(())
     }
 
-    async fn release(&self, id: Uuid, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
-        Self::let_go(id, worker, now)
+    async fn release(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> AppResult<()> {
+        Self::let_go(id.into(), worker, now)
             .col_expr(jobs::Column::State, Expr::value("queued"))
             .col_expr(
                 jobs::Column::Attempts,
@@ -333,7 +333,7 @@ impl JobQueue for SqlStore {
         })
     }
 
-    async fn find(&self, id: Uuid) -> AppResult<Option<Job>> {
+    async fn find(&self, id: JobId) -> AppResult<Option<Job>> {
         jobs::Entity::find_by_id(id)
             .unique(&self.db.reader)
             .await
@@ -342,7 +342,7 @@ impl JobQueue for SqlStore {
             .transpose()
     }
 
-    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> AppResult<bool> {
+    async fn retry(&self, id: JobId, now: DateTime<Utc>) -> AppResult<bool> {
         let result = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value("queued"))
             .col_expr(jobs::Column::Attempts, Expr::value(0))
@@ -352,7 +352,7 @@ impl JobQueue for SqlStore {
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
-            .filter(jobs::Column::Id.eq(id))
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
             .filter(jobs::Column::State.is_in(["failed", "dead"]))
             .exec(&self.db.writer)
             .await
@@ -372,13 +372,13 @@ impl JobQueue for SqlStore {
     async fn record_effect(
         &self,
         key: &str,
-        job: Option<Uuid>,
+        job: Option<JobId>,
         now: DateTime<Utc>,
     ) -> AppResult<bool> {
         let inserted = job_effects::Entity::insert(job_effects::ActiveModel {
             id: Set(Uuid::now_v7()),
             effect_key: Set(key.to_owned()),
-            job_id: Set(job),
+            job_id: Set(job.map(Uuid::from)),
             created_at: Set(now),
         })
         .on_conflict_do_nothing_on([job_effects::Column::EffectKey])
@@ -469,7 +469,7 @@ fn token_from_model(m: email_tokens::Model) -> AppResult<EmailToken> {
         }
     };
     Ok(EmailToken {
-        id: m.id,
+        id: m.id.into(),
         user_id: UserId::from_uuid(m.user_id),
         email: m.email,
         purpose,
@@ -484,7 +484,7 @@ fn token_from_model(m: email_tokens::Model) -> AppResult<EmailToken> {
 impl EmailTokenRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, token: &EmailToken) -> AppResult<()> {
         email_tokens::Entity::insert(email_tokens::ActiveModel {
-            id: Set(token.id),
+            id: Set(token.id.into()),
             user_id: Set(token.user_id.as_uuid()),
             email: Set(token.email.clone()),
             purpose: Set(token.purpose.as_str().to_owned()),
@@ -509,10 +509,15 @@ impl EmailTokenRepo for SqlStore {
             .transpose()
     }
 
-    async fn consume(&self, tx: &mut dyn Tx, id: Uuid, at: DateTime<Utc>) -> AppResult<bool> {
+    async fn consume(
+        &self,
+        tx: &mut dyn Tx,
+        id: EmailTokenId,
+        at: DateTime<Utc>,
+    ) -> AppResult<bool> {
         let result = email_tokens::Entity::update_many()
             .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
-            .filter(email_tokens::Column::Id.eq(id))
+            .filter(email_tokens::Column::Id.eq(id.as_uuid()))
             .filter(email_tokens::Column::UsedAt.is_null())
             .filter(email_tokens::Column::ExpiresAt.gt(at))
             .exec(conn(tx)?)

@@ -70,6 +70,16 @@ pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Ap
         .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
 }
 
+/// A UUID column as the typed id of its entity (`PostId`, `OrderId`, …).
+pub(crate) fn get_id<T: From<uuid::Uuid>>(row: &QueryResult, column: &str) -> AppResult<T> {
+    get::<uuid::Uuid>(row, column).map(T::from)
+}
+
+/// The UUIDs of typed ids, for SQL parameters.
+pub(crate) fn uuids<T: Copy + Into<uuid::Uuid>>(ids: &[T]) -> Vec<uuid::Uuid> {
+    ids.iter().map(|&id| id.into()).collect()
+}
+
 /// A built select with its LIMIT and OFFSET written into the SQL as integer literals.
 ///
 /// For the same reason as [`Unique`]: a bound LIMIT makes SQLite prepare the statement again on

@@ -9,8 +9,8 @@ use inkcart_app::ports::{
     ProductQuery, ProductRepo, ProductSortField, Removal, TopProduct, Tx,
 };
 use inkcart_app::{AppError, AppResult};
-use inkcart_domain::UserId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
+use inkcart_domain::{OrderId, ProductId, UserId};
 use sea_orm::sea_query::{
     CaseStatement, Expr, ExprTrait as _, Func, LikeExpr, LockType, Query, SelectStatement,
 };
@@ -21,13 +21,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, escape_like, get, order};
+use super::{SqlStore, Unique as _, conn, escape_like, get, get_id, order, uuids};
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 
 fn product_from_model(m: products::Model) -> Product {
     Product {
-        id: m.id,
+        id: m.id.into(),
         name: m.name,
         description: m.description,
         price: Money::from_cents(m.price_cents),
@@ -40,7 +40,7 @@ fn product_from_model(m: products::Model) -> Product {
 
 fn product_model(p: &Product) -> products::ActiveModel {
     products::ActiveModel {
-        id: Set(p.id),
+        id: Set(p.id.into()),
         name: Set(p.name.clone()),
         description: Set(p.description.clone()),
         price_cents: Set(p.price.cents()),
@@ -61,7 +61,7 @@ impl ProductRepo for SqlStore {
         Ok(())
     }
 
-    async fn find(&self, id: Uuid) -> AppResult<Option<Product>> {
+    async fn find(&self, id: ProductId) -> AppResult<Option<Product>> {
         Ok(products::Entity::find_by_id(id)
             .unique(&self.db.reader)
             .await
@@ -69,12 +69,12 @@ impl ProductRepo for SqlStore {
             .map(product_from_model))
     }
 
-    async fn find_many(&self, ids: &[Uuid]) -> AppResult<Vec<Product>> {
+    async fn find_many(&self, ids: &[ProductId]) -> AppResult<Vec<Product>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         Ok(products::Entity::find()
-            .filter(products::Column::Id.is_in(ids.iter().copied()))
+            .filter(products::Column::Id.is_in(uuids(ids)))
             .all(&self.db.reader)
             .await
             .map_err(db_err)?
@@ -151,7 +151,7 @@ impl ProductRepo for SqlStore {
             .col_expr(products::Column::Stock, Expr::value(product.stock))
             .col_expr(products::Column::Active, Expr::value(product.active))
             .col_expr(products::Column::UpdatedAt, Expr::value(product.updated_at))
-            .filter(products::Column::Id.eq(product.id))
+            .filter(products::Column::Id.eq(product.id.as_uuid()))
             .exec(conn(tx)?)
             .await
             .map_err(db_err)?;
@@ -161,12 +161,12 @@ impl ProductRepo for SqlStore {
     async fn remove(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
+        id: ProductId,
         now: DateTime<Utc>,
     ) -> AppResult<Option<Removal>> {
         let conn = conn(tx)?;
         let referenced = order_items::Entity::find()
-            .filter(order_items::Column::ProductId.eq(id))
+            .filter(order_items::Column::ProductId.eq(id.as_uuid()))
             .count(conn)
             .await
             .map_err(db_err)?
@@ -175,7 +175,7 @@ impl ProductRepo for SqlStore {
             products::Entity::update_many()
                 .col_expr(products::Column::Active, Expr::value(false))
                 .col_expr(products::Column::UpdatedAt, Expr::value(now))
-                .filter(products::Column::Id.eq(id))
+                .filter(products::Column::Id.eq(id.as_uuid()))
                 .exec(conn)
                 .await
                 .map_err(db_err)?
@@ -197,9 +197,9 @@ impl ProductRepo for SqlStore {
     async fn reserve_stock(
         &self,
         tx: &mut dyn Tx,
-        lines: &[(Uuid, i32)],
+        lines: &[(ProductId, i32)],
         now: DateTime<Utc>,
-    ) -> AppResult<Option<Uuid>> {
+    ) -> AppResult<Option<ProductId>> {
         if lines.is_empty() {
             return Ok(None);
         }
@@ -212,14 +212,14 @@ impl ProductRepo for SqlStore {
         let locked = Query::select()
             .column(products::Column::Id)
             .from(products::Entity)
-            .and_where(products::Column::Id.is_in(lines.iter().map(|(id, _)| *id)))
+            .and_where(products::Column::Id.is_in(lines.iter().map(|(id, _)| id.as_uuid())))
             .order_by(products::Column::Id, sea_orm::Order::Asc)
             .lock(LockType::Update)
             .to_owned();
         let wanted = lines
             .iter()
             .fold(CaseStatement::new(), |case, (id, quantity)| {
-                case.case(products::Column::Id.eq(*id), *quantity)
+                case.case(products::Column::Id.eq(id.as_uuid()), *quantity)
             })
             .finally(0);
         let mut update = products::Entity::update_many()
@@ -240,7 +240,7 @@ impl ProductRepo for SqlStore {
             .await
             .map_err(db_err)?
             .iter()
-            .map(|row| get::<Uuid>(row, "id"))
+            .map(|row| get_id::<ProductId>(row, "id"))
             .collect::<AppResult<Vec<_>>>()?;
         // A line whose row the update did not return was short, inactive or missing.
         Ok(lines
@@ -252,7 +252,7 @@ impl ProductRepo for SqlStore {
     async fn release_stock(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
+        id: ProductId,
         quantity: i32,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
@@ -262,7 +262,7 @@ impl ProductRepo for SqlStore {
                 Expr::col(products::Column::Stock).add(quantity),
             )
             .col_expr(products::Column::UpdatedAt, Expr::value(now))
-            .filter(products::Column::Id.eq(id))
+            .filter(products::Column::Id.eq(id.as_uuid()))
             .exec(conn(tx)?)
             .await
             .map_err(db_err)?;
@@ -311,14 +311,14 @@ struct StoredItem {
 impl From<&Order> for StoredOrder {
     fn from(order: &Order) -> Self {
         Self {
-            id: order.id,
+            id: order.id.into(),
             user_id: order.user_id.as_uuid(),
             status: order.status.as_str().to_owned(),
             items: order
                 .items
                 .iter()
                 .map(|item| StoredItem {
-                    product_id: item.product_id,
+                    product_id: item.product_id.into(),
                     name: item.name.clone(),
                     quantity: item.quantity,
                     unit_price_cents: item.unit_price.cents(),
@@ -337,14 +337,14 @@ impl From<&Order> for StoredOrder {
 impl StoredOrder {
     fn into_order(self) -> AppResult<Order> {
         Ok(Order {
-            id: self.id,
+            id: self.id.into(),
             user_id: UserId::from_uuid(self.user_id),
             status: self.status.parse().map_err(|_| corrupt("status"))?,
             items: self
                 .items
                 .into_iter()
                 .map(|item| OrderItem {
-                    product_id: item.product_id,
+                    product_id: item.product_id.into(),
                     name: item.name,
                     quantity: item.quantity,
                     unit_price: Money::from_cents(item.unit_price_cents),
@@ -363,7 +363,7 @@ impl StoredOrder {
 /// The items of an order, with the current product names, as selected by [`items_query`].
 fn item_from_row(row: &QueryResult) -> AppResult<OrderItem> {
     Ok(OrderItem {
-        product_id: get(row, "i_product_id")?,
+        product_id: get_id(row, "i_product_id")?,
         name: get(row, "p_name")?,
         quantity: get(row, "i_quantity")?,
         unit_price: Money::from_cents(get(row, "i_unit_price_cents")?),
@@ -396,7 +396,7 @@ fn add_item_columns(q: &mut SelectStatement) {
 
 fn order_from_model(m: &orders::Model, items: Vec<OrderItem>) -> AppResult<Order> {
     Ok(Order {
-        id: m.id,
+        id: m.id.into(),
         user_id: UserId::from_uuid(m.user_id),
         status: m.status.parse().map_err(|_| corrupt("status"))?,
         items,
@@ -442,8 +442,8 @@ impl SqlStore {
 
 fn payment_from_model(m: payments::Model) -> Payment {
     Payment {
-        id: m.id,
-        order_id: m.order_id,
+        id: m.id.into(),
+        order_id: m.order_id.into(),
         gateway: m.gateway,
         reference: m.reference,
         amount: Money::from_cents(m.amount_cents),
@@ -457,7 +457,7 @@ impl OrderRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
         let conn = conn(tx)?;
         orders::Entity::insert(orders::ActiveModel {
-            id: Set(order.id),
+            id: Set(order.id.into()),
             user_id: Set(order.user_id.as_uuid()),
             status: Set(order.status.as_str().to_owned()),
             subtotal_cents: Set(order.subtotal.cents()),
@@ -474,8 +474,8 @@ impl OrderRepo for SqlStore {
         }
         let items = order.items.iter().map(|item| order_items::ActiveModel {
             id: Set(Uuid::now_v7()),
-            order_id: Set(order.id),
-            product_id: Set(item.product_id),
+            order_id: Set(order.id.into()),
+            product_id: Set(item.product_id.into()),
             quantity: Set(item.quantity),
             unit_price_cents: Set(item.unit_price.cents()),
             line_total_cents: Set(item.line_total.cents()),
@@ -487,7 +487,7 @@ impl OrderRepo for SqlStore {
         Ok(())
     }
 
-    async fn find(&self, id: Uuid) -> AppResult<Option<Order>> {
+    async fn find(&self, id: OrderId) -> AppResult<Option<Order>> {
         use orders::Column as O;
         let mut q = Query::select();
         for (col, alias) in [
@@ -514,7 +514,7 @@ impl OrderRepo for SqlStore {
                 Expr::col((products::Entity, products::Column::Id))
                     .equals((order_items::Entity, order_items::Column::ProductId)),
             )
-            .and_where(Expr::col((orders::Entity, O::Id)).eq(id))
+            .and_where(Expr::col((orders::Entity, O::Id)).eq(id.as_uuid()))
             .order_by(
                 (order_items::Entity, order_items::Column::ProductId),
                 sea_orm::Order::Asc,
@@ -588,7 +588,7 @@ impl OrderRepo for SqlStore {
     async fn set_status(
         &self,
         tx: &mut dyn Tx,
-        id: Uuid,
+        id: OrderId,
         from: OrderStatus,
         to: OrderStatus,
         now: DateTime<Utc>,
@@ -596,7 +596,7 @@ impl OrderRepo for SqlStore {
         let result = orders::Entity::update_many()
             .col_expr(orders::Column::Status, Expr::value(to.as_str()))
             .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-            .filter(orders::Column::Id.eq(id))
+            .filter(orders::Column::Id.eq(id.as_uuid()))
             .filter(orders::Column::Status.eq(from.as_str()))
             .exec(conn(tx)?)
             .await
@@ -606,8 +606,8 @@ impl OrderRepo for SqlStore {
 
     async fn insert_payment(&self, tx: &mut dyn Tx, payment: &Payment) -> AppResult<()> {
         payments::Entity::insert(payments::ActiveModel {
-            id: Set(payment.id),
-            order_id: Set(payment.order_id),
+            id: Set(payment.id.into()),
+            order_id: Set(payment.order_id.into()),
             gateway: Set(payment.gateway.clone()),
             reference: Set(payment.reference.clone()),
             amount_cents: Set(payment.amount.cents()),
@@ -620,9 +620,9 @@ impl OrderRepo for SqlStore {
         Ok(())
     }
 
-    async fn payments(&self, order_id: Uuid, limit: u64) -> AppResult<Vec<Payment>> {
+    async fn payments(&self, order_id: OrderId, limit: u64) -> AppResult<Vec<Payment>> {
         Ok(payments::Entity::find()
-            .filter(payments::Column::OrderId.eq(order_id))
+            .filter(payments::Column::OrderId.eq(order_id.as_uuid()))
             .order_by_asc(payments::Column::CreatedAt)
             .limit(limit)
             .all(&self.db.reader)
@@ -663,7 +663,7 @@ impl OrderRepo for SqlStore {
         rows.iter()
             .map(|row| {
                 Ok(TopProduct {
-                    product_id: get(row, "product_id")?,
+                    product_id: get_id(row, "product_id")?,
                     name: get(row, "name")?,
                     total_sold: get(row, "total_sold")?,
                 })

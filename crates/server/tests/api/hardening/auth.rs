@@ -232,10 +232,10 @@ api_test!(
                 .create_post(gone, PostInput { title: Some("Ghost".into()), content: Some("Boo".into()), ..PostInput::default() })
                 .await
                 .map(|_| ()),
-            use_cases.blog().add_comment(gone, &PostKey::Id(post_id), "Boo").await.map(|_| ()),
+            use_cases.blog().add_comment(gone, &PostKey::Id(post_id.into()), "Boo").await.map(|_| ()),
             use_cases
                 .shop()
-                .create_order(gone, vec![LineInput { product_id, quantity: 1 }], None)
+                .create_order(gone, vec![LineInput { product_id: product_id.into(), quantity: 1 }], None)
                 .await
                 .map(|_| ()),
         ];

@@ -352,7 +352,7 @@ mod seed {
             let now = self.tick();
             let id = Uuid::now_v7();
             let post = Post {
-                id,
+                id: id.into(),
                 author_id: author.id,
                 title: longest(200),
                 slug: Slug::parse(&format!("post-{}", id.simple())).expect("slug"),
@@ -375,7 +375,7 @@ mod seed {
         pub async fn comment(&mut self, post: &Post, author: &User) {
             let now = self.tick();
             let comment = Comment {
-                id: Uuid::now_v7(),
+                id: Uuid::now_v7().into(),
                 post_id: post.id,
                 author_id: author.id,
                 content: longest(5_000),
@@ -392,7 +392,7 @@ mod seed {
         pub async fn product(&mut self) -> Product {
             let now = self.tick();
             let product = Product {
-                id: Uuid::now_v7(),
+                id: Uuid::now_v7().into(),
                 name: longest(200),
                 description: Some(longest(10_000)),
                 price: Money::from_cents(10_00),
@@ -423,7 +423,7 @@ mod seed {
                 .collect();
             let total = Money::from_cents(10_00 * i64::try_from(items.len()).unwrap());
             let order = Order {
-                id: Uuid::now_v7(),
+                id: Uuid::now_v7().into(),
                 user_id: buyer.id,
                 status: OrderStatus::Pending,
                 items,
