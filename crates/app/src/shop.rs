@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use inkcart_domain::shop::order::{OrderViolation, TransitionError};
 use inkcart_domain::shop::{
-    CartLine, Money, Order, OrderItem, OrderStatus, Product, price_order, product_description,
-    product_name, product_stock, validate_order,
+    Money, Offer, Order, OrderStatus, Product, RequestedLine, place_order, product_description,
+    product_name, product_stock,
 };
 use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, UserId};
 
@@ -36,14 +36,6 @@ pub struct ProductInput {
     pub price: Option<String>,
     pub stock: Option<i64>,
     pub active: Option<bool>,
-}
-
-/// One requested order line, as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineInput {
-    pub product_id: ProductId,
-    /// Anything but a positive whole number is refused by the order rules.
-    pub quantity: i64,
 }
 
 /// An idempotency key with the fingerprint of its request.
@@ -97,7 +89,7 @@ fn order_violations(violations: Vec<OrderViolation>) -> AppError {
                 let field = v
                     .line
                     .map_or_else(|| "items".to_owned(), |i| format!("items[{i}]"));
-                FieldError::new(field, v.message)
+                FieldError::new(field, v.rule.to_string())
             })
             .collect(),
     )
@@ -320,7 +312,7 @@ impl Shop {
     pub async fn create_order(
         &self,
         actor: Actor,
-        lines: Vec<LineInput>,
+        lines: Vec<RequestedLine>,
         idempotency: Option<Idempotency<'_>>,
     ) -> AppResult<Outcome> {
         let claimed = self.claim(actor.id, idempotency.as_ref()).await;
@@ -336,7 +328,7 @@ impl Shop {
     async fn place_order(
         &self,
         actor: Actor,
-        lines: &[LineInput],
+        lines: &[RequestedLine],
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
         let buyer = find_user(self.users.as_ref(), actor.id).await?;
@@ -350,76 +342,29 @@ impl Shop {
             .into_iter()
             .map(|p| (p.id, p))
             .collect();
-        let cart: Vec<CartLine> = lines
-            .iter()
-            .map(|line| match products.get(&line.product_id) {
-                Some(p) => CartLine {
-                    name: p.name.clone(),
-                    unit_price: p.price,
-                    quantity: line.quantity,
-                    available: p.active,
-                },
-                None => CartLine {
-                    name: line.product_id.to_string(),
-                    unit_price: Money::ZERO,
-                    quantity: line.quantity,
-                    available: false,
-                },
-            })
-            .collect();
-        validate_order(&cart).map_err(order_violations)?;
-
-        // Duplicate lines of one product become one line; lines go in product-id order so that
-        // concurrent orders lock rows in the same order.
-        let mut merged: Vec<(ProductId, i64)> = Vec::new();
-        for line in lines {
-            match merged.iter_mut().find(|(id, _)| *id == line.product_id) {
-                Some((_, q)) => *q += line.quantity,
-                None => merged.push((line.product_id, line.quantity)),
-            }
-        }
-        merged.sort_unstable_by_key(|(id, _)| *id);
-        let mut items = Vec::with_capacity(merged.len());
-        for (id, quantity) in &merged {
-            let product = products
-                .get(id)
-                .ok_or_else(|| AppError::internal("a validated product vanished"))?;
-            let quantity = i32::try_from(*quantity).map_err(|_| {
-                AppError::field("items", format!("Invalid quantity for {}", product.name))
-            })?;
-            items.push((product, quantity));
-        }
-        let priced: Vec<(Money, i64)> = items
-            .iter()
-            .map(|(p, q)| (p.price, i64::from(*q)))
-            .collect();
-        let totals = price_order(&priced, buyer.tier)
-            .ok_or_else(|| AppError::field("items", "Order total is too large"))?;
         let now = self.clock.now();
-        let order = Order {
-            id: OrderId::generate(),
-            user_id: actor.id,
-            status: OrderStatus::Pending,
-            items: items
-                .iter()
-                .zip(&totals.line_totals)
-                .map(|((product, quantity), line_total)| OrderItem {
-                    product_id: product.id,
-                    name: product.name.clone(),
-                    quantity: *quantity,
-                    unit_price: product.price,
-                    line_total: *line_total,
+        let order = place_order(
+            OrderId::generate(),
+            actor.id,
+            buyer.tier,
+            lines,
+            |id| {
+                products.get(&id).map(|p| Offer {
+                    name: &p.name,
+                    price: p.price,
+                    active: p.active,
                 })
-                .collect(),
-            subtotal: totals.subtotal,
-            discount: totals.discount,
-            total: totals.total,
-            created_at: now,
-            updated_at: now,
-        };
+            },
+            now,
+        )
+        .map_err(order_violations)?;
 
         let mut tx = self.store.begin().await?;
-        let wanted: Vec<(ProductId, i32)> = items.iter().map(|(p, q)| (p.id, *q)).collect();
+        let wanted: Vec<(ProductId, i32)> = order
+            .items
+            .iter()
+            .map(|item| (item.product_id, item.quantity))
+            .collect();
         if let Some(short) = self
             .products
             .reserve_stock(tx.as_mut(), &wanted, now)
@@ -450,8 +395,8 @@ impl Shop {
                 .await?;
         }
         tx.commit().await?;
-        for (product, _) in &items {
-            self.forget_product(product.id).await;
+        for item in &order.items {
+            self.forget_product(item.product_id).await;
         }
         Ok(order)
     }

@@ -184,11 +184,36 @@ pub const MIN_ORDER: Money = Money::from_cents(10_00);
 /// order wherever it is read (GraphQL's `myOrders` charges for this many items per order).
 pub const MAX_LINES: usize = 100;
 
+/// An order rule, broken.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OrderRule {
+    #[error("Cart is empty")]
+    EmptyCart,
+    #[error("An order has at most {MAX_LINES} lines")]
+    TooManyLines,
+    /// A quantity that is not a whole number from 1 to [`MAX_QUANTITY`].
+    #[error("Invalid quantity for {0}")]
+    InvalidQuantity(String),
+    /// An unknown or deactivated product (named by its id when unknown).
+    #[error("Product {0} is not available")]
+    NotAvailable(String),
+    #[error("Order total is too large")]
+    TotalTooLarge,
+    #[error("Minimum order amount is $10")]
+    BelowMinimum,
+}
+
 /// A broken order rule; `line` is the cart line it is about, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderViolation {
     pub line: Option<usize>,
-    pub message: String,
+    pub rule: OrderRule,
+}
+
+impl OrderViolation {
+    const fn whole(rule: OrderRule) -> Self {
+        Self { line: None, rule }
+    }
 }
 
 /// The guide's `validateOrder`: every broken rule. An empty cart is only that; otherwise each
@@ -196,29 +221,23 @@ pub struct OrderViolation {
 /// every line is valid (a subtotal of broken lines would only mislead).
 pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
     if lines.is_empty() {
-        return Err(vec![OrderViolation {
-            line: None,
-            message: "Cart is empty".to_owned(),
-        }]);
+        return Err(vec![OrderViolation::whole(OrderRule::EmptyCart)]);
     }
     if lines.len() > MAX_LINES {
-        return Err(vec![OrderViolation {
-            line: None,
-            message: format!("An order has at most {MAX_LINES} lines"),
-        }]);
+        return Err(vec![OrderViolation::whole(OrderRule::TooManyLines)]);
     }
     let mut violations = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
             violations.push(OrderViolation {
                 line: Some(i),
-                message: format!("Invalid quantity for {}", line.name),
+                rule: OrderRule::InvalidQuantity(line.name.clone()),
             });
         }
         if !line.available {
             violations.push(OrderViolation {
                 line: Some(i),
-                message: format!("Product {} is not available", line.name),
+                rule: OrderRule::NotAvailable(line.name.clone()),
             });
         }
     }
@@ -228,21 +247,118 @@ pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
                 .checked_mul(l.quantity)
                 .and_then(|t| sum.checked_add(t))
         });
-        let message = match subtotal {
-            None => Some("Order total is too large"),
-            Some(s) if s < MIN_ORDER => Some("Minimum order amount is $10"),
+        let rule = match subtotal {
+            None => Some(OrderRule::TotalTooLarge),
+            Some(s) if s < MIN_ORDER => Some(OrderRule::BelowMinimum),
             Some(_) => None,
         };
-        violations.extend(message.map(|m| OrderViolation {
-            line: None,
-            message: m.to_owned(),
-        }));
+        violations.extend(rule.map(OrderViolation::whole));
     }
     if violations.is_empty() {
         Ok(())
     } else {
         Err(violations)
     }
+}
+
+/// One line of an order as the buyer asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedLine {
+    pub product_id: ProductId,
+    /// As sent: anything but a whole number from 1 to [`MAX_QUANTITY`] breaks a rule.
+    pub quantity: i64,
+}
+
+/// What placing an order needs to know of a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer<'a> {
+    pub name: &'a str,
+    pub price: Money,
+    pub active: bool,
+}
+
+/// The guide's order placement, whole: checks every rule over the lines as asked, merges the
+/// lines of one product into one, puts lines in product-id order (the order in which stock is
+/// taken, so that concurrent orders lock rows alike) and prices them with the buyer's tier
+/// discount. `offers` are the products found; a product not among them is not available. The
+/// result is a pending order for `buyer`, or every broken rule.
+pub fn place_order<'a>(
+    id: OrderId,
+    buyer: UserId,
+    tier: Tier,
+    lines: &[RequestedLine],
+    offers: impl Fn(ProductId) -> Option<Offer<'a>>,
+    now: DateTime<Utc>,
+) -> Result<Order, Vec<OrderViolation>> {
+    let cart: Vec<CartLine> = lines
+        .iter()
+        .map(|line| match offers(line.product_id) {
+            Some(offer) => CartLine {
+                name: offer.name.to_owned(),
+                unit_price: offer.price,
+                quantity: line.quantity,
+                available: offer.active,
+            },
+            None => CartLine {
+                name: line.product_id.to_string(),
+                unit_price: Money::ZERO,
+                quantity: line.quantity,
+                available: false,
+            },
+        })
+        .collect();
+    validate_order(&cart)?;
+
+    let mut merged: Vec<(ProductId, i64)> = Vec::with_capacity(lines.len());
+    for line in lines {
+        match merged.iter_mut().find(|(id, _)| *id == line.product_id) {
+            Some((_, quantity)) => *quantity += line.quantity,
+            None => merged.push((line.product_id, line.quantity)),
+        }
+    }
+    merged.sort_unstable_by_key(|(id, _)| *id);
+    let mut items = Vec::with_capacity(merged.len());
+    for (product_id, quantity) in merged {
+        // Validated above: every product is on offer and every quantity is in range, so a
+        // merged line holds at most MAX_LINES × MAX_QUANTITY, well within i32.
+        let offer = offers(product_id).ok_or_else(|| {
+            vec![OrderViolation::whole(OrderRule::NotAvailable(
+                product_id.to_string(),
+            ))]
+        })?;
+        let quantity = i32::try_from(quantity).map_err(|_| {
+            vec![OrderViolation::whole(OrderRule::InvalidQuantity(
+                offer.name.to_owned(),
+            ))]
+        })?;
+        items.push(OrderItem {
+            product_id,
+            name: offer.name.to_owned(),
+            quantity,
+            unit_price: offer.price,
+            line_total: Money::ZERO,
+        });
+    }
+    let priced: Vec<(Money, i64)> = items
+        .iter()
+        .map(|item| (item.unit_price, i64::from(item.quantity)))
+        .collect();
+    let totals = price_order(&priced, tier)
+        .ok_or_else(|| vec![OrderViolation::whole(OrderRule::TotalTooLarge)])?;
+    for (item, line_total) in items.iter_mut().zip(totals.line_totals) {
+        item.line_total = line_total;
+    }
+    Ok(Order {
+        id,
+        user_id: buyer,
+        status: OrderStatus::Pending,
+        items,
+        subtotal: totals.subtotal,
+        discount: totals.discount,
+        total: totals.total,
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 /// The guide's `calculateDiscount`, as a percentage: premium 20 %, regular 10 %, guest 0.
@@ -302,7 +418,7 @@ mod tests {
             .err()
             .unwrap_or_default()
             .into_iter()
-            .map(|v| v.message)
+            .map(|v| v.rule.to_string())
             .collect()
     }
 
@@ -404,6 +520,125 @@ mod tests {
     fn an_order_too_large_to_count_is_refused_not_wrapped() {
         let lines = [line("A", 100_000_000_000, MAX_QUANTITY)];
         assert!(messages(&lines).contains(&"Order total is too large".to_owned()));
+    }
+
+    fn place(
+        lines: &[RequestedLine],
+        offers: &[(ProductId, Offer<'static>)],
+    ) -> Result<Order, Vec<OrderViolation>> {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        place_order(
+            OrderId::generate(),
+            UserId::generate(),
+            Tier::Regular,
+            lines,
+            |id| offers.iter().find(|(p, _)| *p == id).map(|(_, o)| *o),
+            now,
+        )
+    }
+
+    fn offer(name: &'static str, cents: i64) -> Offer<'static> {
+        Offer {
+            name,
+            price: Money::from_cents(cents),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn placing_merges_the_lines_of_one_product_orders_them_by_id_and_prices_them() {
+        let (a, b) = (ProductId::generate(), ProductId::generate());
+        let offers = [(a, offer("Mug", 1250)), (b, offer("Pot", 4000))];
+        let asked = [
+            RequestedLine {
+                product_id: b,
+                quantity: 1,
+            },
+            RequestedLine {
+                product_id: a,
+                quantity: 2,
+            },
+            RequestedLine {
+                product_id: b,
+                quantity: 2,
+            },
+        ];
+        let order = place(&asked, &offers).unwrap();
+        let lines: Vec<(ProductId, &str, i32, i64)> = order
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.product_id,
+                    i.name.as_str(),
+                    i.quantity,
+                    i.line_total.cents(),
+                )
+            })
+            .collect();
+        assert_eq!(lines, [(a, "Mug", 2, 2500), (b, "Pot", 3, 12000)]);
+        assert_eq!(order.subtotal, Money::from_cents(14500));
+        assert_eq!(order.discount, Money::from_cents(1450));
+        assert_eq!(order.total, Money::from_cents(13050));
+        assert_eq!(order.status, OrderStatus::Pending);
+    }
+
+    #[test]
+    fn placing_lists_every_broken_rule_with_its_line_and_names_an_unknown_product_by_id() {
+        let (mug, gone, unknown) = (
+            ProductId::generate(),
+            ProductId::generate(),
+            ProductId::generate(),
+        );
+        let offers = [
+            (mug, offer("Mug", 1250)),
+            (
+                gone,
+                Offer {
+                    active: false,
+                    ..offer("Old Pot", 4000)
+                },
+            ),
+        ];
+        let asked = [
+            RequestedLine {
+                product_id: mug,
+                quantity: 0,
+            },
+            RequestedLine {
+                product_id: gone,
+                quantity: 1,
+            },
+            RequestedLine {
+                product_id: unknown,
+                quantity: 1,
+            },
+        ];
+        let violations = place(&asked, &offers).unwrap_err();
+        assert_eq!(
+            violations,
+            [
+                OrderViolation {
+                    line: Some(0),
+                    rule: OrderRule::InvalidQuantity("Mug".to_owned())
+                },
+                OrderViolation {
+                    line: Some(1),
+                    rule: OrderRule::NotAvailable("Old Pot".to_owned())
+                },
+                OrderViolation {
+                    line: Some(2),
+                    rule: OrderRule::NotAvailable(unknown.to_string())
+                },
+            ]
+        );
+        assert_eq!(
+            place(&[], &offers).unwrap_err(),
+            [OrderViolation {
+                line: None,
+                rule: OrderRule::EmptyCart
+            }]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use inkcart_app::ports::{
     CommentView, OrderQuery, OrderSortField, PostPaging, PostQuery, PostSortField, PostSummary,
     ProductQuery, ProductSortField, UserQuery, UserSortField,
 };
-use inkcart_app::shop::LineInput;
+use inkcart_domain::shop::RequestedLine;
 use inkcart_domain::shop::{Order, Product};
 use inkcart_domain::{PostId, User, UserId};
 use uuid::Uuid;
@@ -741,7 +741,7 @@ impl MutationRoot {
         let lines = items
             .iter()
             .map(|l| {
-                Ok(LineInput {
+                Ok(RequestedLine {
                     product_id: parse_id(&l.product_id)?,
                     quantity: l.quantity,
                 })

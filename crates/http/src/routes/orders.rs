@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{DailySales, OrderQuery, OrderSortField, Payment, TopProduct};
-use inkcart_app::shop::{Idempotency, LineInput, Outcome};
+use inkcart_app::shop::{Idempotency, Outcome};
 use inkcart_domain::UserId;
-use inkcart_domain::shop::{Order, OrderStatus};
+use inkcart_domain::shop::{Order, OrderStatus, RequestedLine};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -256,7 +256,7 @@ pub async fn create(
     let lines = body
         .items
         .into_iter()
-        .map(|l| LineInput {
+        .map(|l| RequestedLine {
             product_id: l.product_id.into(),
             // Fractions and out-of-range numbers break the quantity rule like 0 does.
             quantity: l.quantity.as_i64().unwrap_or(0),

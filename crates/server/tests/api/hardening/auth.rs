@@ -210,7 +210,7 @@ api_test!(
     async fn a_write_by_an_account_deleted_after_its_token_was_checked_is_a_401_not_a_500(app) {
         use inkcart_app::blog::PostInput;
         use inkcart_app::ports::PostKey;
-        use inkcart_app::shop::LineInput;
+        use inkcart_domain::shop::RequestedLine;
         let admin = app.admin().await;
         let post = app
             .post("/api/v1/posts", Some(&admin.token), json!({"title": "Open", "content": "Say hi", "published": true}))
@@ -235,7 +235,7 @@ api_test!(
             use_cases.blog().add_comment(gone, &PostKey::Id(post_id.into()), "Boo").await.map(|_| ()),
             use_cases
                 .shop()
-                .create_order(gone, vec![LineInput { product_id: product_id.into(), quantity: 1 }], None)
+                .create_order(gone, vec![RequestedLine { product_id: product_id.into(), quantity: 1 }], None)
                 .await
                 .map(|_| ()),
         ];
