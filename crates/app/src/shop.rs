@@ -95,6 +95,25 @@ fn order_violations(violations: Vec<OrderViolation>) -> AppError {
     )
 }
 
+/// A move of an order's status that is not a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderMove {
+    Cancel,
+    Ship,
+    Deliver,
+}
+
+impl OrderMove {
+    /// The status the move leads to.
+    pub const fn status(self) -> OrderStatus {
+        match self {
+            Self::Cancel => OrderStatus::Cancelled,
+            Self::Ship => OrderStatus::Shipped,
+            Self::Deliver => OrderStatus::Delivered,
+        }
+    }
+}
+
 /// Products, orders, payments and sales reports, with the product cache.
 #[derive(Clone)]
 pub struct Shop {
@@ -588,95 +607,58 @@ impl Shop {
         Ok(order)
     }
 
-    /// Cancels a pending order (its buyer, or an admin); the stock goes back.
-    pub async fn cancel_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
-        let mut order = self.get_order(actor, id).await?;
+    /// Moves an order along its status machine: cancels a pending order (its buyer, or an
+    /// admin; the stock goes back), ships a paid order with items or marks a shipped one
+    /// delivered (editors and admins). Paying is [`Shop::pay_order`].
+    pub async fn move_order(&self, actor: Actor, id: OrderId, to: OrderMove) -> AppResult<Order> {
+        let target = to.status();
+        let mut order = match to {
+            OrderMove::Cancel => self.get_order(actor, id).await?,
+            OrderMove::Ship | OrderMove::Deliver => {
+                Self::require_role(actor, Role::Editor)?;
+                self.orders
+                    .find(id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("Order"))?
+            }
+        };
         order
-            .check_transition(OrderStatus::Cancelled)
-            .map_err(|e| transition_conflict(&e))?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        if !self
-            .orders
-            .set_status(
-                tx.as_mut(),
-                id,
-                OrderStatus::Pending,
-                OrderStatus::Cancelled,
-                now,
-            )
-            .await?
-        {
-            drop(tx);
-            return Err(self.lost_race(actor, id, OrderStatus::Cancelled).await);
-        }
-        for item in &order.items {
-            self.products
-                .release_stock(tx.as_mut(), item.product_id, item.quantity, now)
-                .await?;
-        }
-        self.events
-            .record(
-                tx.as_mut(),
-                &Event::OrderCancelled {
-                    order_id: id,
-                    user_id: order.user_id,
-                },
-            )
-            .await?;
-        tx.commit().await?;
-        for item in &order.items {
-            self.forget_product(item.product_id).await;
-        }
-        order.cancel().map_err(|e| transition_conflict(&e))?;
-        order.updated_at = now;
-        Ok(order)
-    }
-
-    /// Ships a paid order with items (editors and admins).
-    pub async fn ship_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
-        self.advance_order(actor, id, OrderStatus::Shipped).await
-    }
-
-    /// Marks a shipped order delivered (editors and admins).
-    pub async fn deliver_order(&self, actor: Actor, id: OrderId) -> AppResult<Order> {
-        self.advance_order(actor, id, OrderStatus::Delivered).await
-    }
-
-    async fn advance_order(&self, actor: Actor, id: OrderId, to: OrderStatus) -> AppResult<Order> {
-        Self::require_role(actor, Role::Editor)?;
-        let mut order = self
-            .orders
-            .find(id)
-            .await?
-            .ok_or_else(|| AppError::not_found("Order"))?;
-        order
-            .check_transition(to)
+            .check_transition(target)
             .map_err(|e| transition_conflict(&e))?;
         let from = order.status;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         if !self
             .orders
-            .set_status(tx.as_mut(), id, from, to, now)
+            .set_status(tx.as_mut(), id, from, target, now)
             .await?
         {
             drop(tx);
-            return Err(self.lost_race(actor, id, to).await);
+            return Err(self.lost_race(actor, id, target).await);
         }
-        if to == OrderStatus::Shipped {
-            self.events
-                .record(
-                    tx.as_mut(),
-                    &Event::OrderShipped {
-                        order_id: id,
-                        user_id: order.user_id,
-                    },
-                )
-                .await?;
+        if to == OrderMove::Cancel {
+            for item in &order.items {
+                self.products
+                    .release_stock(tx.as_mut(), item.product_id, item.quantity, now)
+                    .await?;
+            }
+        }
+        let (order_id, user_id) = (id, order.user_id);
+        let event = match to {
+            OrderMove::Cancel => Some(Event::OrderCancelled { order_id, user_id }),
+            OrderMove::Ship => Some(Event::OrderShipped { order_id, user_id }),
+            OrderMove::Deliver => None,
+        };
+        if let Some(event) = event {
+            self.events.record(tx.as_mut(), &event).await?;
         }
         tx.commit().await?;
-        order.status = to;
+        if to == OrderMove::Cancel {
+            for item in &order.items {
+                self.forget_product(item.product_id).await;
+            }
+        }
+        order.status = target;
         order.updated_at = now;
         Ok(order)
     }

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{DailySales, OrderQuery, OrderSortField, Payment, TopProduct};
-use inkcart_app::shop::{Idempotency, Outcome};
+use inkcart_app::shop::{Idempotency, OrderMove, Outcome};
 use inkcart_domain::UserId;
 use inkcart_domain::shop::{Order, OrderStatus, RequestedLine};
 use serde::{Deserialize, Serialize};
@@ -366,6 +366,21 @@ pub async fn pay(
     Ok(respond(outcome, StatusCode::OK))
 }
 
+/// The three status routes: one use case, answered alike.
+async fn move_order(
+    state: &AppState,
+    auth: AuthUser,
+    id: Uuid,
+    to: OrderMove,
+) -> ApiResult<Json<OrderBody>> {
+    let order = state
+        .app
+        .shop()
+        .move_order(auth.actor, id.into(), to)
+        .await?;
+    Ok(Json(OrderBody::from(&order)))
+}
+
 /// Cancels a pending order (its buyer, or an admin); the stock goes back.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = OrderBody),
@@ -377,9 +392,7 @@ pub async fn cancel(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
-    Ok(Json(OrderBody::from(
-        &state.app.shop().cancel_order(auth.actor, id.into()).await?,
-    )))
+    move_order(&state, auth, id, OrderMove::Cancel).await
 }
 
 /// Ships a paid order with items (editors and admins).
@@ -393,9 +406,7 @@ pub async fn ship(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
-    Ok(Json(OrderBody::from(
-        &state.app.shop().ship_order(auth.actor, id.into()).await?,
-    )))
+    move_order(&state, auth, id, OrderMove::Ship).await
 }
 
 /// Marks a shipped order delivered (editors and admins).
@@ -409,13 +420,7 @@ pub async fn deliver(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<OrderBody>> {
-    Ok(Json(OrderBody::from(
-        &state
-            .app
-            .shop()
-            .deliver_order(auth.actor, id.into())
-            .await?,
-    )))
+    move_order(&state, auth, id, OrderMove::Deliver).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
