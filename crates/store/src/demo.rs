@@ -8,8 +8,9 @@ use inkcart_domain::Tier;
 use inkcart_domain::blog::Slug;
 use inkcart_domain::shop::{Money, price_order};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, TransactionTrait as _,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    TransactionTrait as _,
 };
 use uuid::Uuid;
 
@@ -479,6 +480,8 @@ pub async fn seed(
                 published_at: Set(published.then_some(created)),
                 created_at: Set(created),
                 updated_at: Set(created),
+                // Kept by the database's triggers.
+                comment_count: NotSet,
             });
             let mut chosen: Vec<Uuid> = Vec::new();
             for _ in 0..(1 + rng.below(3)) {

@@ -63,6 +63,23 @@ impl TestDb {
             .expect("roll back a migration");
     }
 
+    /// Rolls back the migration recorded as `name` and every later one, leaving the database as
+    /// it was before `name` ran (every migration is applied to a test database).
+    pub async fn undo_migrations_back_to(&self, name: &str) {
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let position = names
+            .iter()
+            .position(|n| n == name)
+            .expect("a migration of this crate");
+        let steps = u32::try_from(names.len() - position).expect("a few migrations");
+        Migrator::down(&self.db.writer, Some(steps))
+            .await
+            .expect("roll back migrations");
+    }
+
     /// The URL a second process can use to reach this database.
     pub fn url(&self) -> String {
         match &self.cleanup {

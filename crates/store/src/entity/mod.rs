@@ -14,6 +14,7 @@ pub mod payments;
 pub mod post_tags;
 pub mod posts;
 pub mod products;
+pub mod published_post_counts;
 pub mod refresh_tokens;
 pub mod tags;
 pub mod users;

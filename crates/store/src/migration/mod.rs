@@ -15,6 +15,7 @@ mod m20261128_000005_sqlite_fts_of_published_posts;
 mod m20261201_000001_postgres_published_search_table;
 mod m20261202_000001_email_token_address;
 mod m20261203_000002_idempotency_keys_keep_the_result;
+mod m20261203_000003_published_post_and_comment_counters;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -97,6 +98,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_postgres_published_search_table::Migration),
             Box::new(m20261202_000001_email_token_address::Migration),
             Box::new(m20261203_000002_idempotency_keys_keep_the_result::Migration),
+            Box::new(m20261203_000003_published_post_and_comment_counters::Migration),
         ]
     }
 }
@@ -124,6 +126,7 @@ mod tests {
                 "m20261201_000001_published_search",
                 "m20261202_000001_email_token_address",
                 "m20261203_000002_idempotency_keys_keep_the_result",
+                "m20261203_000003_published_post_and_comment_counters",
             ]
         );
     }

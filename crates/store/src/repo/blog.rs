@@ -14,13 +14,14 @@ use sea_orm::sea_query::{
     Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement, SimpleExpr,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait as _, Order, QueryFilter as _, QueryResult,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _, Order,
+    QueryFilter as _, QueryResult,
 };
 use uuid::Uuid;
 
 use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
-use crate::entity::{comments, post_tags, posts, tags, users};
+use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
 
 fn col(c: posts::Column) -> Expr {
@@ -41,6 +42,7 @@ fn summary_columns(q: &mut SelectStatement) {
         (P::CreatedAt, "created_at"),
         (P::UpdatedAt, "updated_at"),
         (P::AuthorId, "author_id"),
+        (P::CommentCount, "comment_count"),
     ] {
         q.expr_as(col(c), alias);
     }
@@ -66,7 +68,7 @@ fn summary_from_row(row: &QueryResult) -> AppResult<PostSummary> {
             name: get(row, "author_name")?,
         },
         tags: Vec::new(),
-        comment_count: 0,
+        comment_count: get(row, "comment_count")?,
     })
 }
 
@@ -103,6 +105,8 @@ fn post_model(p: &Post) -> posts::ActiveModel {
         published_at: Set(p.published_at),
         created_at: Set(p.created_at),
         updated_at: Set(p.updated_at),
+        // Kept by the database's triggers.
+        comment_count: NotSet,
     }
 }
 
@@ -353,6 +357,44 @@ fn search_matches(terms: &[String], backend: DbBackend, shape: Shape) -> SelectS
     matches
 }
 
+/// The kept number of published posts of a list without search (migration
+/// `m20261203_000003`): every published post, an author's or a tag's, as `n`. One row read where
+/// `COUNT(*)` read every post the filter selects; a counter without a row is zero. `None` for a
+/// search and for a tag and an author together, which no counter covers.
+fn kept_count(query: &PostQuery) -> Option<SelectStatement> {
+    use published_post_counts::Column as C;
+    if query.search.is_some() {
+        return None;
+    }
+    let counter = |c: C| Expr::col((published_post_counts::Entity, c));
+    let (scope, id) = match (query.author, query.tag.as_deref()) {
+        (None, None) => (published_post_counts::ALL, counter(C::Id).eq(Uuid::nil())),
+        (Some(author), None) => (
+            published_post_counts::AUTHOR,
+            counter(C::Id).eq(author.as_uuid()),
+        ),
+        (None, Some(tag)) => {
+            // The tag the list's filter matches: by its stored name.
+            let mut named = Query::select();
+            named
+                .column((tags::Entity, tags::Column::Id))
+                .from(tags::Entity)
+                .and_where(Expr::col((tags::Entity, tags::Column::Name)).eq(tag));
+            (
+                published_post_counts::TAG,
+                counter(C::Id).in_subquery(named),
+            )
+        }
+        (Some(_), Some(_)) => return None,
+    };
+    let mut q = Query::select();
+    q.expr_as(counter(C::N), "n")
+        .from(published_post_counts::Entity)
+        .and_where(counter(C::Scope).eq(scope))
+        .and_where(id);
+    Some(q)
+}
+
 impl SqlStore {
     /// The `n` of a counting select.
     async fn count(&self, count: SelectStatement) -> AppResult<i64> {
@@ -560,32 +602,16 @@ impl SqlStore {
             .collect()
     }
 
-    /// Tags and comment counts for a page of summaries: two queries, whatever the page size.
+    /// Tags for a page of summaries: one query, whatever the page size. (Their comment counts
+    /// are kept in `posts`, read with the page.)
     async fn decorate(&self, items: &mut [PostSummary]) -> AppResult<()> {
         if items.is_empty() {
             return Ok(());
         }
         let ids: Vec<Uuid> = items.iter().map(|p| p.id.as_uuid()).collect();
         let mut tag_names = self.tags_of(&ids).await?;
-        let mut q = Query::select();
-        q.expr_as(
-            Expr::col((comments::Entity, comments::Column::PostId)),
-            "post_id",
-        )
-        .expr_as(Expr::cust("COUNT(*)"), "n")
-        .from(comments::Entity)
-        .and_where(
-            Expr::col((comments::Entity, comments::Column::PostId)).is_in(ids.iter().copied()),
-        )
-        .group_by_col((comments::Entity, comments::Column::PostId));
-        let rows = self.read_all(&q).await?;
-        let mut counts: HashMap<Uuid, i64> = HashMap::new();
-        for row in &rows {
-            counts.insert(get(row, "post_id")?, get(row, "n")?);
-        }
         for item in items {
             item.tags = tag_names.remove(&item.id.as_uuid()).unwrap_or_default();
-            item.comment_count = counts.get(&item.id.as_uuid()).copied().unwrap_or(0);
         }
         Ok(())
     }
@@ -838,9 +864,13 @@ impl PostRepo for SqlStore {
                 (Some(terms), _) if index_page.is_some() => {
                     self.count(count_matches(terms, backend)).await?
                 }
+                // Kept by the database, or else counted.
                 _ => {
-                    let mut count = self.posts_select(query, backend, Shape::Count);
-                    count.expr_as(Expr::cust("COUNT(*)"), "n");
+                    let count = kept_count(query).unwrap_or_else(|| {
+                        let mut count = self.posts_select(query, backend, Shape::Count);
+                        count.expr_as(Expr::cust("COUNT(*)"), "n");
+                        count
+                    });
                     self.count(count).await?
                 }
             }),
