@@ -9,15 +9,16 @@ use chrono::{Duration, Utc};
 use inkcart_adapters::redis_queue::RedisJobQueue;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostCursor,
-    PostCursorValue, PostKey, PostPaging, PostQuery, PostRepo, PostSortField, ProductQuery,
-    ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store, SystemClock,
-    UserQuery, UserRepo, UserSortField, truncate_to_micros,
+    Claim, Clock, Comment, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment,
+    PostCursor, PostCursorValue, PostKey, PostPaging, PostQuery, PostRepo, PostSortField,
+    ProductQuery, ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store,
+    SystemClock, UserQuery, UserRepo, UserSortField, truncate_to_micros,
 };
 use inkcart_app::{AppError, ErrorCode};
+use inkcart_domain::blog::{Post, Slug, TagName};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
-use inkcart_domain::{Email, PostId, ProductId, Role, Tier, User, UserId, UserName};
+use inkcart_domain::{CommentId, Email, PostId, ProductId, Role, Tier, User, UserId, UserName};
 use inkcart_store::{SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query};
@@ -1118,5 +1119,462 @@ db_test!(
         let conn = db.db.writer_for_tests();
         conn.execute_unprepared("UPDATE posts SET title = title").await.unwrap();
         assert_eq!(results().await, before);
+    }
+);
+
+// ---- Kept counts: published posts overall, per author and per tag; comments per post ----
+
+/// Tags the count tests write with (made before the writers run, so that no two of them
+/// create the same tag at once).
+const COUNTED_TAGS: [&str; 5] = ["alpha", "beta", "gamma", "delta", "epsilon"];
+
+fn counted_tag(i: usize) -> &'static str {
+    COUNTED_TAGS[i % COUNTED_TAGS.len()]
+}
+
+fn blog_post(author: UserId, slug: &str, published: bool) -> Post {
+    let now = SystemClock.now();
+    Post {
+        id: PostId::generate(),
+        author_id: author,
+        title: slug.to_owned(),
+        slug: Slug::parse(slug).unwrap(),
+        content: "x".to_owned(),
+        content_html: "<p>x</p>\n".to_owned(),
+        excerpt: "x".to_owned(),
+        cover_image_key: None,
+        published,
+        published_at: published.then_some(now),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn tag_names(names: &[&str]) -> Vec<TagName> {
+    names.iter().map(|n| TagName::parse(n).unwrap()).collect()
+}
+
+async fn create_post(store: &SqlStore, post: &Post, tags: &[&str]) {
+    let mut tx = store.begin().await.unwrap();
+    PostRepo::insert(store, tx.as_mut(), post, &tag_names(tags))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Writes the post's fields (and replaces its tags when given); whether it was still there.
+async fn change_post(store: &SqlStore, post: &Post, tags: Option<&[&str]>) -> bool {
+    let tags = tags.map(tag_names);
+    let mut tx = store.begin().await.unwrap();
+    let found = PostRepo::update(store, tx.as_mut(), post, tags.as_deref())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    found
+}
+
+async fn delete_post(store: &SqlStore, id: PostId) -> bool {
+    let mut tx = store.begin().await.unwrap();
+    let found = PostRepo::delete(store, tx.as_mut(), id).await.unwrap();
+    tx.commit().await.unwrap();
+    found
+}
+
+async fn add_comment(store: &SqlStore, post_id: PostId, author: UserId) -> CommentId {
+    let now = SystemClock.now();
+    let comment = Comment {
+        id: CommentId::generate(),
+        post_id,
+        author_id: author,
+        content: "hi".to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut tx = store.begin().await.unwrap();
+    PostRepo::insert_comment(store, tx.as_mut(), &comment)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    comment.id
+}
+
+async fn remove_comment(store: &SqlStore, id: CommentId) -> bool {
+    let mut tx = store.begin().await.unwrap();
+    let found = PostRepo::delete_comment(store, tx.as_mut(), id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    found
+}
+
+async fn delete_user(store: &SqlStore, id: UserId) {
+    let mut tx = store.begin().await.unwrap();
+    assert!(UserRepo::delete(store, tx.as_mut(), id).await.unwrap());
+    tx.commit().await.unwrap();
+}
+
+/// The first page of a list of published posts, newest first, with its total.
+async fn first_page(
+    store: &SqlStore,
+    author: Option<Uuid>,
+    tag: Option<&str>,
+    limit: u64,
+) -> inkcart_app::ports::PostPage {
+    let query = PostQuery {
+        paging: PostPaging::Offset(PageRequest { page: 1, limit }),
+        tag: tag.map(str::to_owned),
+        author: author.map(UserId::from_uuid),
+        sort: Sort {
+            field: PostSortField::CreatedAt,
+            direction: Direction::Desc,
+        },
+        search: None,
+    };
+    PostRepo::list(store, &query).await.unwrap()
+}
+
+/// A fresh `COUNT(*)` of the published posts, of an author or with a tag (by name) when given.
+async fn counted_now(db: &inkcart_store::Db, author: Option<Uuid>, tag: Option<&str>) -> u64 {
+    let posts = || Alias::new("posts");
+    let mut q = Query::select();
+    q.expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(posts())
+        .and_where(Expr::col((posts(), Alias::new("published"))).eq(true));
+    if let Some(author) = author {
+        q.and_where(Expr::col((posts(), Alias::new("author_id"))).eq(author));
+    }
+    if let Some(tag) = tag {
+        let (links, tags) = (|| Alias::new("post_tags"), || Alias::new("tags"));
+        let mut tagged = Query::select();
+        tagged
+            .expr(Expr::val(1))
+            .from(links())
+            .inner_join(
+                tags(),
+                Expr::col((tags(), Alias::new("id"))).equals((links(), Alias::new("tag_id"))),
+            )
+            .and_where(
+                Expr::col((links(), Alias::new("post_id"))).equals((posts(), Alias::new("id"))),
+            )
+            .and_where(Expr::col((tags(), Alias::new("name"))).eq(tag));
+        q.and_where(Expr::exists(tagged));
+    }
+    let conn = db.writer_for_tests();
+    let rows = conn
+        .query_all_raw(conn.get_database_backend().build(&q))
+        .await
+        .unwrap();
+    u64::try_from(rows[0].try_get::<i64>("", "n").unwrap()).unwrap()
+}
+
+/// Every kept count against a fresh count of the same rows:
+/// - the list's total overall, for every account (deleted ones and one that never existed
+///   included, through `extra_authors`) and every tag (and a name that is no tag), against a
+///   `COUNT(*)` over the same filter;
+/// - the counters themselves: exactly one row per author and tag with published posts;
+/// - every post's comment count, and the counts the list's summaries carry.
+async fn assert_counts_exact(db: &inkcart_store::testing::TestDb, extra_authors: &[Uuid]) {
+    let store = SqlStore::new(db.db.clone());
+    let mut authors: Vec<Uuid> = rows(&db.db, "SELECT id FROM users", &["id"])
+        .await
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    authors.extend_from_slice(extra_authors);
+    authors.push(Uuid::now_v7());
+    let mut tags: Vec<String> = rows(&db.db, "SELECT name FROM tags", &["name"])
+        .await
+        .into_iter()
+        .map(|mut r| r.remove(0))
+        .collect();
+    tags.push("no-such-tag".to_owned());
+
+    let total = first_page(&store, None, None, 1).await.total;
+    assert_eq!(
+        total,
+        Some(counted_now(&db.db, None, None).await),
+        "every published post"
+    );
+    for author in &authors {
+        let total = first_page(&store, Some(*author), None, 1).await.total;
+        assert_eq!(
+            total,
+            Some(counted_now(&db.db, Some(*author), None).await),
+            "author {author}"
+        );
+    }
+    for tag in &tags {
+        let total = first_page(&store, None, Some(tag), 1).await.total;
+        assert_eq!(
+            total,
+            Some(counted_now(&db.db, None, Some(tag)).await),
+            "tag {tag}"
+        );
+    }
+
+    let kept = rows(
+        &db.db,
+        "SELECT scope, id, n FROM published_post_counts WHERE scope <> 'all' ORDER BY scope, id",
+        &["scope", "id", "n"],
+    )
+    .await;
+    let fresh = rows(
+        &db.db,
+        "SELECT 'author' AS scope, author_id AS id, COUNT(*) AS n FROM posts WHERE published \
+           GROUP BY author_id \
+         UNION ALL \
+         SELECT 'tag', post_tags.tag_id, COUNT(*) FROM post_tags \
+           JOIN posts ON posts.id = post_tags.post_id WHERE posts.published \
+           GROUP BY post_tags.tag_id \
+         ORDER BY 1, 2",
+        &["scope", "id", "n"],
+    )
+    .await;
+    assert_eq!(
+        kept, fresh,
+        "the counters hold one row per author and tag with published posts"
+    );
+    if db.backend() == inkcart_store::Backend::Postgres {
+        let journal = rows(
+            &db.db,
+            "SELECT COUNT(*) AS n FROM published_post_count_changes",
+            &["n"],
+        )
+        .await;
+        assert_eq!(
+            journal,
+            [["0"]],
+            "every transaction applied and removed its changes"
+        );
+    }
+
+    let wrong = rows(
+        &db.db,
+        "SELECT id, comment_count FROM posts \
+         WHERE comment_count <> (SELECT COUNT(*) FROM comments WHERE comments.post_id = posts.id)",
+        &["id", "comment_count"],
+    )
+    .await;
+    assert!(
+        wrong.is_empty(),
+        "posts whose kept comment count is not their number of comments: {wrong:?}"
+    );
+    let counted: std::collections::HashMap<Uuid, i64> = rows(
+        &db.db,
+        "SELECT post_id, COUNT(*) AS n FROM comments GROUP BY post_id",
+        &["post_id", "n"],
+    )
+    .await
+    .iter()
+    .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+    .collect();
+    let listed = first_page(&store, None, None, 10_000).await;
+    for summary in &listed.items {
+        assert_eq!(
+            summary.comment_count,
+            counted.get(&summary.id.as_uuid()).copied().unwrap_or(0),
+            "{}",
+            summary.slug
+        );
+    }
+}
+
+db_test!(
+    async fn every_write_to_posts_tag_links_and_comments_keeps_the_counts_exact(db) {
+        let store = SqlStore::new(db.db.clone());
+        let ann = user("ann@example.com", Some("Ann"));
+        let bob = user("bob@example.com", Some("Bob"));
+        for u in [&ann, &bob] {
+            insert(&store, u).await.unwrap();
+        }
+        assert_counts_exact(&db, &[]).await;
+
+        // Created published, as a draft, and without tags.
+        let mut first = blog_post(ann.id, "first", true);
+        create_post(&store, &first, &["alpha", "beta"]).await;
+        let mut draft = blog_post(bob.id, "draft", false);
+        create_post(&store, &draft, &["beta"]).await;
+        let third = blog_post(bob.id, "third", true);
+        create_post(&store, &third, &[]).await;
+        assert_eq!(first_page(&store, None, None, 1).await.total, Some(2));
+        assert_eq!(first_page(&store, None, Some("beta"), 1).await.total, Some(1));
+        assert_counts_exact(&db, &[]).await;
+
+        // Comments, added and deleted.
+        add_comment(&store, first.id, bob.id).await;
+        let gone = add_comment(&store, first.id, ann.id).await;
+        add_comment(&store, first.id, bob.id).await;
+        add_comment(&store, third.id, ann.id).await;
+        assert!(remove_comment(&store, gone).await);
+        assert_counts_exact(&db, &[]).await;
+
+        // Published with new tags; unpublished; tags changed on a published post; an edit that
+        // changes neither.
+        draft.published = true;
+        assert!(change_post(&store, &draft, Some(&["gamma", "beta"])).await);
+        assert_counts_exact(&db, &[]).await;
+        first.published = false;
+        assert!(change_post(&store, &first, None).await);
+        assert_eq!(first_page(&store, Some(ann.id.as_uuid()), None, 1).await.total, Some(0));
+        assert_counts_exact(&db, &[]).await;
+        assert!(change_post(&store, &draft, Some(&["delta"])).await);
+        assert_counts_exact(&db, &[]).await;
+        draft.title = "Draft, edited".to_owned();
+        assert!(change_post(&store, &draft, None).await);
+        first.published = true;
+        assert!(change_post(&store, &first, Some(&[])).await);
+        assert_counts_exact(&db, &[]).await;
+
+        // A published post deleted with its comments and links.
+        assert!(delete_post(&store, third.id).await);
+        assert_counts_exact(&db, &[]).await;
+
+        // A transaction that never commits counts nothing.
+        {
+            let mut tx = store.begin().await.unwrap();
+            let ghost = blog_post(ann.id, "ghost", true);
+            PostRepo::insert(&store, tx.as_mut(), &ghost, &tag_names(&["alpha"])).await.unwrap();
+            drop(tx);
+        }
+        assert_counts_exact(&db, &[]).await;
+
+        // Writes no repository makes: a tag deleted, a link and a comment moved.
+        let conn = db.db.writer_for_tests();
+        create_post(&store, &blog_post(bob.id, "fourth", true), &["epsilon", "alpha"]).await;
+        for sql in [
+            "DELETE FROM tags WHERE name = 'epsilon'",
+            "UPDATE post_tags SET tag_id = (SELECT id FROM tags WHERE name = 'beta') \
+               WHERE post_id = (SELECT id FROM posts WHERE slug = 'fourth')",
+            "UPDATE comments SET post_id = (SELECT id FROM posts WHERE slug = 'draft')",
+        ] {
+            conn.execute_unprepared(sql).await.unwrap();
+            assert_counts_exact(&db, &[]).await;
+        }
+
+        // An account deleted with its posts and its comments on others' posts.
+        add_comment(&store, draft.id, ann.id).await;
+        delete_user(&store, bob.id).await;
+        assert_counts_exact(&db, &[bob.id.as_uuid()]).await;
+        assert_eq!(first_page(&store, Some(bob.id.as_uuid()), None, 1).await.total, Some(0));
+
+        // The list answers the kept number, not a count of its own.
+        let counted = counted_now(&db.db, None, None).await;
+        conn.execute_unprepared("UPDATE published_post_counts SET n = n + 1000 WHERE scope = 'all'").await.unwrap();
+        assert_eq!(first_page(&store, None, None, 1).await.total, Some(counted + 1000));
+    }
+);
+
+db_test!(
+    async fn kept_counts_are_exact_after_concurrent_creates_publishes_unpublishes_tag_changes_comments_and_deletes(db) {
+        let store = SqlStore::new(db.db.clone());
+        let authors: Vec<User> = (0..4).map(|i| user(&format!("author{i}@example.com"), None)).collect();
+        for author in &authors {
+            insert(&store, author).await.unwrap();
+        }
+        let ids: Vec<UserId> = authors.iter().map(|a| a.id).collect();
+        // The tags exist before the writers start; a draft carries them all.
+        create_post(&store, &blog_post(ids[0], "every-tag", false), &COUNTED_TAGS).await;
+        // Posts every writer may change, each with comments by the account deleted below.
+        let mut shared = Vec::new();
+        for i in 0..8 {
+            let post = blog_post(ids[i % 3], &format!("shared-{i}"), i % 2 == 0);
+            create_post(&store, &post, &[counted_tag(i), counted_tag(i + 2)]).await;
+            add_comment(&store, post.id, ids[3]).await;
+            add_comment(&store, post.id, ids[0]).await;
+            shared.push(post);
+        }
+        // The deleted account's own posts, with comments by others.
+        for i in 0..3 {
+            let post = blog_post(ids[3], &format!("leaving-{i}"), i != 1);
+            create_post(&store, &post, &[counted_tag(i)]).await;
+            add_comment(&store, post.id, ids[1]).await;
+        }
+        assert_counts_exact(&db, &[]).await;
+
+        let mut writers = tokio::task::JoinSet::new();
+        for i in 0..40_usize {
+            let (store, ids, shared) = (store.clone(), ids.clone(), shared.clone());
+            writers.spawn(async move {
+                let mut post = shared[i % shared.len()].clone();
+                match i % 5 {
+                    // A post of one's own: created, published, unpublished, retagged, deleted.
+                    0 => {
+                        let author = ids[i % 3];
+                        let mut kept = blog_post(author, &format!("own-{i}-kept"), false);
+                        let mut gone = blog_post(author, &format!("own-{i}-gone"), true);
+                        create_post(&store, &kept, &[counted_tag(i)]).await;
+                        create_post(&store, &gone, &[counted_tag(i + 1), counted_tag(i + 3)]).await;
+                        kept.published = true;
+                        assert!(change_post(&store, &kept, None).await);
+                        add_comment(&store, kept.id, ids[(i + 1) % 3]).await;
+                        gone.published = false;
+                        assert!(change_post(&store, &gone, Some(&[counted_tag(i + 4)])).await);
+                        gone.published = true;
+                        assert!(change_post(&store, &gone, None).await);
+                        assert!(change_post(&store, &kept, Some(&[counted_tag(i + 2), counted_tag(i)])).await);
+                        assert!(delete_post(&store, gone.id).await);
+                    }
+                    // A shared post published and unpublished in turn.
+                    1 => {
+                        for step in 0..4 {
+                            post.published = (i + step) % 2 == 0;
+                            assert!(change_post(&store, &post, None).await);
+                        }
+                    }
+                    // A shared post's tags replaced, emptied, replaced.
+                    2 => {
+                        assert!(change_post(&store, &post, Some(&[counted_tag(i), counted_tag(i + 1)])).await);
+                        assert!(change_post(&store, &post, Some(&[])).await);
+                        assert!(change_post(&store, &post, Some(&[counted_tag(i + 4)])).await);
+                    }
+                    // Comments on shared posts, one of them deleted again.
+                    3 => {
+                        let first = add_comment(&store, post.id, ids[i % 3]).await;
+                        add_comment(&store, shared[(i + 1) % shared.len()].id, ids[(i + 1) % 3]).await;
+                        assert!(remove_comment(&store, first).await);
+                    }
+                    // One account deleted with its posts and comments; new posts elsewhere.
+                    _ if i == 4 => delete_user(&store, ids[3]).await,
+                    _ => {
+                        let fresh = blog_post(ids[i % 3], &format!("new-{i}"), i % 3 != 0);
+                        create_post(&store, &fresh, &[counted_tag(i), counted_tag(i + 1), counted_tag(i + 2)]).await;
+                        add_comment(&store, fresh.id, ids[0]).await;
+                    }
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        assert_counts_exact(&db, &[]).await;
+        assert_eq!(first_page(&store, Some(ids[3].as_uuid()), None, 1).await.total, Some(0));
+    }
+);
+
+db_test!(
+    async fn seeded_demo_data_is_counted_exactly(db) {
+        seed_demo(&db.db, Utc::now()).await;
+        assert_counts_exact(&db, &[]).await;
+    }
+);
+
+db_test!(
+    async fn a_database_from_before_the_kept_counts_upgrades_with_exact_counts(db) {
+        // Posts, links and comments written before the migration that keeps the counts, which
+        // fills the counters from them.
+        db.undo_migrations_back_to("m20261203_000003_published_post_and_comment_counters").await;
+        seed_demo(&db.db, Utc::now()).await;
+        db.db.migrate().await.unwrap();
+        assert_counts_exact(&db, &[]).await;
+        // And keeps them from then on.
+        let store = SqlStore::new(db.db.clone());
+        let listed = first_page(&store, None, None, 3).await.items;
+        let post = PostRepo::find(&store, &PostKey::Id(listed[0].id)).await.unwrap().unwrap();
+        let mut unpublished = post.post.clone();
+        unpublished.published = false;
+        assert!(change_post(&store, &unpublished, Some(&["alpha"])).await);
+        add_comment(&store, listed[1].id, post.post.author_id).await;
+        assert!(delete_post(&store, listed[2].id).await);
+        assert_counts_exact(&db, &[]).await;
     }
 );
