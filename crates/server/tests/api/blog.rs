@@ -830,3 +830,130 @@ api_test!(
         assert_eq!(renamed.body["tags"], json!(["news"]));
     }
 );
+
+// ---- kept counts ----
+
+/// The first page (up to 100 posts) of the list with `filter`: its total and its posts.
+async fn listed(app: &TestApp, filter: &str) -> (u64, Vec<Value>) {
+    let r = app
+        .get(&format!("/api/v1/posts?page=1&limit=100{filter}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    (
+        r.body["meta"]["total"].as_u64().unwrap(),
+        r.body["data"].as_array().unwrap().clone(),
+    )
+}
+
+async fn expect_status(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let r = app.call(method, uri, Some(token), body).await;
+    assert_eq!(r.status, status, "{uri}: {}", r.text);
+    r.body
+}
+
+api_test!(
+    async fn list_totals_and_comment_counts_stay_exact_under_concurrent_writes(app) {
+        let ann = app.user_with_role("ann@example.com", "editor").await;
+        let bob = app.user_with_role("bob@example.com", "editor").await;
+        let dave = app.user_with_role("dave@example.com", "editor").await;
+        let carol = app.viewer("carol@example.com").await;
+        let admin = app.admin().await;
+        const TAGS: [&str; 4] = ["red", "green", "blue", "cyan"];
+        let tag = |i: usize| TAGS[i % TAGS.len()];
+        let editors = [&ann, &bob];
+        // The tags exist before the writers start (a draft carries them all).
+        write(&app, &ann, json!({"title": "Palette", "content": "x", "tags": TAGS})).await;
+        // Posts that stay published (their tags change, they take comments, one of them from
+        // the account deleted below), and posts that are published and unpublished in turn.
+        let (mut stable, mut flipping) = (Vec::new(), Vec::new());
+        for i in 0..4 {
+            let post = publish(&app, editors[i % 2], &format!("Stable {i}"), "x", &[tag(i)]).await;
+            let id = post["id"].as_str().unwrap().to_owned();
+            expect_status(&app, Method::POST, &format!("/api/v1/posts/{id}/comments"), &dave.token, Some(json!({"content": "from dave"})), 201).await;
+            stable.push(id);
+            let post = publish(&app, editors[i % 2], &format!("Flipping {i}"), "x", &[tag(i + 1), tag(i + 2)]).await;
+            flipping.push(post["id"].as_str().unwrap().to_owned());
+        }
+        publish(&app, &dave, "Leaving", "x", &[tag(0)]).await;
+
+        let writers = (0..32_usize).map(|i| {
+            let (app, stable, flipping, carol, admin, dave) = (&app, &stable, &flipping, &carol, &admin, &dave);
+            let author = editors[i % 2];
+            async move {
+                match i % 4 {
+                    // A post of one's own: created, unpublished, republished with other tags,
+                    // commented, and every other one deleted.
+                    0 => {
+                        let post = publish(app, author, &format!("Own {i}"), "x", &[tag(i), tag(i + 1)]).await;
+                        let path = format!("/api/v1/posts/{}", post["id"].as_str().unwrap());
+                        expect_status(app, Method::PATCH, &path, &author.token, Some(json!({"published": false})), 200).await;
+                        expect_status(app, Method::PATCH, &path, &author.token, Some(json!({"published": true, "tags": [tag(i + 2)]})), 200).await;
+                        expect_status(app, Method::POST, &format!("{path}/comments"), &carol.token, Some(json!({"content": "nice"})), 201).await;
+                        if i % 8 == 0 {
+                            expect_status(app, Method::DELETE, &path, &author.token, None, 204).await;
+                        }
+                    }
+                    // A shared post published and unpublished in turn.
+                    1 => {
+                        let path = format!("/api/v1/posts/{}", flipping[i % flipping.len()]);
+                        for step in 0..3 {
+                            let published = (i / 4 + step) % 2 == 0;
+                            expect_status(app, Method::PATCH, &path, &admin.token, Some(json!({"published": published})), 200).await;
+                        }
+                    }
+                    // A published post's tags replaced, emptied, replaced.
+                    2 => {
+                        let path = format!("/api/v1/posts/{}", stable[i % stable.len()]);
+                        for tags in [json!([tag(i), tag(i + 1)]), json!([]), json!([tag(i + 3)])] {
+                            expect_status(app, Method::PATCH, &path, &admin.token, Some(json!({"tags": tags})), 200).await;
+                        }
+                    }
+                    // An account deleted with its post and its comments.
+                    _ if i == 3 => {
+                        expect_status(app, Method::DELETE, &format!("/api/v1/users/{}", dave.id), &admin.token, None, 204).await;
+                    }
+                    // Comments on published posts, one of them deleted again.
+                    _ => {
+                        let mut ids = Vec::new();
+                        for post in [&stable[i % stable.len()], &stable[(i + 1) % stable.len()]] {
+                            let comment = expect_status(app, Method::POST, &format!("/api/v1/posts/{post}/comments"), &carol.token, Some(json!({"content": "hi"})), 201).await;
+                            ids.push(comment["id"].as_str().unwrap().to_owned());
+                        }
+                        expect_status(app, Method::DELETE, &format!("/api/v1/comments/{}", ids[0]), &carol.token, None, 204).await;
+                    }
+                }
+            }
+        });
+        futures::future::join_all(writers).await;
+
+        // Each total is the number of posts the list itself finds.
+        let (total, everything) = listed(&app, "").await;
+        assert!(total > 0 && total < 100, "{total}");
+        assert_eq!(total, everything.len() as u64);
+        for author in [&ann, &bob, &dave, &carol] {
+            let (total, posts) = listed(&app, &format!("&author={}", author.id)).await;
+            assert_eq!(total, posts.len() as u64, "author {}", author.id);
+        }
+        assert_eq!(listed(&app, &format!("&author={}", dave.id)).await.0, 0);
+        let tag_list = app.get("/api/v1/tags?limit=100", None).await;
+        for name in TAGS.iter().chain(&["no-such-tag"]) {
+            let (total, posts) = listed(&app, &format!("&tag={name}")).await;
+            assert_eq!(total, posts.len() as u64, "tag {name}");
+            let listed_count = tag_list.body["data"].as_array().unwrap().iter().find(|t| t["name"] == *name).map_or(0, |t| t["postCount"].as_u64().unwrap());
+            assert_eq!(listed_count, total, "tag {name} in the tag list");
+        }
+        // Each summary's comment count is the number of comments the post lists.
+        for post in &everything {
+            let comments = app.get(&format!("/api/v1/posts/{}/comments?limit=100", post["id"].as_str().unwrap()), None).await;
+            assert_eq!(comments.status, 200, "{}", comments.text);
+            assert_eq!(post["commentCount"], comments.body["data"].as_array().unwrap().len(), "{}", post["title"]);
+        }
+    }
+);
