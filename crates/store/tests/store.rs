@@ -1271,7 +1271,8 @@ async fn counted_now(db: &inkcart_store::Db, author: Option<Uuid>, tag: Option<&
 /// - the list's total overall, for every account (deleted ones and one that never existed
 ///   included, through `extra_authors`) and every tag (and a name that is no tag), against a
 ///   `COUNT(*)` over the same filter;
-/// - the counters themselves: exactly one row per author and tag with published posts;
+/// - the counters themselves: exactly one row per author and tag with published posts, and
+///   the tag list they give;
 /// - every post's comment count, and the counts the list's summaries carry.
 async fn assert_counts_exact(db: &inkcart_store::testing::TestDb, extra_authors: &[Uuid]) {
     let store = SqlStore::new(db.db.clone());
@@ -1334,6 +1335,28 @@ async fn assert_counts_exact(db: &inkcart_store::testing::TestDb, extra_authors:
         kept, fresh,
         "the counters hold one row per author and tag with published posts"
     );
+    let tag_list: Vec<Vec<String>> = PostRepo::tags(
+        &store,
+        PageRequest {
+            page: 1,
+            limit: 100,
+        },
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(name, n)| vec![name, n.to_string()])
+    .collect();
+    let fresh_tag_list = rows(
+        &db.db,
+        "SELECT tags.name AS name, COUNT(*) AS n FROM tags \
+           JOIN post_tags ON post_tags.tag_id = tags.id \
+           JOIN posts ON posts.id = post_tags.post_id WHERE posts.published \
+           GROUP BY tags.id, tags.name ORDER BY n DESC, tags.name ASC",
+        &["name", "n"],
+    )
+    .await;
+    assert_eq!(tag_list, fresh_tag_list, "the tag list, most used first");
     if db.backend() == inkcart_store::Backend::Postgres {
         let journal = rows(
             &db.db,

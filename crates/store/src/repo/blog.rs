@@ -154,26 +154,23 @@ fn page_per(
     outer
 }
 
-/// Tags of published posts with their number of posts, most used first.
+/// Tags of published posts with their number of published posts, most used first: the kept
+/// counts (migration `m20261203_000003`), not a count of every tag link of a published post.
 fn tags_select() -> SelectStatement {
+    use published_post_counts::Column as C;
+    let counter = |c: C| Expr::col((published_post_counts::Entity, c));
     let mut q = Query::select();
     q.expr_as(Expr::col((tags::Entity, tags::Column::Name)), "name")
-        .expr_as(Expr::cust(r#"COUNT("posts"."id")"#), "n")
-        .from(tags::Entity)
+        .expr_as(counter(C::N), "n")
+        .from(published_post_counts::Entity)
         .inner_join(
-            post_tags::Entity,
-            Expr::col((post_tags::Entity, post_tags::Column::TagId))
-                .equals((tags::Entity, tags::Column::Id)),
+            tags::Entity,
+            Expr::col((tags::Entity, tags::Column::Id))
+                .equals((published_post_counts::Entity, C::Id)),
         )
-        .inner_join(
-            posts::Entity,
-            Expr::col((posts::Entity, posts::Column::Id))
-                .equals((post_tags::Entity, post_tags::Column::PostId))
-                .and(col(posts::Column::Published).eq(true)),
-        )
-        .group_by_col((tags::Entity, tags::Column::Id))
-        .group_by_col((tags::Entity, tags::Column::Name))
-        .order_by_expr(Expr::cust(r#"COUNT("posts"."id")"#), Order::Desc)
+        .and_where(counter(C::Scope).eq(published_post_counts::TAG))
+        .and_where(counter(C::N).gt(0))
+        .order_by((published_post_counts::Entity, C::N), Order::Desc)
         .order_by((tags::Entity, tags::Column::Name), Order::Asc);
     q
 }
