@@ -172,12 +172,12 @@ impl Background {
             return Ok(0);
         }
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut jobs = Vec::with_capacity(events.len());
         for event in &events {
-            for job in self.jobs_for(event, now)? {
-                self.jobs.enqueue(tx.as_mut(), &job, now).await?;
-            }
+            jobs.extend(self.jobs_for(event, now)?);
         }
+        let mut tx = self.store.begin().await?;
+        self.jobs.enqueue_many(tx.as_mut(), &jobs, now).await?;
         let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
         self.outbox.mark_dispatched(tx.as_mut(), &ids, now).await?;
         tx.commit().await?;

@@ -728,6 +728,23 @@ pub struct Purged {
 pub trait JobQueue: Send + Sync {
     /// Enqueues in the caller's transaction; `false` when a job with this effect key exists.
     async fn enqueue(&self, tx: &mut dyn Tx, job: &NewJob, now: DateTime<Utc>) -> AppResult<bool>;
+    /// Enqueues several jobs in the caller's transaction, skipping those whose effect key
+    /// exists; how many were new. A queue may write them in one statement (the relay's batch
+    /// then holds the writer for one insert, not one per job).
+    async fn enqueue_many(
+        &self,
+        tx: &mut dyn Tx,
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> AppResult<u64> {
+        let mut added = 0;
+        for job in jobs {
+            if self.enqueue(tx, job, now).await? {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
     /// Takes up to `limit` due jobs (and jobs whose worker's lease ran out) for `worker`,
     /// counting an attempt each. No job is handed to two workers while its lease lasts.
     async fn claim(

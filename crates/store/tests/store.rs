@@ -835,6 +835,32 @@ db_test!(
     }
 );
 
+db_test!(
+    async fn a_batch_of_jobs_goes_in_at_once_skipping_the_effect_keys_already_queued(db) {
+        use inkcart_app::ports::JobQueue;
+        let store = SqlStore::new(db.db.clone());
+        let t0 = SystemClock.now();
+        assert!(enqueue(&store, &store, "known", t0).await);
+        let batch: Vec<_> = ["known", "a", "b"].iter().map(|k| new_job(k, t0)).collect();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(store.enqueue_many(tx.as_mut(), &batch, t0).await.unwrap(), 2);
+        tx.commit().await.unwrap();
+        // Rolled back with the caller's transaction like a single enqueue.
+        let mut tx = store.begin().await.unwrap();
+        let dropped = [new_job("c", t0)];
+        assert_eq!(store.enqueue_many(tx.as_mut(), &dropped, t0).await.unwrap(), 1);
+        drop(tx);
+        let mut keys: Vec<String> = JobQueue::claim(&store, "w", 10, std::time::Duration::from_secs(30), t0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.effect_key)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "b", "known"]);
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_job_queue_keeps_the_same_contract() {
     let url = std::env::var("INKCART_TEST_REDIS_URL")
