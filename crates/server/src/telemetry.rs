@@ -9,7 +9,7 @@
 //! straight into bytes. The crate's own JSON formatter writes through an adaptor that checks
 //! every fragment serde_json emits for valid UTF-8 and visits fields through `tracing-serde`;
 //! with one access line per request, that was about a tenth of the CPU of a request that does
-//! nothing else (docs/benchmarks.md, section 10).
+//! nothing else (docs/benchmarks-history.md, section 10).
 
 use std::cell::RefCell;
 use std::fmt;

@@ -15,8 +15,9 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _, Order,
-    QueryFilter as _, QueryResult,
+    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _,
+    FromQueryResult as _, JoinType, Order, QueryFilter as _, QueryResult, QuerySelect as _,
+    QueryTrait as _,
 };
 use uuid::Uuid;
 
@@ -762,25 +763,30 @@ impl PostRepo for SqlStore {
         if !slugs.is_empty() {
             wanted = wanted.add(posts::Column::Slug.is_in(slugs));
         }
-        let models = posts::Entity::find()
+        // Each post with its author's name, in one statement (a statement is a round trip to
+        // SQLite's connection thread; the tags are the second).
+        let select = posts::Entity::find()
             .filter(wanted)
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?;
-        if models.is_empty() {
+            .join(
+                JoinType::LeftJoin,
+                posts::Entity::belongs_to(users::Entity)
+                    .from(posts::Column::AuthorId)
+                    .to(users::Column::Id)
+                    .into(),
+            )
+            .column_as(users::Column::Name, "author_name")
+            .into_query();
+        let rows = self.read_all(&select).await?;
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut author_ids: Vec<Uuid> = models.iter().map(|m| m.author_id).collect();
-        author_ids.sort_unstable();
-        author_ids.dedup();
-        let names: HashMap<Uuid, Option<String>> = users::Entity::find()
-            .filter(users::Column::Id.is_in(author_ids))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|u| (u.id, u.name))
-            .collect();
+        let mut models = Vec::with_capacity(rows.len());
+        let mut names: HashMap<Uuid, Option<String>> = HashMap::new();
+        for row in &rows {
+            let model = posts::Model::from_query_result(row, "").map_err(db_err)?;
+            names.insert(model.author_id, get(row, "author_name")?);
+            models.push(model);
+        }
         let post_ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
         let mut tags = self.tags_of(&post_ids).await?;
         models
