@@ -407,6 +407,8 @@ pub struct PostDetail {
     pub post: Post,
     pub author: AuthorRef,
     pub tags: Vec<String>,
+    /// Its comments, as kept by the store when the post was read.
+    pub comment_count: i64,
 }
 
 /// A post as lists show it: no content, with author, tags and comment count.

@@ -624,7 +624,7 @@ fn summary_of(detail: inkcart_app::ports::PostDetail) -> PostSummary {
         updated_at: p.updated_at,
         author: detail.author,
         tags: detail.tags,
-        comment_count: 0,
+        comment_count: detail.comment_count,
     }
 }
 

@@ -110,6 +110,26 @@ api_test!(
 );
 
 api_test!(
+    async fn a_single_post_tells_its_number_of_comments_as_lists_do(app) {
+        let editor = app.editor().await;
+        let post = app
+            .post("/api/v1/posts", Some(&editor.token), json!({"title": "Counted", "content": "Hi", "published": true}))
+            .await;
+        let id = post.body["id"].as_str().unwrap();
+        let reader = app.viewer("reader@example.com").await;
+        for text in ["one", "two"] {
+            let c = app.post(&format!("/api/v1/posts/{id}/comments"), Some(&reader.token), json!({"content": text})).await;
+            assert_eq!(c.status, 201, "{}", c.text);
+        }
+        let query = "query($id: String!) { post(idOrSlug: $id) { commentCount } posts { commentCount } }";
+        let r = gql(&app, None, query, json!({"id": "counted"})).await;
+        assert_eq!(r.body.get("errors"), None, "{}", r.text);
+        assert_eq!(r.body["data"]["post"]["commentCount"], 2, "{}", r.text);
+        assert_eq!(r.body["data"]["posts"][0]["commentCount"], 2, "{}", r.text);
+    }
+);
+
+api_test!(
     async fn a_query_deeper_than_the_limit_is_refused(app) {
         // posts > author > posts > author > posts > author > posts > author > posts > id: depth 10.
         // (One item per list: with their default pages, nested lists are too complex.)

@@ -797,10 +797,12 @@ impl PostRepo for SqlStore {
                     name: names.get(&model.author_id).cloned().flatten(),
                 };
                 let tags = tags.remove(&model.id).unwrap_or_default();
+                let comment_count = model.comment_count;
                 Ok(PostDetail {
                     post: post_from_model(model)?,
                     author,
                     tags,
+                    comment_count,
                 })
             })
             .collect()
