@@ -15,6 +15,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::Db;
+use crate::dialect::Dialect;
 use crate::entity::{comments, order_items, orders, post_tags, posts, products, tags, users};
 
 /// How much to make.
@@ -609,13 +610,9 @@ pub async fn seed(
         progress("orders", done, plan.orders);
     }
     summary.orders = done;
-    // Tell PostgreSQL's planner what the tables now hold, and mark their pages all-visible
-    // (for index-only scans), as after any bulk load. Without statistics it guessed that 20
-    // posts have 200,000 tags and comments and planned parallel scans: 30 ms where an index
-    // lookup takes 1 ms. Autovacuum would get there in its own time, and not at all where it is
-    // off. SQLite's plans here do not depend on statistics.
-    if writer.get_database_backend() == sea_orm::DbBackend::Postgres {
-        writer.execute_unprepared("VACUUM (ANALYZE)").await?;
+    // Statistics for the planner, as after any bulk load.
+    if let Some(sql) = Dialect::of(writer).after_bulk_load() {
+        writer.execute_unprepared(sql).await?;
     }
     Ok(summary)
 }

@@ -1,10 +1,12 @@
 //! The database of inkcart: one code path for SQLite and PostgreSQL through SeaORM.
 //!
 //! [`Db`] opens either backend from configuration, [`migration::Migrator`] creates the same
-//! schema on both, and [`SqlStore`] implements the repository ports of `inkcart-app`.
+//! schema on both, and [`SqlStore`] implements the repository ports of `inkcart-app`. Where the
+//! SQL of the two engines differs, the repositories ask the dialect (`dialect.rs`).
 
 mod connect;
 pub mod demo;
+mod dialect;
 mod entity;
 mod error;
 pub mod migration;

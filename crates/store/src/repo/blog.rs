@@ -10,18 +10,16 @@ use inkcart_app::ports::{
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::blog::{Post, Slug, TagName};
 use inkcart_domain::{CommentId, PostId, UserId};
-use sea_orm::sea_query::{
-    Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement, SimpleExpr,
-};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _,
-    FromQueryResult as _, JoinType, Order, QueryFilter as _, QueryResult, QuerySelect as _,
-    QueryTrait as _,
+    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, EntityTrait as _, FromQueryResult as _,
+    JoinType, Order, QueryFilter as _, QueryResult, QuerySelect as _, QueryTrait as _,
 };
 use uuid::Uuid;
 
 use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
+use crate::dialect::{Dialect, Shape};
 use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
 
@@ -176,183 +174,15 @@ fn tags_select() -> SelectStatement {
     q
 }
 
-/// The title as sorted: byte order on both databases (PostgreSQL's locale collation would
-/// order punctuation and case differently from SQLite).
-fn title_expr(backend: DbBackend) -> SimpleExpr {
-    match backend {
-        DbBackend::Postgres => Expr::cust(r#""posts"."title" COLLATE "C""#),
-        _ => Expr::cust(r#""posts"."title""#),
-    }
-}
-
-/// An FTS5 query: every term quoted (they are letters and digits only), all required.
-fn fts5_query(terms: &[String]) -> String {
-    terms
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// What a select of posts is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    /// Rows of a page: with authors and, for a search, ranks. `ranks` (limit, offset): a search
-    /// takes its page of ranks inside the full-text index (see [`ranks_inside`]); the select
-    /// then holds that page only.
-    Page { ranks: Option<(u64, u64)> },
-    /// Only their number.
-    Count,
-}
-
 /// Whether a search is answered from the full-text index before any post is read. Both
 /// engines' indexes hold published posts only (SQLite's `posts_fts` since migration
 /// `m20261128_000005`, PostgreSQL's `published_search` since `m20261201_000001`), so with no
 /// other filter the matches are counted, ranked and cut to one page inside the index (on
-/// PostgreSQL counted and ranked in one pass, see [`counted_with_ranks`]), and only the page's
-/// posts are read. A word in 48,000 of a million posts no longer means 48,000 reads of `posts`.
+/// PostgreSQL counted and ranked in one pass, see [`Dialect::counts_with_ranks`]), and only the
+/// page's posts are read. A word in 48,000 of a million posts no longer means 48,000 reads of
+/// `posts`.
 fn ranks_inside(query: &PostQuery) -> bool {
     query.search.is_some() && query.author.is_none() && query.tag.is_none()
-}
-
-/// `posts_fts MATCH ?` for the terms.
-fn fts_match(terms: &[String]) -> SimpleExpr {
-    Expr::cust_with_values("posts_fts MATCH ?", [fts5_query(terms)])
-}
-
-/// The PostgreSQL query of the terms: every term required, English stemming and stop words.
-fn ts_query(sql: &'static str, terms: &[String]) -> SimpleExpr {
-    Expr::cust_with_values(sql, [terms.join(" ")])
-}
-
-/// `search_vector @@ <terms>` on `published_search`.
-fn ts_match(terms: &[String]) -> SimpleExpr {
-    ts_query(
-        r#""published_search"."search_vector" @@ plainto_tsquery('english', $1)"#,
-        terms,
-    )
-}
-
-/// A match's rank on PostgreSQL, higher first: `ts_rank` weighs how often the terms occur, a
-/// title's (weight A) above the content's (B), as `bm25()` does on SQLite.
-fn ts_rank(terms: &[String]) -> SimpleExpr {
-    ts_query(
-        r#"ts_rank("published_search"."search_vector", plainto_tsquery('english', $1))"#,
-        terms,
-    )
-}
-
-/// The number of published posts that match, counted inside the full-text index.
-fn count_matches(terms: &[String], backend: DbBackend) -> SelectStatement {
-    let mut count = Query::select();
-    count.expr_as(Expr::cust("COUNT(*)"), "n");
-    match backend {
-        DbBackend::Postgres => count
-            .from(Alias::new("published_search"))
-            .and_where(ts_match(terms)),
-        _ => count
-            .from(Alias::new("posts_fts"))
-            .and_where(fts_match(terms)),
-    };
-    count
-}
-
-/// Whether a page of ranks also carries the number of all matches (`n`), counted in the pass
-/// that ranks them: on PostgreSQL, where counting is a second visit to each match's row of
-/// `published_search` (10 to 20 % of a search's time, section 13 of docs/benchmarks.md). On
-/// SQLite FTS5 counts from its index alone, and a window over the ranks cost more than it saved.
-fn counted_with_ranks(query: &PostQuery, backend: DbBackend) -> bool {
-    backend == DbBackend::Postgres && ranks_inside(query)
-}
-
-/// The published posts that match a search, as `matches` rows: `sid` (the post's id) and, for a
-/// page, `rank` (lower first on SQLite, higher first on PostgreSQL). With `ranks`, only that
-/// page of ranks, cut inside the index (equal ranks newest first), on PostgreSQL each row with
-/// `n`, the number of all matches (see [`counted_with_ranks`]).
-fn search_matches(terms: &[String], backend: DbBackend, shape: Shape) -> SelectStatement {
-    let mut matches = Query::select();
-    if backend == DbBackend::Postgres {
-        let Shape::Page {
-            ranks: Some((limit, offset)),
-        } = shape
-        else {
-            matches
-                .expr_as(Expr::cust(r#""published_search"."post_id""#), "sid")
-                .from(Alias::new("published_search"))
-                .and_where(ts_match(terms));
-            if shape != Shape::Count {
-                matches.expr_as(ts_rank(terms), "rank");
-            }
-            return matches;
-        };
-        // Every match ranked, then counted by a window and cut to the page. The `OFFSET 0`
-        // keeps the ranking in a select of its own: merged into the window's, the window
-        // stored each match's whole vector instead of its rank (spilling to disk for a word in
-        // a few thousand posts, and slower than counting apart).
-        let mut scored = Query::select();
-        scored
-            .expr_as(Expr::cust(r#""published_search"."post_id""#), "sid")
-            .expr_as(
-                Expr::cust(r#""published_search"."created_at""#),
-                "created_at",
-            )
-            .expr_as(ts_rank(terms), "rank")
-            .from(Alias::new("published_search"))
-            .and_where(ts_match(terms))
-            .offset(0);
-        matches
-            .column(Alias::new("sid"))
-            .column(Alias::new("rank"))
-            .expr_as(Expr::cust("COUNT(*) OVER ()"), "n")
-            .from_subquery(scored, Alias::new("scored"))
-            .order_by(Alias::new("rank"), Order::Desc)
-            .order_by(Alias::new("created_at"), Order::Desc)
-            .order_by(Alias::new("sid"), Order::Desc)
-            .limit(limit)
-            .offset(offset);
-        return matches;
-    }
-    matches.expr_as(Expr::cust(r#""posts_search"."post_id""#), "sid");
-    match shape {
-        Shape::Page {
-            ranks: Some((limit, offset)),
-        } => {
-            // The page of ranks, cut inside the index; equal ranks newest first (the index's
-            // rowids grow as posts are written).
-            let mut ranked = Query::select();
-            ranked
-                .expr_as(Expr::cust(r#""posts_fts"."rowid""#), "rid")
-                .expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "score")
-                .from(Alias::new("posts_fts"))
-                .and_where(fts_match(terms))
-                .order_by(Alias::new("score"), Order::Asc)
-                .order_by(Alias::new("rid"), Order::Desc)
-                // Bound, unlike `paged`'s literals (this is a subquery): the re-prepare it
-                // costs SQLite is small next to the ranking.
-                .limit(limit)
-                .offset(offset);
-            matches
-                .expr_as(Expr::cust(r#""ranked"."score""#), "rank")
-                .from_subquery(ranked, Alias::new("ranked"))
-                .inner_join(
-                    Alias::new("posts_search"),
-                    Expr::cust(r#""posts_search"."rowid" = "ranked"."rid""#),
-                );
-        }
-        _ => {
-            if shape != Shape::Count {
-                matches.expr_as(Expr::cust("bm25(posts_fts, 10.0, 1.0)"), "rank");
-            }
-            matches
-                .from(Alias::new("posts_fts"))
-                .inner_join(
-                    Alias::new("posts_search"),
-                    Expr::cust(r#""posts_search"."rowid" = "posts_fts"."rowid""#),
-                )
-                .and_where(fts_match(terms));
-        }
-    }
-    matches
 }
 
 /// The kept number of published posts of a list without search (migration
@@ -404,7 +234,7 @@ impl SqlStore {
     /// and, for a search, carries each match's rank; a count needs neither (the join made
     /// counting 100k posts on SQLite cost hundreds of milliseconds, and a rank is not needed to
     /// count).
-    fn posts_select(&self, query: &PostQuery, backend: DbBackend, shape: Shape) -> SelectStatement {
+    fn posts_select(query: &PostQuery, dialect: Dialect, shape: Shape) -> SelectStatement {
         let mut q = Query::select();
         if let Some(terms) = &query.search {
             // The matches drive the join: `CROSS JOIN` makes SQLite keep them as the outer
@@ -412,7 +242,7 @@ impl SqlStore {
             // full-text match once per post (seconds on 100k posts, not milliseconds).
             // PostgreSQL plans a cross join with a condition as any inner join.
             // (sea-query writes no ON for a cross join: the condition goes in WHERE.)
-            q.from_subquery(search_matches(terms, backend, shape), Alias::new("matches"))
+            q.from_subquery(dialect.search_matches(terms, shape), Alias::new("matches"))
                 .cross_join(posts::Entity)
                 .and_where(Expr::cust(r#""matches"."sid" = "posts"."id""#));
         } else {
@@ -450,17 +280,13 @@ impl SqlStore {
     }
 
     /// Orders by rank for a search, otherwise by the sort field; the id breaks ties.
-    fn order_posts(q: &mut SelectStatement, query: &PostQuery, backend: DbBackend) {
+    fn order_posts(q: &mut SelectStatement, query: &PostQuery, dialect: Dialect) {
         let order = match query.sort.direction {
             Direction::Asc => Order::Asc,
             Direction::Desc => Order::Desc,
         };
         if query.search.is_some() {
-            let best_first = match backend {
-                DbBackend::Postgres => Order::Desc,
-                _ => Order::Asc,
-            };
-            q.order_by_expr(Expr::cust(r#""matches"."rank""#), best_first);
+            q.order_by_expr(Expr::cust(r#""matches"."rank""#), dialect.best_rank_first());
             q.order_by((posts::Entity, posts::Column::CreatedAt), Order::Desc)
                 .order_by((posts::Entity, posts::Column::Id), Order::Desc);
             return;
@@ -469,7 +295,7 @@ impl SqlStore {
             PostSortField::CreatedAt => {
                 q.order_by((posts::Entity, posts::Column::CreatedAt), order.clone())
             }
-            PostSortField::Title => q.order_by_expr(title_expr(backend), order.clone()),
+            PostSortField::Title => q.order_by_expr(dialect.title_sort(), order.clone()),
         };
         q.order_by((posts::Entity, posts::Column::Id), order);
     }
@@ -479,7 +305,7 @@ impl SqlStore {
         q: &mut SelectStatement,
         query: &PostQuery,
         cursor: &PostCursor,
-        backend: DbBackend,
+        dialect: Dialect,
     ) {
         let forward = query.sort.direction == Direction::Asc;
         let id = col(posts::Column::Id);
@@ -506,13 +332,13 @@ impl SqlStore {
                 let title = || title.clone();
                 if forward {
                     (
-                        title_expr(backend).gte(title()),
-                        title_expr(backend).gt(title()),
+                        dialect.title_sort().gte(title()),
+                        dialect.title_sort().gt(title()),
                     )
                 } else {
                     (
-                        title_expr(backend).lte(title()),
-                        title_expr(backend).lt(title()),
+                        dialect.title_sort().lte(title()),
+                        dialect.title_sort().lt(title()),
                     )
                 }
             }
@@ -558,14 +384,14 @@ impl SqlStore {
             q.and_where(c(C::CreatedAt).gte(at))
                 .and_where(c(C::CreatedAt).gt(at).or(c(C::Id).gt(id)));
         }
-        let backend = self.backend();
+        let dialect = self.dialect();
         let statement = match limit {
             CommentLimit::Total(limit) => {
                 q.order_by((comments::Entity, C::CreatedAt), Order::Asc)
                     .order_by((comments::Entity, C::Id), Order::Asc);
-                paged(backend.build(&q), limit, 0)
+                paged(dialect.build(&q), limit, 0)
             }
-            CommentLimit::PerPost(page) => backend.build(&page_per(
+            CommentLimit::PerPost(page) => dialect.build(&page_per(
                 q,
                 r#""comments"."post_id""#,
                 r#""comments"."created_at", "comments"."id""#,
@@ -824,14 +650,14 @@ impl PostRepo for SqlStore {
     }
 
     async fn list(&self, query: &PostQuery) -> AppResult<PostPage> {
-        let backend = self.backend();
+        let dialect = self.dialect();
         let index_page = match &query.paging {
             PostPaging::Offset(page) if ranks_inside(query) => Some((page.limit, page.offset())),
             _ => None,
         };
-        let mut q = self.posts_select(query, backend, Shape::Page { ranks: index_page });
+        let mut q = Self::posts_select(query, dialect, Shape::Page { ranks: index_page });
         summary_columns(&mut q);
-        let counted = counted_with_ranks(query, backend);
+        let counted = dialect.counts_with_ranks() && ranks_inside(query);
         if counted {
             q.expr_as(Expr::cust(r#""matches"."n""#), "matches_total");
         }
@@ -839,18 +665,18 @@ impl PostRepo for SqlStore {
             PostPaging::Offset(page) => page.limit,
             PostPaging::Keyset { after, limit } => {
                 if let Some(cursor) = after {
-                    Self::after_cursor(&mut q, query, cursor, backend);
+                    Self::after_cursor(&mut q, query, cursor, dialect);
                 }
                 *limit
             }
         };
-        Self::order_posts(&mut q, query, backend);
+        Self::order_posts(&mut q, query, dialect);
         let statement = match &query.paging {
             // The page was cut inside the full-text index.
-            PostPaging::Offset(_) if index_page.is_some() => backend.build(&q),
-            PostPaging::Offset(page) => paged(backend.build(&q), page.limit, page.offset()),
+            PostPaging::Offset(_) if index_page.is_some() => dialect.build(&q),
+            PostPaging::Offset(page) => paged(dialect.build(&q), page.limit, page.offset()),
             // One more than asked, to know whether another page follows.
-            PostPaging::Keyset { .. } => paged(backend.build(&q), limit + 1, 0),
+            PostPaging::Keyset { .. } => paged(dialect.build(&q), limit + 1, 0),
         };
         let rows = self
             .db
@@ -867,12 +693,12 @@ impl PostRepo for SqlStore {
                 // Counted inside the index; on PostgreSQL also a page past the last match,
                 // which holds no row to carry the number.
                 (Some(terms), _) if index_page.is_some() => {
-                    self.count(count_matches(terms, backend)).await?
+                    self.count(dialect.count_matches(terms)).await?
                 }
                 // Kept by the database, or else counted.
                 _ => {
                     let count = kept_count(query).unwrap_or_else(|| {
-                        let mut count = self.posts_select(query, backend, Shape::Count);
+                        let mut count = Self::posts_select(query, dialect, Shape::Count);
                         count.expr_as(Expr::cust("COUNT(*)"), "n");
                         count
                     });
@@ -933,8 +759,8 @@ impl PostRepo for SqlStore {
             },
             search: None,
         };
-        let backend = self.backend();
-        let mut q = self.posts_select(&query, backend, Shape::Page { ranks: None });
+        let dialect = self.dialect();
+        let mut q = Self::posts_select(&query, dialect, Shape::Page { ranks: None });
         summary_columns(&mut q);
         q.and_where(col(posts::Column::AuthorId).is_in(authors.iter().map(UserId::as_uuid)));
         let q = page_per(
@@ -947,7 +773,7 @@ impl PostRepo for SqlStore {
         let rows = self
             .db
             .reader
-            .query_all_raw(backend.build(&q))
+            .query_all_raw(dialect.build(&q))
             .await
             .map_err(db_err)?;
         let mut items = rows
@@ -986,7 +812,7 @@ impl PostRepo for SqlStore {
 
     async fn tags(&self, page: PageRequest) -> AppResult<Vec<(String, i64)>> {
         let statement = paged(
-            self.backend().build(&tags_select()),
+            self.dialect().build(&tags_select()),
             page.limit,
             page.offset(),
         );

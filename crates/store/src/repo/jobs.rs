@@ -11,12 +11,13 @@ use inkcart_app::{AppError, AppResult};
 use inkcart_domain::{EmailTokenId, EventId, JobId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, DbBackend, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, Statement, TryInsertResult,
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, TryInsertResult,
 };
 use uuid::Uuid;
 
 use super::{SqlStore, Unique as _, conn, uuids};
+use crate::dialect::Dialect;
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
     users,
@@ -225,41 +226,10 @@ impl JobQueue for SqlStore {
         now: DateTime<Utc>,
     ) -> AppResult<Vec<Job>> {
         let until = now + chrono::Duration::from_std(lease).map_err(AppError::internal)?;
-        let backend = self.db.writer.get_database_backend();
         let limit = i64::try_from(limit).map_err(AppError::internal)?;
-        // Due jobs, and jobs whose worker's lease ran out (it died or hangs). On PostgreSQL
-        // SKIP LOCKED lets workers claim side by side; SQLite has one writer at a time.
-        let (sql, values): (&str, Vec<sea_orm::Value>) = match backend {
-            DbBackend::Postgres => (
-                "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, \
-                   attempts = attempts + 1, updated_at = $3 \
-                 WHERE id IN (SELECT id FROM jobs \
-                   WHERE (state IN ('queued', 'failed') AND run_at <= $3) \
-                      OR (state = 'running' AND locked_until < $3) \
-                   ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING *",
-                vec![worker.into(), until.into(), now.into(), limit.into()],
-            ),
-            _ => (
-                "UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, \
-                   attempts = attempts + 1, updated_at = ? \
-                 WHERE id IN (SELECT id FROM jobs \
-                   WHERE (state IN ('queued', 'failed') AND run_at <= ?) \
-                      OR (state = 'running' AND locked_until < ?) \
-                   ORDER BY run_at, id LIMIT ?) \
-                 RETURNING *",
-                vec![
-                    worker.into(),
-                    until.into(),
-                    now.into(),
-                    now.into(),
-                    now.into(),
-                    limit.into(),
-                ],
-            ),
-        };
+        let claim = Dialect::of(&self.db.writer).claim_jobs(worker, until, now, limit);
         let mut claimed = jobs::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+            .from_raw_sql(claim)
             .all(&self.db.writer)
             .await
             .map_err(db_err)?;

@@ -6,11 +6,12 @@ use inkcart_app::ports::{Store, Tx};
 use inkcart_app::{AppError, AppResult};
 use sea_orm::sea_query::SelectStatement;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Order, QueryResult,
-    Select, Statement, TransactionTrait as _,
+    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, QueryResult, Select,
+    Statement, TransactionTrait as _,
 };
 
 use crate::Db;
+use crate::dialect::Dialect;
 use crate::error::db_err;
 
 mod blog;
@@ -33,16 +34,16 @@ impl SqlStore {
         &self.db
     }
 
-    /// The engine of the reading pool, which builds the statements it runs.
-    fn backend(&self) -> DbBackend {
-        self.db.reader.get_database_backend()
+    /// The dialect of the database, which builds the statements it runs.
+    fn dialect(&self) -> Dialect {
+        Dialect::of(&self.db.reader)
     }
 
     /// Every row of a built select, read through the reading pool.
     async fn read_all(&self, select: &SelectStatement) -> AppResult<Vec<QueryResult>> {
         self.db
             .reader
-            .query_all_raw(self.backend().build(select))
+            .query_all_raw(self.dialect().build(select))
             .await
             .map_err(db_err)
     }

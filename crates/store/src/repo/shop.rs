@@ -15,13 +15,14 @@ use sea_orm::sea_query::{
     CaseStatement, Expr, ExprTrait as _, Func, LikeExpr, LockType, Query, SelectStatement,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbBackend, EntityTrait as _,
-    PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QueryResult, QuerySelect as _,
-    QueryTrait as _, Statement, TryInsertResult,
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
+    QueryFilter as _, QueryOrder as _, QueryResult, QuerySelect as _, QueryTrait as _,
+    TryInsertResult,
 };
 use uuid::Uuid;
 
 use super::{SqlStore, Unique as _, conn, escape_like, get, get_id, order, uuids};
+use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 
@@ -236,7 +237,7 @@ impl ProductRepo for SqlStore {
         // round trip; built here because sea-orm offers it on SQLite only behind a feature.
         update.returning_col(products::Column::Id);
         let taken = conn
-            .query_all_raw(conn.get_database_backend().build(&update))
+            .query_all_raw(Dialect::of(conn).build(&update))
             .await
             .map_err(db_err)?
             .iter()
@@ -646,18 +647,12 @@ impl OrderRepo for SqlStore {
             sold_statuses()
         );
         let limit = i64::try_from(limit).map_err(AppError::internal)?;
-        let sql = match self.backend() {
-            DbBackend::Postgres => format!("{sql}$1"),
-            _ => format!("{sql}?"),
-        };
+        let dialect = self.dialect();
+        let sql = format!("{sql}{}", dialect.param(1));
         let rows = self
             .db
             .reader
-            .query_all_raw(Statement::from_sql_and_values(
-                self.backend(),
-                sql,
-                [limit.into()],
-            ))
+            .query_all_raw(dialect.statement(sql, [limit.into()]))
             .await
             .map_err(db_err)?;
         rows.iter()
@@ -681,14 +676,9 @@ impl OrderRepo for SqlStore {
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|t| t.and_utc())
             .ok_or_else(|| corrupt("to"))?;
-        let (day, p1, p2) = match self.backend() {
-            DbBackend::Postgres => (
-                "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-                "$1",
-                "$2",
-            ),
-            _ => ("strftime('%Y-%m-%d', created_at)", "?", "?"),
-        };
+        let dialect = self.dialect();
+        let day = dialect.utc_day("created_at");
+        let (p1, p2) = (dialect.param(1), dialect.param(2));
         let sold = sold_statuses();
         let sql = format!(
             "SELECT {day} AS day, COUNT(*) AS orders, CAST(SUM(total_cents) AS BIGINT) AS revenue \
@@ -699,11 +689,7 @@ impl OrderRepo for SqlStore {
         let rows = self
             .db
             .reader
-            .query_all_raw(Statement::from_sql_and_values(
-                self.backend(),
-                sql,
-                [start.into(), end.into()],
-            ))
+            .query_all_raw(dialect.statement(sql, [start.into(), end.into()]))
             .await
             .map_err(db_err)?;
         rows.iter()
