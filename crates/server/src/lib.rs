@@ -1,7 +1,9 @@
-//! The `inkcart` binary's library: configuration, telemetry, and the wiring of the store and
-//! adapters into the use cases and the router. `main.rs` only parses the command line.
+//! The `inkcart` binary's library: configuration, telemetry, the wiring of the store and
+//! adapters into the use cases and the router, and the demo data of `seed-demo`. `main.rs` only
+//! parses the command line.
 
 pub mod config;
+pub mod demo;
 pub mod listen;
 pub mod seed;
 pub mod telemetry;

@@ -148,7 +148,7 @@ async fn run(command: Command, config: &mut Config) -> anyhow::Result<()> {
             seed,
             bench_files,
         } => {
-            let plan = inkcart_store::demo::DemoPlan {
+            let plan = inkcart::demo::DemoPlan {
                 users,
                 posts,
                 products,

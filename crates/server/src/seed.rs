@@ -9,10 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use inkcart_adapters::hasher::Argon2Hasher;
 use inkcart_adapters::tokens::JwtIssuer;
 use inkcart_app::ports::{PasswordHasher as _, TokenIssuer as _};
-use inkcart_domain::{Email, Password, Role, Tier, User, UserId};
-use inkcart_store::demo::{DemoPlan, DemoSummary};
+use inkcart_domain::{Email, Password, Role, Tier, User};
 
 use crate::config::Config;
+use crate::demo::{DemoPlan, DemoSummary};
 
 pub const DEMO_PASSWORD: &str = "Demo12345";
 
@@ -44,7 +44,7 @@ pub async fn seed_demo(
         bar.set_length(total);
         bar.set_position(done);
     };
-    let summary = inkcart_store::demo::seed(&db, plan, &hash, &progress).await?;
+    let summary = crate::demo::seed(&db, plan, &hash, &progress).await?;
     bar.finish_and_clear();
     println!(
         "seeded in {:.1}s: {} users, {} posts ({} comments, {} tags), {} products, {} orders (backend {:?}); password of every demo account: {DEMO_PASSWORD}",
@@ -96,7 +96,7 @@ fn write_bench_files(config: &Config, summary: &DemoSummary, dir: &Path) -> anyh
     let mut tokens = Vec::with_capacity(summary.buyers.len());
     for (id, email) in &summary.buyers {
         let user = User {
-            id: UserId::from_uuid(*id),
+            id: *id,
             email: Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?,
             name: None,
             role: Role::Viewer,

@@ -4,8 +4,8 @@
 //! schema on both, and [`SqlStore`] implements the repository ports of `inkcart-app`. Where the
 //! SQL of the two engines differs, the repositories ask the dialect (`dialect.rs`).
 
+pub mod bulk;
 mod connect;
-pub mod demo;
 mod dialect;
 mod entity;
 mod error;

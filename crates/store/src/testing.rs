@@ -6,6 +6,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the PostgreSQL half
 //! of a test is skipped with a message on stderr, unless `INKCART_REQUIRE_POSTGRES=1` (set by
 //! `.ci/run`), which turns the skip into a failure.
+//!
+//! Beside them, checks that tests of several crates share: raw rows as text, the first page of
+//! the post list, and the kept counts held to a fresh `COUNT(*)` ([`assert_counts_exact`]).
 
 #![expect(
     clippy::expect_used,
@@ -16,11 +19,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use inkcart_app::page::{Direction, PageRequest, Sort};
+use inkcart_app::ports::{PostPage, PostPaging, PostQuery, PostRepo, PostSortField};
+use inkcart_domain::UserId;
+use sea_orm::ConnectionTrait as _;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query};
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
 use sea_orm_migration::MigratorTrait as _;
+use uuid::Uuid;
 
+use crate::dialect::Dialect;
 use crate::migration::Migrator;
-use crate::{Backend, Db, DbOptions};
+use crate::{Backend, Db, DbOptions, SqlStore};
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -259,6 +269,229 @@ async fn build_template(admin: &mut PgConnection, admin_url: &str, template: &st
         .execute(&mut *admin)
         .await
         .expect("publish the template");
+}
+
+// ---- Shared checks ----
+
+/// The rows of raw SQL run on the writer, each column as text (a UUID, text or an integer).
+pub async fn rows(db: &Db, sql: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    let conn = db.writer_for_tests();
+    let statement = Dialect::of(conn).statement(sql, []);
+    let result = conn.query_all_raw(statement).await.expect("run the SQL");
+    result
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| {
+                    row.try_get::<Uuid>("", c)
+                        .map(|id| id.to_string())
+                        .or_else(|_| row.try_get::<String>("", c))
+                        .or_else(|_| row.try_get::<i64>("", c).map(|n| n.to_string()))
+                        .or_else(|_| row.try_get::<i32>("", c).map(|n| n.to_string()))
+                        .expect("a UUID, text or integer column")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The first page of a list of published posts, newest first, with its total.
+pub async fn first_page(
+    store: &SqlStore,
+    author: Option<Uuid>,
+    tag: Option<&str>,
+    limit: u64,
+) -> PostPage {
+    let query = PostQuery {
+        paging: PostPaging::Offset(PageRequest { page: 1, limit }),
+        tag: tag.map(str::to_owned),
+        author: author.map(UserId::from_uuid),
+        sort: Sort {
+            field: PostSortField::CreatedAt,
+            direction: Direction::Desc,
+        },
+        search: None,
+    };
+    PostRepo::list(store, &query).await.expect("list posts")
+}
+
+/// A fresh `COUNT(*)` of the published posts, of an author or with a tag (by name) when given.
+pub async fn counted_now(db: &Db, author: Option<Uuid>, tag: Option<&str>) -> u64 {
+    let posts = || Alias::new("posts");
+    let mut q = Query::select();
+    q.expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(posts())
+        .and_where(Expr::col((posts(), Alias::new("published"))).eq(true));
+    if let Some(author) = author {
+        q.and_where(Expr::col((posts(), Alias::new("author_id"))).eq(author));
+    }
+    if let Some(tag) = tag {
+        let (links, tags) = (|| Alias::new("post_tags"), || Alias::new("tags"));
+        let mut tagged = Query::select();
+        tagged
+            .expr(Expr::val(1))
+            .from(links())
+            .inner_join(
+                tags(),
+                Expr::col((tags(), Alias::new("id"))).equals((links(), Alias::new("tag_id"))),
+            )
+            .and_where(
+                Expr::col((links(), Alias::new("post_id"))).equals((posts(), Alias::new("id"))),
+            )
+            .and_where(Expr::col((tags(), Alias::new("name"))).eq(tag));
+        q.and_where(Expr::exists(tagged));
+    }
+    let conn = db.writer_for_tests();
+    let rows = conn
+        .query_all_raw(Dialect::of(conn).build(&q))
+        .await
+        .expect("count the published posts");
+    let n = rows
+        .first()
+        .and_then(|row| row.try_get::<i64>("", "n").ok())
+        .expect("a count");
+    u64::try_from(n).expect("a count is not negative")
+}
+
+/// Every kept count against a fresh count of the same rows:
+/// - the list's total overall, for every account (deleted ones and one that never existed
+///   included, through `extra_authors`) and every tag (and a name that is no tag), against a
+///   `COUNT(*)` over the same filter;
+/// - the counters themselves: exactly one row per author and tag with published posts, and
+///   the tag list they give;
+/// - every post's comment count, and the counts the list's summaries carry.
+pub async fn assert_counts_exact(db: &TestDb, extra_authors: &[Uuid]) {
+    let store = SqlStore::new(db.db.clone());
+    let mut authors: Vec<Uuid> = rows(&db.db, "SELECT id FROM users", &["id"])
+        .await
+        .iter()
+        .map(|r| r[0].parse().expect("a user id"))
+        .collect();
+    authors.extend_from_slice(extra_authors);
+    authors.push(Uuid::now_v7());
+    let mut tags: Vec<String> = rows(&db.db, "SELECT name FROM tags", &["name"])
+        .await
+        .into_iter()
+        .map(|mut r| r.remove(0))
+        .collect();
+    tags.push("no-such-tag".to_owned());
+
+    let total = first_page(&store, None, None, 1).await.total;
+    assert_eq!(
+        total,
+        Some(counted_now(&db.db, None, None).await),
+        "every published post"
+    );
+    for author in &authors {
+        let total = first_page(&store, Some(*author), None, 1).await.total;
+        assert_eq!(
+            total,
+            Some(counted_now(&db.db, Some(*author), None).await),
+            "author {author}"
+        );
+    }
+    for tag in &tags {
+        let total = first_page(&store, None, Some(tag), 1).await.total;
+        assert_eq!(
+            total,
+            Some(counted_now(&db.db, None, Some(tag)).await),
+            "tag {tag}"
+        );
+    }
+
+    let kept = rows(
+        &db.db,
+        "SELECT scope, id, n FROM published_post_counts WHERE scope <> 'all' ORDER BY scope, id",
+        &["scope", "id", "n"],
+    )
+    .await;
+    let fresh = rows(
+        &db.db,
+        "SELECT 'author' AS scope, author_id AS id, COUNT(*) AS n FROM posts WHERE published \
+           GROUP BY author_id \
+         UNION ALL \
+         SELECT 'tag', post_tags.tag_id, COUNT(*) FROM post_tags \
+           JOIN posts ON posts.id = post_tags.post_id WHERE posts.published \
+           GROUP BY post_tags.tag_id \
+         ORDER BY 1, 2",
+        &["scope", "id", "n"],
+    )
+    .await;
+    assert_eq!(
+        kept, fresh,
+        "the counters hold one row per author and tag with published posts"
+    );
+    let tag_list: Vec<Vec<String>> = PostRepo::tags(
+        &store,
+        PageRequest {
+            page: 1,
+            limit: 100,
+        },
+    )
+    .await
+    .expect("the tag list")
+    .into_iter()
+    .map(|(name, n)| vec![name, n.to_string()])
+    .collect();
+    let fresh_tag_list = rows(
+        &db.db,
+        "SELECT tags.name AS name, COUNT(*) AS n FROM tags \
+           JOIN post_tags ON post_tags.tag_id = tags.id \
+           JOIN posts ON posts.id = post_tags.post_id WHERE posts.published \
+           GROUP BY tags.id, tags.name ORDER BY n DESC, tags.name ASC",
+        &["name", "n"],
+    )
+    .await;
+    assert_eq!(tag_list, fresh_tag_list, "the tag list, most used first");
+    if db.backend() == Backend::Postgres {
+        let journal = rows(
+            &db.db,
+            "SELECT COUNT(*) AS n FROM published_post_count_changes",
+            &["n"],
+        )
+        .await;
+        assert_eq!(
+            journal,
+            [["0"]],
+            "every transaction applied and removed its changes"
+        );
+    }
+
+    let wrong = rows(
+        &db.db,
+        "SELECT id, comment_count FROM posts \
+         WHERE comment_count <> (SELECT COUNT(*) FROM comments WHERE comments.post_id = posts.id)",
+        &["id", "comment_count"],
+    )
+    .await;
+    assert!(
+        wrong.is_empty(),
+        "posts whose kept comment count is not their number of comments: {wrong:?}"
+    );
+    let counted: std::collections::HashMap<Uuid, i64> = rows(
+        &db.db,
+        "SELECT post_id, COUNT(*) AS n FROM comments GROUP BY post_id",
+        &["post_id", "n"],
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r[0].parse().expect("a post id"),
+            r[1].parse().expect("a count"),
+        )
+    })
+    .collect();
+    let listed = first_page(&store, None, None, 10_000).await;
+    for summary in &listed.items {
+        assert_eq!(
+            summary.comment_count,
+            counted.get(&summary.id.as_uuid()).copied().unwrap_or(0),
+            "{}",
+            summary.slug
+        );
+    }
 }
 
 /// Declares a test that runs once on SQLite and once on PostgreSQL:

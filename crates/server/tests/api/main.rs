@@ -9,6 +9,7 @@ mod support;
 
 mod blog;
 mod contract;
+mod demo;
 mod docs_ui;
 mod errors;
 mod graphql;
