@@ -98,7 +98,7 @@ impl Dialect {
 
     /// Whether a page of ranks also carries the number of all matches (`n`), counted in the pass
     /// that ranks them: on PostgreSQL, where counting is a second visit to each match's row of
-    /// `published_search` (10 to 20 % of a search's time, section 13 of docs/benchmarks.md). On
+    /// `published_search` (10 to 20 % of a search's time, section 13 of docs/benchmarks-history.md). On
     /// SQLite FTS5 counts from its index alone, and a window over the ranks cost more than it
     /// saved.
     pub(crate) fn counts_with_ranks(self) -> bool {
