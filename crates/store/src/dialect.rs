@@ -98,9 +98,9 @@ impl Dialect {
 
     /// Whether a page of ranks also carries the number of all matches (`n`), counted in the pass
     /// that ranks them: on PostgreSQL, where counting is a second visit to each match's row of
-    /// `published_search` (10 to 20 % of a search's time, section 13 of docs/benchmarks-history.md). On
-    /// SQLite FTS5 counts from its index alone, and a window over the ranks cost more than it
-    /// saved.
+    /// `published_search` (10 to 20 % of a search's time, docs/benchmarks-history.md, section
+    /// 13). On SQLite FTS5 counts from its index alone, and a window over the ranks cost more
+    /// than it saved.
     pub(crate) fn counts_with_ranks(self) -> bool {
         self == Self::Postgres
     }
