@@ -7,8 +7,10 @@
 //! of a test is skipped with a message on stderr, unless `INKCART_REQUIRE_POSTGRES=1` (set by
 //! `.ci/run`), which turns the skip into a failure.
 //!
-//! Beside them, checks that tests of several crates share: raw rows as text, the first page of
-//! the post list, and the kept counts held to a fresh `COUNT(*)` ([`assert_counts_exact`]).
+//! Beside them, what tests of several crates share: raw rows as text, the first page of the
+//! post list, the kept counts held to a fresh `COUNT(*)` ([`assert_counts_exact`]), and writes
+//! of posts and comments each in a transaction of its own ([`change_post`], [`delete_post`],
+//! [`add_comment`]).
 
 #![expect(
     clippy::expect_used,
@@ -20,8 +22,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use inkcart_app::page::{Direction, PageRequest, Sort};
-use inkcart_app::ports::{PostPage, PostPaging, PostQuery, PostRepo, PostSortField};
-use inkcart_domain::UserId;
+use inkcart_app::ports::{
+    Clock as _, Comment, PostPage, PostPaging, PostQuery, PostRepo, PostSortField, Store as _,
+    SystemClock,
+};
+use inkcart_domain::blog::{Post, TagName};
+use inkcart_domain::{CommentId, PostId, UserId};
 use sea_orm::ConnectionTrait as _;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query};
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
@@ -520,4 +526,49 @@ macro_rules! db_test {
             }
         }
     };
+}
+
+/// Writes the post's fields (and replaces its tags when given); whether it was still there.
+pub async fn change_post(store: &SqlStore, post: &Post, tags: Option<&[&str]>) -> bool {
+    let tags: Option<Vec<TagName>> = tags.map(|names| {
+        names
+            .iter()
+            .map(|n| TagName::parse(n).expect("a valid tag"))
+            .collect()
+    });
+    let mut tx = store.begin().await.expect("begin");
+    let found = PostRepo::update(store, tx.as_mut(), post, tags.as_deref())
+        .await
+        .expect("update the post");
+    tx.commit().await.expect("commit");
+    found
+}
+
+/// Deletes a post; whether it was there.
+pub async fn delete_post(store: &SqlStore, id: PostId) -> bool {
+    let mut tx = store.begin().await.expect("begin");
+    let found = PostRepo::delete(store, tx.as_mut(), id)
+        .await
+        .expect("delete the post");
+    tx.commit().await.expect("commit");
+    found
+}
+
+/// Adds a comment by `author` to the post.
+pub async fn add_comment(store: &SqlStore, post_id: PostId, author: UserId) -> CommentId {
+    let now = SystemClock.now();
+    let comment = Comment {
+        id: CommentId::generate(),
+        post_id,
+        author_id: author,
+        content: "hi".to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut tx = store.begin().await.expect("begin");
+    PostRepo::insert_comment(store, tx.as_mut(), &comment)
+        .await
+        .expect("insert the comment");
+    tx.commit().await.expect("commit");
+    comment.id
 }

@@ -9,16 +9,18 @@ use chrono::{Duration, Utc};
 use inkcart_adapters::redis_queue::RedisJobQueue;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    Claim, Clock, Comment, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment,
-    PostRepo, ProductQuery, ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo,
-    Store, SystemClock, UserQuery, UserRepo, UserSortField, truncate_to_micros,
+    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostRepo,
+    ProductQuery, ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store,
+    SystemClock, UserQuery, UserRepo, UserSortField, truncate_to_micros,
 };
 use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::blog::{Post, Slug, TagName};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{CommentId, Email, PostId, ProductId, Role, Tier, User, UserId, UserName};
-use inkcart_store::testing::{assert_counts_exact, counted_now, first_page};
+use inkcart_store::testing::{
+    add_comment, assert_counts_exact, change_post, counted_now, delete_post, first_page,
+};
 use inkcart_store::{SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
 use uuid::Uuid;
@@ -938,42 +940,6 @@ async fn create_post(store: &SqlStore, post: &Post, tags: &[&str]) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-}
-
-/// Writes the post's fields (and replaces its tags when given); whether it was still there.
-async fn change_post(store: &SqlStore, post: &Post, tags: Option<&[&str]>) -> bool {
-    let tags = tags.map(tag_names);
-    let mut tx = store.begin().await.unwrap();
-    let found = PostRepo::update(store, tx.as_mut(), post, tags.as_deref())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    found
-}
-
-async fn delete_post(store: &SqlStore, id: PostId) -> bool {
-    let mut tx = store.begin().await.unwrap();
-    let found = PostRepo::delete(store, tx.as_mut(), id).await.unwrap();
-    tx.commit().await.unwrap();
-    found
-}
-
-async fn add_comment(store: &SqlStore, post_id: PostId, author: UserId) -> CommentId {
-    let now = SystemClock.now();
-    let comment = Comment {
-        id: CommentId::generate(),
-        post_id,
-        author_id: author,
-        content: "hi".to_owned(),
-        created_at: now,
-        updated_at: now,
-    };
-    let mut tx = store.begin().await.unwrap();
-    PostRepo::insert_comment(store, tx.as_mut(), &comment)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    comment.id
 }
 
 async fn remove_comment(store: &SqlStore, id: CommentId) -> bool {

@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use inkcart::demo::{self, DemoPlan, DemoSummary};
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    Clock as _, Comment, PostCursor, PostCursorValue, PostKey, PostPaging, PostQuery, PostRepo,
-    PostSortField, Store as _, SystemClock, truncate_to_micros,
+    PostCursor, PostCursorValue, PostKey, PostPaging, PostQuery, PostRepo, PostSortField,
+    truncate_to_micros,
 };
-use inkcart_domain::blog::{Post, TagName};
-use inkcart_domain::{CommentId, PostId, UserId};
-use inkcart_store::testing::{self, assert_counts_exact, first_page, rows};
+use inkcart_domain::PostId;
+use inkcart_store::testing::{
+    self, add_comment, assert_counts_exact, change_post, delete_post, first_page, rows,
+};
 use inkcart_store::{Backend, Db, SqlStore, db_test};
 use sea_orm::ConnectionTrait as _;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, Query};
@@ -238,43 +239,6 @@ db_test!(
         assert_eq!(results().await, before);
     }
 );
-
-/// Writes the post's fields (and replaces its tags when given); whether it was still there.
-async fn change_post(store: &SqlStore, post: &Post, tags: Option<&[&str]>) -> bool {
-    let tags: Option<Vec<TagName>> =
-        tags.map(|names| names.iter().map(|n| TagName::parse(n).unwrap()).collect());
-    let mut tx = store.begin().await.unwrap();
-    let found = PostRepo::update(store, tx.as_mut(), post, tags.as_deref())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    found
-}
-
-async fn delete_post(store: &SqlStore, id: PostId) -> bool {
-    let mut tx = store.begin().await.unwrap();
-    let found = PostRepo::delete(store, tx.as_mut(), id).await.unwrap();
-    tx.commit().await.unwrap();
-    found
-}
-
-async fn add_comment(store: &SqlStore, post_id: PostId, author: UserId) -> CommentId {
-    let now = SystemClock.now();
-    let comment = Comment {
-        id: CommentId::generate(),
-        post_id,
-        author_id: author,
-        content: "hi".to_owned(),
-        created_at: now,
-        updated_at: now,
-    };
-    let mut tx = store.begin().await.unwrap();
-    PostRepo::insert_comment(store, tx.as_mut(), &comment)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    comment.id
-}
 
 db_test!(
     async fn seeded_demo_data_is_counted_exactly(db) {
