@@ -12,6 +12,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement, SimpleExpr};
 use sea_orm::{ConnectionTrait, DbBackend, Order, Statement, StatementBuilder, Value};
 
+/// What joins the tag names of [`Dialect::tag_list_of_post`]: U+001F, the unit separator.
+pub(crate) const TAG_SEPARATOR: char = '\u{1f}';
+
 /// The engine a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -85,6 +88,19 @@ impl Dialect {
             Self::Postgres => Expr::cust(r#""posts"."title" COLLATE "C""#),
             Self::Sqlite => Expr::cust(r#""posts"."title""#),
         }
+    }
+
+    /// The names of a post's tags, in name order, as one text joined by [`TAG_SEPARATOR`] (NULL
+    /// for none): read with the post, so that a post costs one statement. Tag names cannot
+    /// hold control characters (the domain refuses them), so the separator cannot be in one.
+    pub(crate) fn tag_list_of_post(self) -> SimpleExpr {
+        let aggregate = match self {
+            Self::Postgres => r#"string_agg("tags"."name", chr(31) ORDER BY "tags"."name")"#,
+            Self::Sqlite => r#"group_concat("tags"."name", char(31) ORDER BY "tags"."name")"#,
+        };
+        Expr::cust(format!(
+            r#"(SELECT {aggregate} FROM "post_tags" JOIN "tags" ON "tags"."id" = "post_tags"."tag_id" WHERE "post_tags"."post_id" = "posts"."id")"#
+        ))
     }
 
     /// The order of a search's `rank` that puts the best match first: FTS5's `bm25()` is lower

@@ -19,7 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
-use crate::dialect::{Dialect, Shape};
+use crate::dialect::{Dialect, Shape, TAG_SEPARATOR};
 use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
 
@@ -589,8 +589,8 @@ impl PostRepo for SqlStore {
         if !slugs.is_empty() {
             wanted = wanted.add(posts::Column::Slug.is_in(slugs));
         }
-        // Each post with its author's name, in one statement (a statement is a round trip to
-        // SQLite's connection thread; the tags are the second).
+        // Each post with its author's name and its tags, in one statement: each statement is a
+        // round trip (to SQLite's connection thread, or to PostgreSQL).
         let select = posts::Entity::find()
             .filter(wanted)
             .join(
@@ -601,28 +601,19 @@ impl PostRepo for SqlStore {
                     .into(),
             )
             .column_as(users::Column::Name, "author_name")
+            .column_as(self.dialect().tag_list_of_post(), "tag_list")
             .into_query();
         let rows = self.read_all(&select).await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut models = Vec::with_capacity(rows.len());
-        let mut names: HashMap<Uuid, Option<String>> = HashMap::new();
-        for row in &rows {
-            let model = posts::Model::from_query_result(row, "").map_err(db_err)?;
-            names.insert(model.author_id, get(row, "author_name")?);
-            models.push(model);
-        }
-        let post_ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
-        let mut tags = self.tags_of(&post_ids).await?;
-        models
-            .into_iter()
-            .map(|model| {
+        rows.iter()
+            .map(|row| {
+                let model = posts::Model::from_query_result(row, "").map_err(db_err)?;
                 let author = AuthorRef {
                     id: UserId::from_uuid(model.author_id),
-                    name: names.get(&model.author_id).cloned().flatten(),
+                    name: get(row, "author_name")?,
                 };
-                let tags = tags.remove(&model.id).unwrap_or_default();
+                let tags = get::<Option<String>>(row, "tag_list")?
+                    .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
+                    .unwrap_or_default();
                 let comment_count = model.comment_count;
                 Ok(PostDetail {
                     post: post_from_model(model)?,
