@@ -1,158 +1,89 @@
 use inkcart_domain::FieldError;
 use thiserror::Error;
 
-/// A machine-readable reason for an error, stable across releases: clients branch on it instead
-/// of on the human message. Carried as `code` in the REST envelope and as `reason` in a GraphQL
-/// error's extensions. Every status has a generic code; the rest name a rule of their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    // ---- generic, one per status ----
-    BadRequest,
-    ValidationFailed,
-    Unauthorized,
-    PaymentRequired,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    Conflict,
-    PayloadTooLarge,
-    UriTooLong,
-    UnsupportedMediaType,
-    Unprocessable,
-    RateLimited,
-    RequestHeaderFieldsTooLarge,
-    Unavailable,
-    Internal,
-    // ---- 400 ----
-    /// The body is not JSON, or not the JSON the operation takes.
-    MalformedBody,
-    /// An order broke one of the order rules (empty cart, quantity, minimum amount, …).
-    OrderRulesBroken,
-    /// An email verification or password reset token that is unknown, used or expired.
-    InvalidEmailToken,
-    /// An upload that is not one of the accepted image formats, or cannot be decoded.
-    NotAnImage,
-    // ---- 401 ----
-    NoToken,
-    InvalidToken,
-    InvalidCredentials,
-    // ---- 402 ----
-    PaymentDeclined,
-    // ---- 403 ----
-    InsufficientPermissions,
-    NotOwner,
-    // ---- 409 ----
-    EmailTaken,
-    SlugTaken,
-    InsufficientStock,
-    /// An order status change the order's state does not allow (cancel a shipped order, …).
-    InvalidTransition,
-    EmailAlreadyVerified,
-    UserHasOrders,
-    CommentsClosed,
-    IdempotencyKeyInFlight,
-    JobNotRetryable,
-    // ---- 422 ----
-    IdempotencyKeyReused,
-    // ---- 429 ----
-    TooManyLoginAttempts,
-    TooManyPasswordAttempts,
-    // ---- 503 ----
-    Busy,
+/// Declares the error codes once: the enum, its names and the list of all come from one table.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $code:ident => $name:literal,)*) => {
+        /// A machine-readable reason for an error, stable across releases: clients branch on it
+        /// instead of on the human message. Carried as `code` in the REST envelope and as
+        /// `reason` in a GraphQL error's extensions. Every status has a generic code; the rest
+        /// name a rule of their own.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order declared.
+            pub const ALL: &'static [Self] = &[$(Self::$code,)*];
+
+            /// The code as clients see it (`slug_taken`).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$code => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The code as clients see it (`slug_taken`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::ValidationFailed => "validation_failed",
-            Self::Unauthorized => "unauthorized",
-            Self::PaymentRequired => "payment_required",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::RequestTimeout => "request_timeout",
-            Self::Conflict => "conflict",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::UriTooLong => "uri_too_long",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::Unprocessable => "unprocessable",
-            Self::RateLimited => "rate_limited",
-            Self::RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
-            Self::Unavailable => "unavailable",
-            Self::Internal => "internal",
-            Self::MalformedBody => "malformed_body",
-            Self::OrderRulesBroken => "order_rules_broken",
-            Self::InvalidEmailToken => "invalid_email_token",
-            Self::NotAnImage => "not_an_image",
-            Self::NoToken => "no_token",
-            Self::InvalidToken => "invalid_token",
-            Self::InvalidCredentials => "invalid_credentials",
-            Self::PaymentDeclined => "payment_declined",
-            Self::InsufficientPermissions => "insufficient_permissions",
-            Self::NotOwner => "not_owner",
-            Self::EmailTaken => "email_taken",
-            Self::SlugTaken => "slug_taken",
-            Self::InsufficientStock => "insufficient_stock",
-            Self::InvalidTransition => "invalid_transition",
-            Self::EmailAlreadyVerified => "email_already_verified",
-            Self::UserHasOrders => "user_has_orders",
-            Self::CommentsClosed => "comments_closed",
-            Self::IdempotencyKeyInFlight => "idempotency_key_in_flight",
-            Self::JobNotRetryable => "job_not_retryable",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::TooManyLoginAttempts => "too_many_login_attempts",
-            Self::TooManyPasswordAttempts => "too_many_password_attempts",
-            Self::Busy => "busy",
-        }
-    }
-
-    /// Every code, for documentation and for the test that keeps the strings unique.
-    pub const ALL: &'static [Self] = &[
-        Self::BadRequest,
-        Self::ValidationFailed,
-        Self::Unauthorized,
-        Self::PaymentRequired,
-        Self::Forbidden,
-        Self::NotFound,
-        Self::MethodNotAllowed,
-        Self::RequestTimeout,
-        Self::Conflict,
-        Self::PayloadTooLarge,
-        Self::UriTooLong,
-        Self::UnsupportedMediaType,
-        Self::Unprocessable,
-        Self::RateLimited,
-        Self::RequestHeaderFieldsTooLarge,
-        Self::Unavailable,
-        Self::Internal,
-        Self::MalformedBody,
-        Self::OrderRulesBroken,
-        Self::InvalidEmailToken,
-        Self::NotAnImage,
-        Self::NoToken,
-        Self::InvalidToken,
-        Self::InvalidCredentials,
-        Self::PaymentDeclined,
-        Self::InsufficientPermissions,
-        Self::NotOwner,
-        Self::EmailTaken,
-        Self::SlugTaken,
-        Self::InsufficientStock,
-        Self::InvalidTransition,
-        Self::EmailAlreadyVerified,
-        Self::UserHasOrders,
-        Self::CommentsClosed,
-        Self::IdempotencyKeyInFlight,
-        Self::JobNotRetryable,
-        Self::IdempotencyKeyReused,
-        Self::TooManyLoginAttempts,
-        Self::TooManyPasswordAttempts,
-        Self::Busy,
-    ];
+// Each code once, with the name clients see.
+error_codes! {
+    // ---- generic, one per status ----
+    BadRequest => "bad_request",
+    ValidationFailed => "validation_failed",
+    Unauthorized => "unauthorized",
+    PaymentRequired => "payment_required",
+    Forbidden => "forbidden",
+    NotFound => "not_found",
+    MethodNotAllowed => "method_not_allowed",
+    RequestTimeout => "request_timeout",
+    Conflict => "conflict",
+    PayloadTooLarge => "payload_too_large",
+    UriTooLong => "uri_too_long",
+    UnsupportedMediaType => "unsupported_media_type",
+    Unprocessable => "unprocessable",
+    RateLimited => "rate_limited",
+    RequestHeaderFieldsTooLarge => "request_header_fields_too_large",
+    Unavailable => "unavailable",
+    Internal => "internal",
+    // ---- 400 ----
+    /// The body is not JSON, or not the JSON the operation takes.
+    MalformedBody => "malformed_body",
+    /// An order broke one of the order rules (empty cart, quantity, minimum amount, …).
+    OrderRulesBroken => "order_rules_broken",
+    /// An email verification or password reset token that is unknown, used or expired.
+    InvalidEmailToken => "invalid_email_token",
+    /// An upload that is not one of the accepted image formats, or cannot be decoded.
+    NotAnImage => "not_an_image",
+    // ---- 401 ----
+    NoToken => "no_token",
+    InvalidToken => "invalid_token",
+    InvalidCredentials => "invalid_credentials",
+    // ---- 402 ----
+    PaymentDeclined => "payment_declined",
+    // ---- 403 ----
+    InsufficientPermissions => "insufficient_permissions",
+    NotOwner => "not_owner",
+    // ---- 409 ----
+    EmailTaken => "email_taken",
+    SlugTaken => "slug_taken",
+    InsufficientStock => "insufficient_stock",
+    /// An order status change the order's state does not allow (cancel a shipped order, …).
+    InvalidTransition => "invalid_transition",
+    EmailAlreadyVerified => "email_already_verified",
+    UserHasOrders => "user_has_orders",
+    CommentsClosed => "comments_closed",
+    IdempotencyKeyInFlight => "idempotency_key_in_flight",
+    JobNotRetryable => "job_not_retryable",
+    // ---- 422 ----
+    IdempotencyKeyReused => "idempotency_key_reused",
+    // ---- 429 ----
+    TooManyLoginAttempts => "too_many_login_attempts",
+    TooManyPasswordAttempts => "too_many_password_attempts",
+    // ---- 503 ----
+    Busy => "busy",
 }
 
 impl std::fmt::Display for ErrorCode {
