@@ -1,5 +1,6 @@
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,6 +11,7 @@ use sea_orm::sqlx::sqlite::{
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use sea_orm_migration::MigratorTrait as _;
 
+use crate::lite::LiteReader;
 use crate::migration::Migrator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +34,13 @@ pub struct DbOptions {
 
 /// An open database. On SQLite, writes go through a single connection (one writer, so
 /// transactions queue in the pool instead of failing with `SQLITE_BUSY`) and reads through a
-/// pool; on PostgreSQL both are the same pool.
+/// pool, and a file database also has read-only connections used on the calling thread
+/// (`lite.rs`); on PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pub(crate) reader: DatabaseConnection,
     pub(crate) writer: DatabaseConnection,
+    pub(crate) lite: Option<Arc<LiteReader>>,
     backend: Backend,
 }
 
@@ -94,9 +98,25 @@ impl Db {
             .connect_with(opts)
             .await
             .context("cannot open the SQLite database")?;
+        // The file SQLite itself opened (none for an in-memory database, which another
+        // connection could not share).
+        let file: Option<String> = sea_orm::sqlx::query_scalar(
+            "SELECT file FROM pragma_database_list WHERE name = 'main'",
+        )
+        .fetch_optional(&reader)
+        .await
+        .context("cannot read the SQLite database's file name")?;
+        let lite = file.filter(|f| !f.is_empty()).map(|file| {
+            Arc::new(LiteReader::new(
+                Path::new(&file),
+                options.acquire_timeout,
+                usize::try_from(options.max_connections).unwrap_or(1),
+            ))
+        });
         Ok(Self {
             reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
             writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+            lite,
             backend: Backend::Sqlite,
         })
     }
@@ -118,6 +138,7 @@ impl Db {
         Ok(Self {
             reader: conn.clone(),
             writer: conn,
+            lite: None,
             backend: Backend::Postgres,
         })
     }
@@ -140,6 +161,9 @@ impl Db {
     }
 
     pub async fn close(self) {
+        if let Some(lite) = &self.lite {
+            lite.close();
+        }
         let _ = self.reader.close().await;
         if self.backend == Backend::Sqlite {
             let _ = self.writer.close().await;
@@ -156,6 +180,12 @@ impl Db {
             conn.set_metric_callback(move |_| {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
+        }
+        if let Some(lite) = &mut self.lite {
+            match Arc::get_mut(lite) {
+                Some(lite) => lite.statements = Some(counter.clone()),
+                None => panic!("count_statements must be called before the Db is cloned"),
+            }
         }
     }
 

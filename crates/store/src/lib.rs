@@ -9,6 +9,7 @@ mod connect;
 mod dialect;
 mod entity;
 mod error;
+mod lite;
 pub mod migration;
 mod repo;
 #[cfg(feature = "testing")]

@@ -13,8 +13,8 @@ use inkcart_domain::{CommentId, PostId, UserId};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, EntityTrait as _, FromQueryResult as _,
-    JoinType, Order, QueryFilter as _, QueryResult, QuerySelect as _, QueryTrait as _,
+    ColumnTrait as _, DatabaseTransaction, EntityTrait as _, JoinType, Order, QueryFilter as _,
+    QuerySelect as _, QueryTrait as _,
 };
 use uuid::Uuid;
 
@@ -22,6 +22,7 @@ use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
 use crate::dialect::{Dialect, Shape, TAG_SEPARATOR};
 use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
+use crate::lite::Columns;
 
 fn col(c: posts::Column) -> Expr {
     Expr::col((posts::Entity, c))
@@ -51,7 +52,7 @@ fn summary_columns(q: &mut SelectStatement) {
     );
 }
 
-fn summary_from_row(row: &QueryResult) -> AppResult<PostSummary> {
+fn summary_from_row(row: &impl Columns) -> AppResult<PostSummary> {
     Ok(PostSummary {
         id: get_id(row, "id")?,
         title: get(row, "title")?,
@@ -224,9 +225,15 @@ fn kept_count(query: &PostQuery) -> Option<SelectStatement> {
 }
 
 impl SqlStore {
-    /// The `n` of a counting select.
-    async fn count(&self, count: SelectStatement) -> AppResult<i64> {
+    /// The `n` of a kept count (one row read).
+    async fn kept(&self, count: SelectStatement) -> AppResult<i64> {
         let rows = self.read_all(&count).await?;
+        Ok(rows.first().map(|r| get(r, "n")).transpose()?.unwrap_or(0))
+    }
+
+    /// The `n` of a count that reads every row it counts.
+    async fn counted(&self, count: SelectStatement) -> AppResult<i64> {
+        let rows = self.read_offloaded(self.dialect().build(&count)).await?;
         Ok(rows.first().map(|r| get(r, "n")).transpose()?.unwrap_or(0))
     }
 
@@ -399,12 +406,7 @@ impl SqlStore {
                 page,
             )),
         };
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(statement)
-            .await
-            .map_err(db_err)?;
+        let rows = self.read(statement).await?;
         rows.iter()
             .map(|row| {
                 let author_id = UserId::from_uuid(get(row, "author_id")?);
@@ -606,7 +608,21 @@ impl PostRepo for SqlStore {
         let rows = self.read_all(&select).await?;
         rows.iter()
             .map(|row| {
-                let model = posts::Model::from_query_result(row, "").map_err(db_err)?;
+                let model = posts::Model {
+                    id: get(row, "id")?,
+                    author_id: get(row, "author_id")?,
+                    title: get(row, "title")?,
+                    slug: get(row, "slug")?,
+                    content: get(row, "content")?,
+                    content_html: get(row, "content_html")?,
+                    excerpt: get(row, "excerpt")?,
+                    cover_image_key: get(row, "cover_image_key")?,
+                    published: get(row, "published")?,
+                    published_at: get(row, "published_at")?,
+                    created_at: get(row, "created_at")?,
+                    updated_at: get(row, "updated_at")?,
+                    comment_count: get(row, "comment_count")?,
+                };
                 let author = AuthorRef {
                     id: UserId::from_uuid(model.author_id),
                     name: get(row, "author_name")?,
@@ -669,12 +685,13 @@ impl PostRepo for SqlStore {
             // One more than asked, to know whether another page follows.
             PostPaging::Keyset { .. } => paged(dialect.build(&q), limit + 1, 0),
         };
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(statement)
-            .await
-            .map_err(db_err)?;
+        // A search reads the full-text index, which can take long; a page without one is
+        // bounded by the index of its order.
+        let rows = if query.search.is_some() {
+            self.read_offloaded(statement).await?
+        } else {
+            self.read(statement).await?
+        };
         let total = match &query.paging {
             PostPaging::Keyset { .. } => None,
             PostPaging::Offset(page) => Some(match (&query.search, rows.first()) {
@@ -684,17 +701,17 @@ impl PostRepo for SqlStore {
                 // Counted inside the index; on PostgreSQL also a page past the last match,
                 // which holds no row to carry the number.
                 (Some(terms), _) if index_page.is_some() => {
-                    self.count(dialect.count_matches(terms)).await?
+                    self.counted(dialect.count_matches(terms)).await?
                 }
                 // Kept by the database, or else counted.
-                _ => {
-                    let count = kept_count(query).unwrap_or_else(|| {
+                _ => match kept_count(query) {
+                    Some(kept) => self.kept(kept).await?,
+                    None => {
                         let mut count = Self::posts_select(query, dialect, Shape::Count);
                         count.expr_as(Expr::cust("COUNT(*)"), "n");
-                        count
-                    });
-                    self.count(count).await?
-                }
+                        self.counted(count).await?
+                    }
+                },
             }),
         };
         let total = total.map(|n| u64::try_from(n).unwrap_or(0));
@@ -761,12 +778,7 @@ impl PostRepo for SqlStore {
             "author_id",
             page,
         );
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(dialect.build(&q))
-            .await
-            .map_err(db_err)?;
+        let rows = self.read(dialect.build(&q)).await?;
         let mut items = rows
             .iter()
             .map(summary_from_row)
@@ -807,12 +819,7 @@ impl PostRepo for SqlStore {
             page.limit,
             page.offset(),
         );
-        let rows = self
-            .db
-            .reader
-            .query_all_raw(statement)
-            .await
-            .map_err(db_err)?;
+        let rows = self.read(statement).await?;
         rows.iter()
             .map(|r| Ok((get(r, "name")?, get(r, "n")?)))
             .collect()

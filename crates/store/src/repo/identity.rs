@@ -11,9 +11,25 @@ use sea_orm::{
     QueryOrder as _, QuerySelect as _,
 };
 
-use super::{SqlStore, Unique as _, conn, escape_like, order};
+use super::{SqlStore, Unique as _, conn, escape_like, get, order};
 use crate::entity::{refresh_tokens, users};
 use crate::error::{db_err, is_foreign_key_violation};
+use crate::lite::Row;
+
+/// A user's row, as [`SqlStore::models`] reads it.
+fn user_row(row: &Row) -> AppResult<users::Model> {
+    Ok(users::Model {
+        id: get(row, "id")?,
+        email: get(row, "email")?,
+        password_hash: get(row, "password_hash")?,
+        name: get(row, "name")?,
+        role: get(row, "role")?,
+        tier: get(row, "tier")?,
+        email_verified: get(row, "email_verified")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
 
 fn user_from_model(m: users::Model) -> AppResult<User> {
     let users::Model {
@@ -66,10 +82,9 @@ impl UserRepo for SqlStore {
     }
 
     async fn find(&self, id: UserId) -> AppResult<Option<User>> {
-        users::Entity::find_by_id(id.as_uuid())
-            .unique(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        self.models(users::Entity::find_by_id(id.as_uuid()), user_row)
+            .await?
+            .pop()
             .map(user_from_model)
             .transpose()
     }
@@ -78,23 +93,18 @@ impl UserRepo for SqlStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        users::Entity::find()
-            .filter(users::Column::Id.is_in(ids.iter().map(UserId::as_uuid)))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        let select =
+            users::Entity::find().filter(users::Column::Id.is_in(ids.iter().map(UserId::as_uuid)));
+        self.models(select, user_row)
+            .await?
             .into_iter()
             .map(user_from_model)
             .collect()
     }
 
     async fn find_credentials(&self, email: &Email) -> AppResult<Option<(User, String)>> {
-        let Some(model) = users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .unique(&self.db.reader)
-            .await
-            .map_err(db_err)?
-        else {
+        let select = users::Entity::find().filter(users::Column::Email.eq(email.as_str()));
+        let Some(model) = self.models(select, user_row).await?.pop() else {
             return Ok(None);
         };
         let hash = model.password_hash.clone();
@@ -102,10 +112,10 @@ impl UserRepo for SqlStore {
     }
 
     async fn password_hash(&self, id: UserId) -> AppResult<Option<String>> {
-        Ok(users::Entity::find_by_id(id.as_uuid())
-            .unique(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        Ok(self
+            .models(users::Entity::find_by_id(id.as_uuid()), user_row)
+            .await?
+            .pop()
             .map(|m| m.password_hash))
     }
 

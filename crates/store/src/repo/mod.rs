@@ -6,13 +6,14 @@ use inkcart_app::ports::{Store, Tx};
 use inkcart_app::{AppError, AppResult};
 use sea_orm::sea_query::SelectStatement;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, QueryResult, Select,
-    Statement, TransactionTrait as _,
+    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, Select, Statement,
+    TransactionTrait as _,
 };
 
 use crate::Db;
 use crate::dialect::Dialect;
 use crate::error::db_err;
+use crate::lite::{Column, Columns, Row};
 
 mod blog;
 mod identity;
@@ -39,13 +40,44 @@ impl SqlStore {
         Dialect::of(&self.db.reader)
     }
 
-    /// Every row of a built select, read through the reading pool.
-    async fn read_all(&self, select: &SelectStatement) -> AppResult<Vec<QueryResult>> {
-        self.db
+    /// Every row of a built select that an index bounds (see [`SqlStore::read`]).
+    async fn read_all(&self, select: &SelectStatement) -> AppResult<Vec<Row>> {
+        self.read(self.dialect().build(select)).await
+    }
+
+    /// Every row of a built statement that an index bounds: a lookup by key, a page, a kept
+    /// count. On a SQLite file it runs on the calling thread (`lite.rs`: no hand-off to a
+    /// connection thread); elsewhere through the reading pool.
+    async fn read(&self, statement: Statement) -> AppResult<Vec<Row>> {
+        match &self.db.lite {
+            Some(lite) => Ok(lite.read(&statement)?.into_iter().map(Row::Lite).collect()),
+            None => self.read_offloaded(statement).await,
+        }
+    }
+
+    /// The rows of whole entities a select finds, each decoded by `decode`, through
+    /// [`SqlStore::read`]: for lookups by key.
+    async fn models<E: EntityTrait, M>(
+        &self,
+        select: Select<E>,
+        decode: impl Fn(&Row) -> AppResult<M>,
+    ) -> AppResult<Vec<M>> {
+        use sea_orm::QueryTrait as _;
+        let rows = self.read_all(&select.into_query()).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every row of a statement that may take long (a full-text search, a count of every row
+    /// a filter selects), always through the reading pool: on SQLite, on the driver's own
+    /// connection thread, never holding a runtime thread.
+    async fn read_offloaded(&self, statement: Statement) -> AppResult<Vec<Row>> {
+        let rows = self
+            .db
             .reader
-            .query_all_raw(self.dialect().build(select))
+            .query_all_raw(statement)
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(Row::Sea).collect())
     }
 }
 
@@ -66,13 +98,12 @@ impl<E: EntityTrait> Unique<E> for Select<E> {
 }
 
 /// One column of a raw query's row, by name; a missing or mistyped column is an internal error.
-pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> AppResult<T> {
-    row.try_get::<T>("", column)
-        .map_err(|e| AppError::internal(format!("reading column {column}: {e}")))
+pub(crate) fn get<T: Column>(row: &impl Columns, column: &str) -> AppResult<T> {
+    row.column(column)
 }
 
 /// A UUID column as the typed id of its entity (`PostId`, `OrderId`, …).
-pub(crate) fn get_id<T: From<uuid::Uuid>>(row: &QueryResult, column: &str) -> AppResult<T> {
+pub(crate) fn get_id<T: From<uuid::Uuid>>(row: &impl Columns, column: &str) -> AppResult<T> {
     get::<uuid::Uuid>(row, column).map(T::from)
 }
 

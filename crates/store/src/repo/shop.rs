@@ -16,8 +16,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QueryResult, QuerySelect as _, QueryTrait as _,
-    TryInsertResult,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -25,6 +24,21 @@ use super::{SqlStore, Unique as _, conn, escape_like, get, get_id, order, uuids}
 use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
+use crate::lite::{Columns, Row};
+
+/// A product's row, as [`SqlStore::models`] reads it.
+fn product_row(row: &Row) -> AppResult<products::Model> {
+    Ok(products::Model {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        price_cents: get(row, "price_cents")?,
+        stock: get(row, "stock")?,
+        active: get(row, "active")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
 
 fn product_from_model(m: products::Model) -> Product {
     Product {
@@ -63,10 +77,10 @@ impl ProductRepo for SqlStore {
     }
 
     async fn find(&self, id: ProductId) -> AppResult<Option<Product>> {
-        Ok(products::Entity::find_by_id(id)
-            .unique(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        Ok(self
+            .models(products::Entity::find_by_id(id), product_row)
+            .await?
+            .pop()
             .map(product_from_model))
     }
 
@@ -74,11 +88,10 @@ impl ProductRepo for SqlStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(products::Entity::find()
-            .filter(products::Column::Id.is_in(uuids(ids)))
-            .all(&self.db.reader)
-            .await
-            .map_err(db_err)?
+        let select = products::Entity::find().filter(products::Column::Id.is_in(uuids(ids)));
+        Ok(self
+            .models(select, product_row)
+            .await?
             .into_iter()
             .map(product_from_model)
             .collect())
@@ -362,7 +375,7 @@ impl StoredOrder {
 }
 
 /// The items of an order, with the current product names, as selected by [`items_query`].
-fn item_from_row(row: &QueryResult) -> AppResult<OrderItem> {
+fn item_from_row(row: &impl Columns) -> AppResult<OrderItem> {
     Ok(OrderItem {
         product_id: get_id(row, "i_product_id")?,
         name: get(row, "p_name")?,

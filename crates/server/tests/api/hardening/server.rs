@@ -485,11 +485,17 @@ impl Streamed {
         Self { chunks, answer }
     }
 
-    /// Sends `bytes`, then waits until the server has read them.
+    /// Sends `bytes`, then waits until the server has read and counted them.
     async fn feed(&self, bytes: Vec<u8>) {
         self.chunks.send(Ok(bytes.into())).await.unwrap();
-        // The channel holds one chunk: this send completes once the server took the first.
-        let _ = self.chunks.send(Ok(axum::body::Bytes::new())).await;
+        // The channel holds one chunk. A first empty chunk fits as soon as the server has taken
+        // `bytes` from the channel, which may be before it counted them against the budget; a
+        // second fits only once the server has taken the first, which it asks for after
+        // counting `bytes`. (With one, a loaded machine let the third request in before the
+        // second was counted: it waited for its missing bytes and timed out, 408.)
+        for _ in 0..2 {
+            let _ = self.chunks.send(Ok(axum::body::Bytes::new())).await;
+        }
     }
 }
 

@@ -1,0 +1,381 @@
+//! Reads of a SQLite database on the calling thread.
+//!
+//! sqlx runs each SQLite connection on a thread of its own: every statement is handed to that
+//! thread and its rows handed back, a switch between threads each way. A post read from the
+//! database spent a third of the server's CPU in the kernel's scheduler for those hand-offs and
+//! a few per cent in SQLite itself. The reads here run where they are asked for, on a
+//! connection taken from a small pool of idle ones, with their prepared statements kept on the
+//! connection: no hand-off at all.
+//!
+//! Only reads that an index bounds come here (a post by key, a page of a list, its tags and
+//! kept count, a page of comments): they take tens of microseconds, within what a runtime
+//! thread may spend between two awaits. A read that can take long (a full-text search, a count
+//! of every post a filter selects) stays on sqlx's own thread, so that it never holds a runtime
+//! thread (`SqlStore::read_offloaded`). Writes never come here: the connections are opened
+//! read-only.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use inkcart_app::{AppError, AppResult};
+use rusqlite::types::{FromSql, Value as LiteValue, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use sea_orm::sea_query::Value;
+use sea_orm::{QueryResult, Statement, TryGetable};
+
+/// Statements kept prepared per connection: every read statement of the store fits, with
+/// room for the pages whose size or offset differ (written into their SQL, see `paged`).
+const PREPARED_PER_CONNECTION: usize = 128;
+
+/// Read-only connections to one SQLite file, idle ones kept for the next read.
+pub(crate) struct LiteReader {
+    path: PathBuf,
+    busy_timeout: Duration,
+    /// At most this many idle connections are kept; more are opened while that many reads run
+    /// at once (one per runtime thread at most, as a read never awaits) and closed afterwards.
+    keep: usize,
+    idle: Mutex<Vec<Connection>>,
+    /// Set by [`LiteReader::close`], as closing sqlx's pools: every later read is refused.
+    closed: AtomicBool,
+    /// Counts statements, for tests that check how many a request runs.
+    pub(crate) statements: Option<Arc<AtomicU64>>,
+}
+
+impl std::fmt::Debug for LiteReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiteReader")
+            .field("path", &self.path)
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiteReader {
+    pub(crate) fn new(path: &Path, busy_timeout: Duration, keep: usize) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            busy_timeout,
+            keep: keep.max(1),
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            statements: None,
+        }
+    }
+
+    /// Closes the idle connections and refuses every later read (as unavailable).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
+        Ok(conn)
+    }
+
+    /// Every row of a statement built for SQLite.
+    pub(crate) fn read(&self, statement: &Statement) -> AppResult<Vec<LiteRow>> {
+        if let Some(counter) = &self.statements {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(AppError::Unavailable("Database unavailable".to_owned()));
+        }
+        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match taken {
+            Some(conn) => conn,
+            None => self.open().map_err(lite_err)?,
+        };
+        let rows = run(&conn, statement);
+        // A connection whose statement failed is closed rather than kept: it may hold a
+        // transaction or a lock that the failure left open.
+        if rows.is_ok()
+            && !self.closed.load(Ordering::SeqCst)
+            && let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.keep
+        {
+            idle.push(conn);
+        }
+        rows.map_err(lite_err)
+    }
+}
+
+fn run(conn: &Connection, statement: &Statement) -> rusqlite::Result<Vec<LiteRow>> {
+    let mut prepared = conn.prepare_cached(&statement.sql)?;
+    if let Some(values) = &statement.values {
+        for (i, value) in values.0.iter().enumerate() {
+            prepared.raw_bind_parameter(i + 1, lite_value(value)?)?;
+        }
+    }
+    let columns: Arc<[Box<str>]> = prepared.column_names().into_iter().map(Box::from).collect();
+    let width = columns.len();
+    let mut rows = prepared.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(row.get::<_, LiteValue>(i)?);
+        }
+        out.push(LiteRow {
+            columns: Arc::clone(&columns),
+            values: values.into_boxed_slice(),
+        });
+    }
+    Ok(out)
+}
+
+/// A parameter as sqlx binds it on SQLite (through sea-query), so that a value compares with
+/// the stored ones: a UUID as its 16 bytes, a timestamp as RFC 3339 text with `+00:00`.
+fn lite_value(value: &Value) -> rusqlite::Result<LiteValue> {
+    let unsupported = || {
+        rusqlite::Error::ToSqlConversionFailure(
+            format!("no SQLite binding for the parameter {value:?}").into(),
+        )
+    };
+    let int = |v: Option<i64>| v.map_or(LiteValue::Null, LiteValue::Integer);
+    Ok(match value {
+        Value::Bool(v) => int(v.map(i64::from)),
+        Value::TinyInt(v) => int(v.map(i64::from)),
+        Value::SmallInt(v) => int(v.map(i64::from)),
+        Value::Int(v) => int(v.map(i64::from)),
+        Value::BigInt(v) => int(*v),
+        Value::TinyUnsigned(v) => int(v.map(i64::from)),
+        Value::SmallUnsigned(v) => int(v.map(i64::from)),
+        Value::Unsigned(v) => int(v.map(i64::from)),
+        Value::BigUnsigned(v) => match v {
+            Some(v) => LiteValue::Integer(i64::try_from(*v).map_err(|_| unsupported())?),
+            None => LiteValue::Null,
+        },
+        Value::Float(v) => v.map_or(LiteValue::Null, |v| LiteValue::Real(f64::from(v))),
+        Value::Double(v) => v.map_or(LiteValue::Null, LiteValue::Real),
+        Value::String(v) => v.clone().map_or(LiteValue::Null, LiteValue::Text),
+        Value::Char(v) => v.map_or(LiteValue::Null, |c| LiteValue::Text(c.to_string())),
+        Value::Bytes(v) => v.clone().map_or(LiteValue::Null, LiteValue::Blob),
+        Value::Uuid(v) => v.map_or(LiteValue::Null, |id| {
+            LiteValue::Blob(id.as_bytes().to_vec())
+        }),
+        Value::ChronoDateTimeUtc(v) => v.map_or(LiteValue::Null, |at| {
+            LiteValue::Text(at.to_rfc3339_opts(SecondsFormat::AutoSi, false))
+        }),
+        Value::Json(v) => match v {
+            Some(json) => LiteValue::Text(json.to_string()),
+            None => LiteValue::Null,
+        },
+        _ => return Err(unsupported()),
+    })
+}
+
+/// Busy (a checkpoint or recovery holding the file) is the database being unavailable, as
+/// sqlx's acquire timeout is; anything else is internal.
+fn lite_err(err: rusqlite::Error) -> AppError {
+    use rusqlite::ErrorCode as Code;
+    match err.sqlite_error_code() {
+        Some(Code::DatabaseBusy | Code::DatabaseLocked | Code::CannotOpen) => {
+            tracing::error!(error = %err, "database unavailable");
+            AppError::Unavailable("Database unavailable".to_owned())
+        }
+        _ => AppError::Internal(anyhow::Error::new(err).context("database error")),
+    }
+}
+
+/// A row read by [`LiteReader`]: its values, and the names of its statement's columns.
+pub(crate) struct LiteRow {
+    columns: Arc<[Box<str>]>,
+    values: Box<[LiteValue]>,
+}
+
+/// A row of either kind of read: sea-orm's (PostgreSQL, and SQLite through sqlx) or a
+/// [`LiteRow`].
+pub(crate) enum Row {
+    Sea(QueryResult),
+    Lite(LiteRow),
+}
+
+/// A value a column holds, readable from both kinds of row.
+pub(crate) trait Column: TryGetable + FromSql {}
+
+impl<T: TryGetable + FromSql> Column for T {}
+
+/// Something rows are read from by column name.
+pub(crate) trait Columns {
+    fn column<T: Column>(&self, name: &str) -> AppResult<T>;
+}
+
+impl Columns for QueryResult {
+    fn column<T: Column>(&self, name: &str) -> AppResult<T> {
+        self.try_get::<T>("", name)
+            .map_err(|e| AppError::internal(format!("reading column {name}: {e}")))
+    }
+}
+
+impl Columns for LiteRow {
+    fn column<T: Column>(&self, name: &str) -> AppResult<T> {
+        let value = self
+            .columns
+            .iter()
+            .position(|c| &**c == name)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| AppError::internal(format!("reading column {name}: no such column")))?;
+        T::column_result(ValueRef::from(value))
+            .map_err(|e| AppError::internal(format!("reading column {name}: {e}")))
+    }
+}
+
+impl Columns for Row {
+    fn column<T: Column>(&self, name: &str) -> AppResult<T> {
+        match self {
+            Self::Sea(row) => row.column(name),
+            Self::Lite(row) => row.column(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "test code: a failed expectation is a failed test"
+    )]
+
+    use chrono::{DateTime, TimeZone as _, Utc};
+    use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
+    use uuid::Uuid;
+
+    use super::{Columns as _, LiteReader};
+    use crate::testing::{TestDb, sqlite};
+
+    fn sql(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+    }
+
+    async fn with_table() -> TestDb {
+        let db = sqlite().await;
+        db.db
+            .writer_for_tests()
+            .execute_unprepared(
+                "CREATE TABLE t (id BLOB, at TEXT, n INTEGER, flag BOOLEAN, note TEXT)",
+            )
+            .await
+            .unwrap();
+        db
+    }
+
+    fn lite(db: &TestDb) -> &LiteReader {
+        db.db
+            .lite
+            .as_deref()
+            .expect("a SQLite file has calling-thread readers")
+    }
+
+    #[tokio::test]
+    async fn values_bound_here_match_what_sqlx_stored_and_read_back_as_the_same_types() {
+        let db = with_table().await;
+        let id = Uuid::now_v7();
+        // Microseconds, a fraction sqlx writes in full, and a whole second, which it writes
+        // without one: both must compare equal as text.
+        let times: [DateTime<Utc>; 2] = [
+            Utc.with_ymd_and_hms(2026, 12, 3, 17, 4, 5).unwrap()
+                + chrono::Duration::microseconds(123_456),
+            Utc.with_ymd_and_hms(2026, 12, 3, 17, 4, 6).unwrap(),
+        ];
+        for (n, at) in times.iter().enumerate() {
+            db.db
+                .writer_for_tests()
+                .execute_raw(sql(
+                    "INSERT INTO t (id, at, n, flag, note) VALUES (?, ?, ?, ?, ?)",
+                    vec![
+                        id.into(),
+                        (*at).into(),
+                        i64::try_from(n).unwrap().into(),
+                        true.into(),
+                        None::<String>.into(),
+                    ],
+                ))
+                .await
+                .unwrap();
+        }
+        for (n, at) in times.iter().enumerate() {
+            let rows = lite(&db)
+                .read(&sql(
+                    "SELECT id, at, n, flag, note FROM t WHERE id = ? AND at = ? AND flag = ?",
+                    vec![id.into(), (*at).into(), true.into()],
+                ))
+                .unwrap();
+            assert_eq!(
+                rows.len(),
+                1,
+                "the row stored at {at} is found by its values"
+            );
+            let row = &rows[0];
+            assert_eq!(row.column::<Uuid>("id").unwrap(), id);
+            assert_eq!(row.column::<DateTime<Utc>>("at").unwrap(), *at);
+            assert_eq!(row.column::<i64>("n").unwrap(), i64::try_from(n).unwrap());
+            assert!(row.column::<bool>("flag").unwrap());
+            assert_eq!(row.column::<Option<String>>("note").unwrap(), None);
+            assert!(
+                row.column::<i64>("missing").is_err(),
+                "an unknown column is an error"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_sees_writes_committed_after_its_last_read() {
+        let db = with_table().await;
+        let count = sql("SELECT COUNT(*) AS n FROM t", vec![]);
+        assert_eq!(
+            lite(&db).read(&count).unwrap()[0]
+                .column::<i64>("n")
+                .unwrap(),
+            0
+        );
+        db.db
+            .writer_for_tests()
+            .execute_unprepared("INSERT INTO t (n) VALUES (1)")
+            .await
+            .unwrap();
+        assert_eq!(
+            lite(&db).read(&count).unwrap()[0]
+                .column::<i64>("n")
+                .unwrap(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_reader_answers_unavailable() {
+        let db = with_table().await;
+        let count = sql("SELECT COUNT(*) AS n FROM t", vec![]);
+        assert!(lite(&db).read(&count).is_ok());
+        lite(&db).close();
+        assert!(matches!(
+            lite(&db).read(&count),
+            Err(inkcart_app::AppError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_connections_refuse_to_write_and_a_failed_statement_leaves_the_reader_usable() {
+        let db = with_table().await;
+        let insert = sql("INSERT INTO t (n) VALUES (1)", vec![]);
+        assert!(lite(&db).read(&insert).is_err(), "a read connection wrote");
+        let count = sql("SELECT COUNT(*) AS n FROM t", vec![]);
+        assert_eq!(
+            lite(&db).read(&count).unwrap()[0]
+                .column::<i64>("n")
+                .unwrap(),
+            0
+        );
+    }
+}
