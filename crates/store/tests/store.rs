@@ -1248,3 +1248,40 @@ db_test!(
         assert_eq!((stored.items[0].quantity, stored.items[0].line_total), (2, Money::from_cents(2_500)));
     }
 );
+
+db_test!(
+    async fn posts_created_at_once_with_the_same_new_tags_in_different_orders_all_succeed(db) {
+        let store = SqlStore::new(db.db.clone());
+        let author = user("writer@example.com", None);
+        insert(&store, &author).await.unwrap();
+        // Each round makes five tags that do not exist yet, named by four posts at once, each
+        // in another order: every post is created, and every tag exists once, with its four
+        // posts. (The store inserts new tags in name order, so that two such posts cannot
+        // deadlock on PostgreSQL; that window is too narrow for this test to hit reliably.)
+        for round in 0..10 {
+            let names: Vec<String> = (0..5).map(|i| format!("r{round}-t{i}")).collect();
+            let writers: Vec<_> = (0..4).map(|w| {
+                let store = store.clone();
+                let mut order = names.clone();
+                order.rotate_left(w);
+                if w % 2 == 1 {
+                    order.reverse();
+                }
+                let post = blog_post(author.id, &format!("r{round}-p{w}"), true);
+                tokio::spawn(async move {
+                    let tags: Vec<TagName> =
+                        order.iter().map(|n| TagName::parse(n).unwrap()).collect();
+                    let mut tx = store.begin().await?;
+                    PostRepo::insert(&store, tx.as_mut(), &post, &tags).await?;
+                    tx.commit().await
+                })
+            }).collect();
+            for writer in writers {
+                writer.await.unwrap().unwrap();
+            }
+        }
+        let tags = store.tags(PageRequest { page: 1, limit: 100 }).await.unwrap();
+        assert_eq!(tags.len(), 50, "{tags:?}");
+        assert!(tags.iter().all(|(_, n)| *n == 4), "{tags:?}");
+    }
+);

@@ -481,6 +481,12 @@ impl SqlStore {
         if names.is_empty() {
             return Ok(());
         }
+        // New tags are inserted in name order: two posts creating the same new tags in
+        // different orders would each take one name and wait for the other's, a deadlock on
+        // PostgreSQL. In one order, the second waits for the first to commit.
+        let mut names: Vec<&TagName> = names.iter().collect();
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup_by(|a, b| a.as_str() == b.as_str());
         let new_tags = names.iter().map(|name| tags::ActiveModel {
             id: Set(Uuid::now_v7()),
             name: Set(name.as_str().to_owned()),
@@ -493,7 +499,7 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         let ids: Vec<Uuid> = tags::Entity::find()
-            .filter(tags::Column::Name.is_in(names.iter().map(TagName::as_str)))
+            .filter(tags::Column::Name.is_in(names.iter().map(|name| name.as_str())))
             .all(conn)
             .await
             .map_err(db_err)?
