@@ -22,7 +22,7 @@ use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
 use crate::dialect::{Dialect, Shape, TAG_SEPARATOR};
 use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
-use crate::lite::Columns;
+use crate::lite::{Columns, Row};
 
 fn col(c: posts::Column) -> Expr {
     Expr::col((posts::Entity, c))
@@ -227,14 +227,16 @@ fn kept_count(query: &PostQuery) -> Option<SelectStatement> {
 impl SqlStore {
     /// The `n` of a kept count (one row read).
     async fn kept(&self, count: SelectStatement) -> AppResult<i64> {
-        let rows = self.read_all(&count).await?;
-        Ok(rows.first().map(|r| get(r, "n")).transpose()?.unwrap_or(0))
+        let n = self.read_all(&count, |r| get::<i64>(r, "n")).await?;
+        Ok(n.first().copied().unwrap_or(0))
     }
 
     /// The `n` of a count that reads every row it counts.
     async fn counted(&self, count: SelectStatement) -> AppResult<i64> {
-        let rows = self.read_offloaded(self.dialect().build(&count)).await?;
-        Ok(rows.first().map(|r| get(r, "n")).transpose()?.unwrap_or(0))
+        let n = self
+            .read_offloaded(self.dialect().build(&count), |r| get::<i64>(r, "n"))
+            .await?;
+        Ok(n.first().copied().unwrap_or(0))
     }
 
     /// The published posts a query selects, without ordering. A page is joined with the authors
@@ -406,26 +408,24 @@ impl SqlStore {
                 page,
             )),
         };
-        let rows = self.read(statement).await?;
-        rows.iter()
-            .map(|row| {
-                let author_id = UserId::from_uuid(get(row, "author_id")?);
-                Ok(CommentView {
-                    comment: Comment {
-                        id: get_id(row, "id")?,
-                        post_id: get_id(row, "post_id")?,
-                        author_id,
-                        content: get(row, "content")?,
-                        created_at: get(row, "created_at")?,
-                        updated_at: get(row, "updated_at")?,
-                    },
-                    author: AuthorRef {
-                        id: author_id,
-                        name: get(row, "author_name")?,
-                    },
-                })
+        self.read(statement, |row| {
+            let author_id = UserId::from_uuid(get(row, "author_id")?);
+            Ok(CommentView {
+                comment: Comment {
+                    id: get_id(row, "id")?,
+                    post_id: get_id(row, "post_id")?,
+                    author_id,
+                    content: get(row, "content")?,
+                    created_at: get(row, "created_at")?,
+                    updated_at: get(row, "updated_at")?,
+                },
+                author: AuthorRef {
+                    id: author_id,
+                    name: get(row, "author_name")?,
+                },
             })
-            .collect()
+        })
+        .await
     }
 
     /// Tags for a page of summaries: one query, whatever the page size. (Their comment counts
@@ -461,12 +461,14 @@ impl SqlStore {
                 .is_in(post_ids.iter().copied()),
         )
         .order_by((tags::Entity, tags::Column::Name), Order::Asc);
-        let rows = self.read_all(&q).await?;
+        let rows = self
+            .read_all(&q, |row| {
+                Ok((get::<Uuid>(row, "post_id")?, get::<String>(row, "name")?))
+            })
+            .await?;
         let mut map: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for row in &rows {
-            map.entry(get(row, "post_id")?)
-                .or_default()
-                .push(get(row, "name")?);
+        for (post, name) in rows {
+            map.entry(post).or_default().push(name);
         }
         Ok(map)
     }
@@ -611,40 +613,38 @@ impl PostRepo for SqlStore {
             .column_as(users::Column::Name, "author_name")
             .column_as(self.dialect().tag_list_of_post(), "tag_list")
             .into_query();
-        let rows = self.read_all(&select).await?;
-        rows.iter()
-            .map(|row| {
-                let model = posts::Model {
-                    id: get(row, "id")?,
-                    author_id: get(row, "author_id")?,
-                    title: get(row, "title")?,
-                    slug: get(row, "slug")?,
-                    content: get(row, "content")?,
-                    content_html: get(row, "content_html")?,
-                    excerpt: get(row, "excerpt")?,
-                    cover_image_key: get(row, "cover_image_key")?,
-                    published: get(row, "published")?,
-                    published_at: get(row, "published_at")?,
-                    created_at: get(row, "created_at")?,
-                    updated_at: get(row, "updated_at")?,
-                    comment_count: get(row, "comment_count")?,
-                };
-                let author = AuthorRef {
-                    id: UserId::from_uuid(model.author_id),
-                    name: get(row, "author_name")?,
-                };
-                let tags = get::<Option<String>>(row, "tag_list")?
-                    .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
-                    .unwrap_or_default();
-                let comment_count = model.comment_count;
-                Ok(PostDetail {
-                    post: post_from_model(model)?,
-                    author,
-                    tags,
-                    comment_count,
-                })
+        self.read_all(&select, |row| {
+            let model = posts::Model {
+                id: get(row, "id")?,
+                author_id: get(row, "author_id")?,
+                title: get(row, "title")?,
+                slug: get(row, "slug")?,
+                content: get(row, "content")?,
+                content_html: get(row, "content_html")?,
+                excerpt: get(row, "excerpt")?,
+                cover_image_key: get(row, "cover_image_key")?,
+                published: get(row, "published")?,
+                published_at: get(row, "published_at")?,
+                created_at: get(row, "created_at")?,
+                updated_at: get(row, "updated_at")?,
+                comment_count: get(row, "comment_count")?,
+            };
+            let author = AuthorRef {
+                id: UserId::from_uuid(model.author_id),
+                name: get(row, "author_name")?,
+            };
+            let tags = get::<Option<String>>(row, "tag_list")?
+                .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
+                .unwrap_or_default();
+            let comment_count = model.comment_count;
+            Ok(PostDetail {
+                post: post_from_model(model)?,
+                author,
+                tags,
+                comment_count,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn slugs_like(&self, base: &str) -> AppResult<Vec<String>> {
@@ -693,16 +693,25 @@ impl PostRepo for SqlStore {
         };
         // A search reads the full-text index, which can take long; a page without one is
         // bounded by the index of its order.
+        // Each summary, with the number of matches where a search counts them beside its ranks.
+        let decode = |row: &Row<'_, '_>| {
+            let matches = if counted {
+                Some(get::<i64>(row, "matches_total")?)
+            } else {
+                None
+            };
+            Ok((summary_from_row(row)?, matches))
+        };
         let rows = if query.search.is_some() {
-            self.read_offloaded(statement).await?
+            self.read_offloaded(statement, decode).await?
         } else {
-            self.read(statement).await?
+            self.read(statement, decode).await?
         };
         let total = match &query.paging {
             PostPaging::Keyset { .. } => None,
             PostPaging::Offset(page) => Some(match (&query.search, rows.first()) {
                 // Counted beside the page's ranks.
-                (Some(_), Some(row)) if counted => get::<i64>(row, "matches_total")?,
+                (Some(_), Some((_, Some(matches)))) if counted => *matches,
                 (Some(_), None) if counted && page.offset() == 0 => 0,
                 // Counted inside the index; on PostgreSQL also a page past the last match,
                 // which holds no row to carry the number.
@@ -721,10 +730,7 @@ impl PostRepo for SqlStore {
             }),
         };
         let total = total.map(|n| u64::try_from(n).unwrap_or(0));
-        let mut items = rows
-            .iter()
-            .map(summary_from_row)
-            .collect::<AppResult<Vec<_>>>()?;
+        let mut items: Vec<PostSummary> = rows.into_iter().map(|(summary, _)| summary).collect();
         let has_more = match total {
             Some(total) => match &query.paging {
                 PostPaging::Offset(page) => page.offset() + (items.len() as u64) < total,
@@ -784,11 +790,9 @@ impl PostRepo for SqlStore {
             "author_id",
             page,
         );
-        let rows = self.read(dialect.build(&q)).await?;
-        let mut items = rows
-            .iter()
-            .map(summary_from_row)
-            .collect::<AppResult<Vec<_>>>()?;
+        let mut items = self
+            .read(dialect.build(&q), |row| summary_from_row(row))
+            .await?;
         self.decorate(&mut items).await?;
         Ok(items)
     }
@@ -825,10 +829,8 @@ impl PostRepo for SqlStore {
             page.limit,
             page.offset(),
         );
-        let rows = self.read(statement).await?;
-        rows.iter()
-            .map(|r| Ok((get(r, "name")?, get(r, "n")?)))
-            .collect()
+        self.read(statement, |r| Ok((get(r, "name")?, get(r, "n")?)))
+            .await
     }
 
     async fn insert_comment(&self, tx: &mut dyn Tx, c: &Comment) -> AppResult<()> {

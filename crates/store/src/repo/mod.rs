@@ -40,18 +40,26 @@ impl SqlStore {
         Dialect::of(&self.db.reader)
     }
 
-    /// Every row of a built select that an index bounds (see [`SqlStore::read`]).
-    async fn read_all(&self, select: &SelectStatement) -> AppResult<Vec<Row>> {
-        self.read(self.dialect().build(select)).await
+    /// Every row of a built select that an index bounds, decoded (see [`SqlStore::read`]).
+    async fn read_all<T>(
+        &self,
+        select: &SelectStatement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T> + Send,
+    ) -> AppResult<Vec<T>> {
+        self.read(self.dialect().build(select), decode).await
     }
 
-    /// Every row of a built statement that an index bounds: a lookup by key, a page, a kept
-    /// count. On a SQLite file it runs on the calling thread (`lite.rs`: no hand-off to a
-    /// connection thread); elsewhere through the reading pool.
-    async fn read(&self, statement: Statement) -> AppResult<Vec<Row>> {
+    /// Every row of a built statement that an index bounds (a lookup by key, a page, a kept
+    /// count), each decoded by `decode`. On a SQLite file it runs on the calling thread
+    /// (`lite.rs`: no hand-off to a connection thread); elsewhere through the reading pool.
+    async fn read<T>(
+        &self,
+        statement: Statement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T> + Send,
+    ) -> AppResult<Vec<T>> {
         match &self.db.lite {
-            Some(lite) => Ok(lite.read(&statement)?.into_iter().map(Row::Lite).collect()),
-            None => self.read_offloaded(statement).await,
+            Some(lite) => lite.read(&statement, decode),
+            None => self.read_offloaded(statement, decode).await,
         }
     }
 
@@ -60,24 +68,27 @@ impl SqlStore {
     async fn models<E: EntityTrait, M>(
         &self,
         select: Select<E>,
-        decode: impl Fn(&Row) -> AppResult<M>,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<M> + Send,
     ) -> AppResult<Vec<M>> {
         use sea_orm::QueryTrait as _;
-        let rows = self.read_all(&select.into_query()).await?;
-        rows.iter().map(decode).collect()
+        self.read_all(&select.into_query(), decode).await
     }
 
     /// Every row of a statement that may take long (a full-text search, a count of every row
-    /// a filter selects), always through the reading pool: on SQLite, on the driver's own
-    /// connection thread, never holding a runtime thread.
-    async fn read_offloaded(&self, statement: Statement) -> AppResult<Vec<Row>> {
+    /// a filter selects), decoded, always through the reading pool: on SQLite, on the driver's
+    /// own connection thread, never holding a runtime thread.
+    async fn read_offloaded<T>(
+        &self,
+        statement: Statement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T> + Send,
+    ) -> AppResult<Vec<T>> {
         let rows = self
             .db
             .reader
             .query_all_raw(statement)
             .await
             .map_err(db_err)?;
-        Ok(rows.into_iter().map(Row::Sea).collect())
+        rows.iter().map(|row| decode(&Row::Sea(row))).collect()
     }
 }
 

@@ -445,10 +445,13 @@ impl SqlStore {
                 (order_items::Entity, order_items::Column::ProductId),
                 sea_orm::Order::Asc,
             );
-        let rows = self.read_all(&q).await?;
-        for row in &rows {
-            let order_id: Uuid = get(row, "i_order_id")?;
-            map.entry(order_id).or_default().push(item_from_row(row)?);
+        let rows = self
+            .read_all(&q, |row| {
+                Ok((get::<Uuid>(row, "i_order_id")?, item_from_row(row)?))
+            })
+            .await?;
+        for (order_id, item) in rows {
+            map.entry(order_id).or_default().push(item);
         }
         Ok(map)
     }
@@ -533,27 +536,31 @@ impl OrderRepo for SqlStore {
                 (order_items::Entity, order_items::Column::ProductId),
                 sea_orm::Order::Asc,
             );
-        let rows = self.read_all(&q).await?;
-        let Some(first) = rows.first() else {
+        // Each row: the order (the same on every row) and one item, if it has any.
+        let rows = self
+            .read_all(&q, |row| {
+                let model = orders::Model {
+                    id: get(row, "o_id")?,
+                    user_id: get(row, "o_user_id")?,
+                    status: get(row, "o_status")?,
+                    subtotal_cents: get(row, "o_subtotal_cents")?,
+                    discount_cents: get(row, "o_discount_cents")?,
+                    total_cents: get(row, "o_total_cents")?,
+                    created_at: get(row, "o_created_at")?,
+                    updated_at: get(row, "o_updated_at")?,
+                };
+                let item = match get::<Option<Uuid>>(row, "i_product_id")? {
+                    Some(_) => Some(item_from_row(row)?),
+                    None => None,
+                };
+                Ok((model, item))
+            })
+            .await?;
+        let Some((model, _)) = rows.first() else {
             return Ok(None);
         };
-        let mut items = Vec::new();
-        for row in &rows {
-            if get::<Option<Uuid>>(row, "i_product_id")?.is_some() {
-                items.push(item_from_row(row)?);
-            }
-        }
-        let model = orders::Model {
-            id: get(first, "o_id")?,
-            user_id: get(first, "o_user_id")?,
-            status: get(first, "o_status")?,
-            subtotal_cents: get(first, "o_subtotal_cents")?,
-            discount_cents: get(first, "o_discount_cents")?,
-            total_cents: get(first, "o_total_cents")?,
-            created_at: get(first, "o_created_at")?,
-            updated_at: get(first, "o_updated_at")?,
-        };
-        order_from_model(&model, items).map(Some)
+        let items = rows.iter().filter_map(|(_, item)| item.clone()).collect();
+        order_from_model(model, items).map(Some)
     }
 
     async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>> {
