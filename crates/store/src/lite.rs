@@ -7,12 +7,12 @@
 //! connection taken from a small pool of idle ones, with their prepared statements kept on the
 //! connection: no hand-off at all.
 //!
-//! Only reads that an index bounds come here (a post by key, a page of a list, its tags and
-//! kept count, a page of comments): they take tens of microseconds, within what a runtime
-//! thread may spend between two awaits. A read that can take long (a full-text search, a count
-//! of every post a filter selects) stays on sqlx's own thread, so that it never holds a runtime
-//! thread (`SqlStore::read_offloaded`). Writes never come here: the connections are opened
-//! read-only.
+//! Only reads that an index bounds come here (a post by key, a page of a list near its start,
+//! its tags and kept count, a page of one post's comments, users and products by id): they take
+//! tens of microseconds, within what a runtime thread may spend between two awaits. A read that
+//! can take long (a full-text search, a count of every post a filter selects, a deep offset, a
+//! batch) stays on sqlx's own thread, so that it never holds a runtime thread
+//! (`SqlStore::read_offloaded`). Writes never come here: the connections are opened read-only.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -72,6 +72,25 @@ fn summary_from_row(row: &impl Columns) -> AppResult<PostSummary> {
     })
 }
 
+/// A post's row (every column of `posts`).
+fn post_row(row: &Row) -> AppResult<posts::Model> {
+    Ok(posts::Model {
+        id: get(row, "id")?,
+        author_id: get(row, "author_id")?,
+        title: get(row, "title")?,
+        slug: get(row, "slug")?,
+        content: get(row, "content")?,
+        content_html: get(row, "content_html")?,
+        excerpt: get(row, "excerpt")?,
+        cover_image_key: get(row, "cover_image_key")?,
+        published: get(row, "published")?,
+        published_at: get(row, "published_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        comment_count: get(row, "comment_count")?,
+    })
+}
+
 fn post_from_model(m: posts::Model) -> AppResult<Post> {
     let slug = Slug::parse(&m.slug)
         .map_err(|_| AppError::internal(format!("post {}: stored slug is invalid", m.id)))?;
@@ -109,6 +128,13 @@ fn post_model(p: &Post) -> posts::ActiveModel {
         comment_count: NotSet,
     }
 }
+
+/// Offset pages beyond this many posts are read through the pool, not on the calling thread
+/// (`lite.rs`): the offset walks every post before the page.
+const DEEP_OFFSET: u64 = 1_000;
+
+/// Post lookups of up to this many keys are read on the calling thread (`lite.rs`).
+const FEW_POSTS: usize = 20;
 
 /// How many comments [`SqlStore::comment_views`] reads.
 #[derive(Debug, Clone, Copy)]
@@ -408,7 +434,7 @@ impl SqlStore {
                 page,
             )),
         };
-        self.read(statement, |row| {
+        let decode = |row: &Row<'_, '_>| {
             let author_id = UserId::from_uuid(get(row, "author_id")?);
             Ok(CommentView {
                 comment: Comment {
@@ -424,8 +450,14 @@ impl SqlStore {
                     name: get(row, "author_name")?,
                 },
             })
-        })
-        .await
+        };
+        match limit {
+            // Up to a page, found by the index from the cursor on.
+            CommentLimit::Total(_) => self.read(statement, decode).await,
+            // Numbers every comment of the posts to cut each one's page: as many rows as they
+            // have comments.
+            CommentLimit::PerPost(_) => self.read_offloaded(statement, decode).await,
+        }
     }
 
     /// Tags for a page of summaries: one query, whatever the page size. (Their comment counts
@@ -613,22 +645,8 @@ impl PostRepo for SqlStore {
             .column_as(users::Column::Name, "author_name")
             .column_as(self.dialect().tag_list_of_post(), "tag_list")
             .into_query();
-        self.read_all(&select, |row| {
-            let model = posts::Model {
-                id: get(row, "id")?,
-                author_id: get(row, "author_id")?,
-                title: get(row, "title")?,
-                slug: get(row, "slug")?,
-                content: get(row, "content")?,
-                content_html: get(row, "content_html")?,
-                excerpt: get(row, "excerpt")?,
-                cover_image_key: get(row, "cover_image_key")?,
-                published: get(row, "published")?,
-                published_at: get(row, "published_at")?,
-                created_at: get(row, "created_at")?,
-                updated_at: get(row, "updated_at")?,
-                comment_count: get(row, "comment_count")?,
-            };
+        let decode = |row: &Row<'_, '_>| {
+            let model = post_row(row)?;
             let author = AuthorRef {
                 id: UserId::from_uuid(model.author_id),
                 name: get(row, "author_name")?,
@@ -643,8 +661,15 @@ impl PostRepo for SqlStore {
                 tags,
                 comment_count,
             })
-        })
-        .await
+        };
+        // A few posts (a request's) on the calling thread; a batch (the cache's reloads, up to
+        // 256 posts) through the pool.
+        if keys.len() <= FEW_POSTS {
+            self.read_all(&select, decode).await
+        } else {
+            self.read_offloaded(self.dialect().build(&select), decode)
+                .await
+        }
     }
 
     async fn slugs_like(&self, base: &str) -> AppResult<Vec<String>> {
@@ -691,8 +716,9 @@ impl PostRepo for SqlStore {
             // One more than asked, to know whether another page follows.
             PostPaging::Keyset { .. } => paged(dialect.build(&q), limit + 1, 0),
         };
-        // A search reads the full-text index, which can take long; a page without one is
-        // bounded by the index of its order.
+        // A search reads the full-text index, and a deep offset walks every post before its
+        // page: either can take long. A page near the start is bounded by the index of its
+        // order.
         // Each summary, with the number of matches where a search counts them beside its ranks.
         let decode = |row: &Row<'_, '_>| {
             let matches = if counted {
@@ -702,7 +728,8 @@ impl PostRepo for SqlStore {
             };
             Ok((summary_from_row(row)?, matches))
         };
-        let rows = if query.search.is_some() {
+        let deep = matches!(&query.paging, PostPaging::Offset(page) if page.offset() > DEEP_OFFSET);
+        let rows = if query.search.is_some() || deep {
             self.read_offloaded(statement, decode).await?
         } else {
             self.read(statement, decode).await?
@@ -790,8 +817,9 @@ impl PostRepo for SqlStore {
             "author_id",
             page,
         );
+        // Numbers every published post of the authors to cut each one's page.
         let mut items = self
-            .read(dialect.build(&q), |row| summary_from_row(row))
+            .read_offloaded(dialect.build(&q), |row| summary_from_row(row))
             .await?;
         self.decorate(&mut items).await?;
         Ok(items)
