@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::SecondsFormat;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use inkcart_app::{AppError, AppResult};
 use rusqlite::types::{FromSql, FromSqlResult, Value as LiteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
