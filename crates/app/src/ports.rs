@@ -4,6 +4,8 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,13 +32,54 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> AppResult<()>;
 }
 
+/// The work of one transaction, given to [`Store::transact`]: statements on the transaction it
+/// is handed, and nothing else that waits (no network, no timers, no locks), so that a store
+/// may run it on a thread of its own.
+pub type TxWork = Box<
+    dyn for<'t> FnOnce(
+            &'t mut dyn Tx,
+        )
+            -> Pin<Box<dyn Future<Output = AppResult<Box<dyn Any + Send>>> + Send + 't>>
+        + Send,
+>;
+
 /// The database as a whole: transactions and readiness.
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn begin(&self) -> AppResult<Box<dyn Tx>>;
+    /// Runs `work` in a transaction and commits it when `work` succeeds; an error rolls back
+    /// what `work` wrote and nothing else. The answer comes once the commit holding the work
+    /// is done. A store may run transactions given here together: on SQLite, those waiting
+    /// for the one writer run one after another, each in a savepoint, under one commit.
+    async fn transact(&self, work: TxWork) -> AppResult<Box<dyn Any + Send>> {
+        let mut tx = self.begin().await?;
+        let out = work(tx.as_mut()).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
     /// `Ok` when the database answers and every migration is applied; otherwise a short,
     /// non-sensitive reason (the detail goes to the log).
     async fn check_ready(&self) -> Result<(), String>;
+}
+
+/// [`Store::transact`] with a typed answer:
+/// `transaction(store, move |tx| Box::pin(async move { … })).await`.
+pub async fn transaction<T, F>(store: &dyn Store, work: F) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: for<'t> FnOnce(&'t mut dyn Tx) -> Pin<Box<dyn Future<Output = AppResult<T>> + Send + 't>>
+        + Send
+        + 'static,
+{
+    let out = store
+        .transact(Box::new(move |tx| {
+            let work = work(tx);
+            Box::pin(async move { work.await.map(|out| Box::new(out) as Box<dyn Any + Send>) })
+        }))
+        .await?;
+    out.downcast::<T>()
+        .map(|out| *out)
+        .map_err(|_| crate::AppError::internal("a transaction answered with another type"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

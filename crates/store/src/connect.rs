@@ -11,7 +11,7 @@ use sea_orm::sqlx::sqlite::{
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use sea_orm_migration::MigratorTrait as _;
 
-use crate::lite::LiteReader;
+use crate::lite::{LiteReader, LiteWriter};
 use crate::migration::Migrator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct Db {
     pub(crate) reader: DatabaseConnection,
     pub(crate) writer: DatabaseConnection,
     pub(crate) lite: Option<Arc<LiteReader>>,
+    /// The thread that runs `Store::transact` work on a SQLite file, in group commits.
+    pub(crate) lite_writer: Option<Arc<LiteWriter>>,
     backend: Backend,
 }
 
@@ -86,8 +88,11 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(options.acquire_timeout);
+        // No test before lending the writer: a SQLite connection does not drop, and the ping
+        // is a round trip to its thread on every write.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(opts.clone())
             .await
@@ -106,17 +111,26 @@ impl Db {
         .fetch_optional(&reader)
         .await
         .context("cannot read the SQLite database's file name")?;
-        let lite = file.filter(|f| !f.is_empty()).map(|file| {
+        let file = file.filter(|f| !f.is_empty());
+        let lite = file.as_deref().map(|file| {
             Arc::new(LiteReader::new(
-                Path::new(&file),
+                Path::new(file),
                 options.acquire_timeout,
                 usize::try_from(options.max_connections).unwrap_or(1),
             ))
         });
+        let lite_writer = match file.as_deref() {
+            Some(file) => Some(Arc::new(
+                LiteWriter::start(Path::new(file), writer.clone(), options.acquire_timeout)
+                    .context("cannot start the SQLite writer")?,
+            )),
+            None => None,
+        };
         Ok(Self {
             reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
             writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
             lite,
+            lite_writer,
             backend: Backend::Sqlite,
         })
     }
@@ -139,6 +153,7 @@ impl Db {
             reader: conn.clone(),
             writer: conn,
             lite: None,
+            lite_writer: None,
             backend: Backend::Postgres,
         })
     }
@@ -164,6 +179,9 @@ impl Db {
         if let Some(lite) = &self.lite {
             lite.close();
         }
+        if let Some(writer) = &self.lite_writer {
+            writer.close();
+        }
         let _ = self.reader.close().await;
         if self.backend == Backend::Sqlite {
             let _ = self.writer.close().await;
@@ -180,6 +198,9 @@ impl Db {
             conn.set_metric_callback(move |_| {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
+        }
+        if let Some(writer) = &self.lite_writer {
+            writer.count_statements(counter);
         }
         if let Some(lite) = &mut self.lite {
             match Arc::get_mut(lite) {

@@ -49,7 +49,7 @@ impl Dialect {
         conn.get_database_backend().into()
     }
 
-    fn backend(self) -> DbBackend {
+    pub(crate) fn backend(self) -> DbBackend {
         match self {
             Self::Sqlite => DbBackend::Sqlite,
             Self::Postgres => DbBackend::Postgres,

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, uuids};
+use super::{SqlStore, TxConn, Unique as _, conn, uuids};
 use crate::dialect::Dialect;
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
@@ -64,7 +64,8 @@ const KEEP_IDEMPOTENCY: chrono::Duration = chrono::Duration::hours(24);
 #[async_trait]
 impl Outbox for SqlStore {
     async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()> {
-        outbox_events::Entity::insert(outbox_events::ActiveModel {
+        let mut conn = TxConn::of(tx)?;
+        let insert = outbox_events::Entity::insert(outbox_events::ActiveModel {
             id: Set(event.id.into()),
             kind: Set(event.kind.clone()),
             subject_id: Set(event.subject_id),
@@ -72,10 +73,8 @@ impl Outbox for SqlStore {
             created_at: Set(event.created_at),
             dispatched_at: Set(None),
             published_at: Set(None),
-        })
-        .exec_without_returning(conn(tx)?)
-        .await
-        .map_err(db_err)?;
+        });
+        conn.execute(conn.build(&insert)).await?;
         Ok(())
     }
 

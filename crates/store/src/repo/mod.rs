@@ -2,18 +2,18 @@ use std::any::Any;
 
 use async_trait::async_trait;
 use inkcart_app::page::Direction;
-use inkcart_app::ports::{Store, Tx};
+use inkcart_app::ports::{Store, Tx, TxWork};
 use inkcart_app::{AppError, AppResult};
 use sea_orm::sea_query::SelectStatement;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, Select, Statement,
+    ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, QueryTrait, Select, Statement,
     TransactionTrait as _,
 };
 
 use crate::Db;
 use crate::dialect::Dialect;
 use crate::error::db_err;
-use crate::lite::{Column, Columns, Row};
+use crate::lite::{Column, Columns, LiteTx, Row};
 
 mod blog;
 mod identity;
@@ -70,7 +70,6 @@ impl SqlStore {
         select: Select<E>,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<M> + Send,
     ) -> AppResult<Vec<M>> {
-        use sea_orm::QueryTrait as _;
         self.read_all(&select.into_query(), decode).await
     }
 
@@ -160,11 +159,82 @@ pub(crate) fn conn(tx: &mut dyn Tx) -> AppResult<&DatabaseTransaction> {
         .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
 }
 
+/// The connection a transaction's statements run on: sea-orm's (sqlx) or, for work given to
+/// `Store::transact` on a SQLite file, the writer thread's own (`lite/writer.rs`).
+pub(crate) enum TxConn<'a> {
+    Sea(&'a DatabaseTransaction),
+    Lite(&'a mut LiteTx),
+}
+
+impl<'a> TxConn<'a> {
+    pub(crate) fn of(tx: &'a mut dyn Tx) -> AppResult<Self> {
+        let any = tx.as_any();
+        if any.is::<LiteTx>() {
+            return any
+                .downcast_mut::<LiteTx>()
+                .map(TxConn::Lite)
+                .ok_or_else(|| AppError::internal("unreachable: checked type"));
+        }
+        any.downcast_ref::<SeaTx>()
+            .map(|t| TxConn::Sea(&t.0))
+            .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sea(conn) => Dialect::of(*conn),
+            Self::Lite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// A sea-orm insert, update or delete, built for this connection's database.
+    pub(crate) fn build(&self, query: &impl QueryTrait) -> Statement {
+        query.build(self.dialect().backend())
+    }
+
+    /// Runs a statement without rows; how many rows it changed.
+    pub(crate) async fn execute(&mut self, statement: Statement) -> AppResult<u64> {
+        match self {
+            Self::Sea(conn) => Ok(conn
+                .execute_raw(statement)
+                .await
+                .map_err(db_err)?
+                .rows_affected()),
+            Self::Lite(tx) => tx.execute(&statement),
+        }
+    }
+
+    /// Every row of a statement (a read, or a write with `RETURNING`), each decoded.
+    pub(crate) async fn query<T>(
+        &mut self,
+        statement: Statement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T> + Send,
+    ) -> AppResult<Vec<T>> {
+        match self {
+            Self::Sea(conn) => {
+                let rows = conn.query_all_raw(statement).await.map_err(db_err)?;
+                rows.iter().map(|row| decode(&Row::Sea(row))).collect()
+            }
+            Self::Lite(tx) => tx.query(&statement, decode),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn begin(&self) -> AppResult<Box<dyn Tx>> {
         let tx = self.db.writer.begin().await.map_err(db_err)?;
         Ok(Box::new(SeaTx(tx)))
+    }
+
+    async fn transact(&self, work: TxWork) -> AppResult<Box<dyn Any + Send>> {
+        if let Some(writer) = &self.db.lite_writer {
+            return writer.transact(work).await;
+        }
+        let mut tx = self.begin().await?;
+        let out = work(tx.as_mut()).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn check_ready(&self) -> Result<(), String> {

@@ -20,8 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, escape_like, get, get_id, order, uuids};
-use crate::dialect::Dialect;
+use super::{SqlStore, TxConn, Unique as _, conn, escape_like, get, get_id, order, uuids};
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 use crate::lite::{Columns, Row};
@@ -217,7 +216,7 @@ impl ProductRepo for SqlStore {
         if lines.is_empty() {
             return Ok(None);
         }
-        let conn = conn(tx)?;
+        let mut conn = TxConn::of(tx)?;
         // One statement for every line: each is a round trip less inside the transaction that
         // holds the rows (on SQLite, the one writer). On PostgreSQL the subquery locks the rows
         // in id order, so that two orders sharing products cannot deadlock whatever plan the
@@ -250,12 +249,10 @@ impl ProductRepo for SqlStore {
         // round trip; built here because sea-orm offers it on SQLite only behind a feature.
         update.returning_col(products::Column::Id);
         let taken = conn
-            .query_all_raw(Dialect::of(conn).build(&update))
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|row| get_id::<ProductId>(row, "id"))
-            .collect::<AppResult<Vec<_>>>()?;
+            .query(conn.dialect().build(&update), |row| {
+                get_id::<ProductId>(row, "id")
+            })
+            .await?;
         // A line whose row the update did not return was short, inactive or missing.
         Ok(lines
             .iter()
@@ -472,8 +469,8 @@ fn payment_from_model(m: payments::Model) -> Payment {
 #[async_trait]
 impl OrderRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
-        let conn = conn(tx)?;
-        orders::Entity::insert(orders::ActiveModel {
+        let mut conn = TxConn::of(tx)?;
+        let insert = orders::Entity::insert(orders::ActiveModel {
             id: Set(order.id.into()),
             user_id: Set(order.user_id.as_uuid()),
             status: Set(order.status.as_str().to_owned()),
@@ -482,10 +479,8 @@ impl OrderRepo for SqlStore {
             total_cents: Set(order.total.cents()),
             created_at: Set(order.created_at),
             updated_at: Set(order.updated_at),
-        })
-        .exec_without_returning(conn)
-        .await
-        .map_err(db_err)?;
+        });
+        conn.execute(conn.build(&insert)).await?;
         if order.items.is_empty() {
             return Ok(());
         }
@@ -497,10 +492,8 @@ impl OrderRepo for SqlStore {
             unit_price_cents: Set(item.unit_price.cents()),
             line_total_cents: Set(item.line_total.cents()),
         });
-        order_items::Entity::insert_many(items)
-            .exec_without_returning(conn)
-            .await
-            .map_err(db_err)?;
+        conn.execute(conn.build(&order_items::Entity::insert_many(items)))
+            .await?;
         Ok(())
     }
 
@@ -819,17 +812,15 @@ impl IdempotencyRepo for SqlStore {
         use idempotency_keys::Column as K;
         let stored =
             serde_json::to_string(&StoredOrder::from(result)).map_err(AppError::internal)?;
-        let result = idempotency_keys::Entity::update_many()
+        let mut conn = TxConn::of(tx)?;
+        let update = idempotency_keys::Entity::update_many()
             .col_expr(K::State, Expr::value("done"))
             .col_expr(K::Result, Expr::value(stored))
             .col_expr(K::UpdatedAt, Expr::value(now))
             .filter(K::UserId.eq(user.as_uuid()))
             .filter(K::Key.eq(key))
-            .filter(K::State.eq("in_flight"))
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        if result.rows_affected == 1 {
+            .filter(K::State.eq("in_flight"));
+        if conn.execute(conn.build(&update)).await? == 1 {
             Ok(())
         } else {
             // The claim was taken over as abandoned: this request must not also succeed.

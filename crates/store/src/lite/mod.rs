@@ -27,9 +27,13 @@ use sea_orm::sea_query::Value;
 use sea_orm::{QueryResult, Statement, TryGetable};
 use uuid::Uuid;
 
+mod writer;
+
+pub(crate) use writer::{LiteTx, LiteWriter};
+
 /// Statements kept prepared per connection: every read statement of the store fits, with
 /// room for the pages whose size or offset differ (written into their SQL, see `paged`).
-const PREPARED_PER_CONNECTION: usize = 128;
+pub(crate) const PREPARED_PER_CONNECTION: usize = 128;
 
 /// Read-only connections to one SQLite file, idle ones kept for the next read.
 pub(crate) struct LiteReader {
@@ -116,11 +120,33 @@ impl LiteReader {
     }
 }
 
-fn run<T>(
+/// Runs a statement built for SQLite on `conn`, each row decoded where it lies.
+pub(crate) fn run<T>(
     conn: &Connection,
     statement: &Statement,
     decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
 ) -> AppResult<Vec<T>> {
+    let mut prepared = prepare(conn, statement)?;
+    let names: Vec<Box<str>> = prepared.column_names().into_iter().map(Box::from).collect();
+    let mut rows = prepared.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(lite_err)? {
+        out.push(decode(&Row::Lite { row, names: &names })?);
+    }
+    Ok(out)
+}
+
+/// Runs a statement that returns no rows on `conn`; the number of rows it changed.
+pub(crate) fn execute(conn: &Connection, statement: &Statement) -> AppResult<u64> {
+    let changed = prepare(conn, statement)?.raw_execute().map_err(lite_err)?;
+    Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+}
+
+/// The statement prepared (or taken from the connection's cache) with its parameters bound.
+fn prepare<'c>(
+    conn: &'c Connection,
+    statement: &Statement,
+) -> AppResult<rusqlite::CachedStatement<'c>> {
     let mut prepared = conn.prepare_cached(&statement.sql).map_err(lite_err)?;
     if let Some(values) = &statement.values {
         for (i, value) in values.0.iter().enumerate() {
@@ -129,13 +155,7 @@ fn run<T>(
                 .map_err(lite_err)?;
         }
     }
-    let names: Vec<Box<str>> = prepared.column_names().into_iter().map(Box::from).collect();
-    let mut rows = prepared.raw_query();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(lite_err)? {
-        out.push(decode(&Row::Lite { row, names: &names })?);
-    }
-    Ok(out)
+    Ok(prepared)
 }
 
 /// A parameter as sqlx binds it on SQLite (through sea-query), so that a value compares with
@@ -181,7 +201,7 @@ fn lite_value(value: &Value) -> rusqlite::Result<LiteValue> {
 
 /// Busy (a checkpoint or recovery holding the file) is the database being unavailable, as
 /// sqlx's acquire timeout is; anything else is internal.
-fn lite_err(err: rusqlite::Error) -> AppError {
+pub(crate) fn lite_err(err: rusqlite::Error) -> AppError {
     use rusqlite::ErrorCode as Code;
     match err.sqlite_error_code() {
         Some(Code::DatabaseBusy | Code::DatabaseLocked | Code::CannotOpen) => {
