@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::identity::find_user;
 use crate::ports::{
     Clock, EmailTokenRepo, EventPublisher, JobQueue, Mailer, ObjectStorage, OrderRepo, Outbox,
-    Store, UserRepo,
+    Store, UserRepo, transaction,
 };
 use crate::{AppError, AppResult, Deps, ErrorCode, Settings};
 
@@ -176,11 +176,15 @@ impl Background {
         for event in &events {
             jobs.extend(self.jobs_for(event, now)?);
         }
-        let mut tx = self.store.begin().await?;
-        self.jobs.enqueue_many(tx.as_mut(), &jobs, now).await?;
         let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-        self.outbox.mark_dispatched(tx.as_mut(), &ids, now).await?;
-        tx.commit().await?;
+        let (queue, outbox) = (Arc::clone(&self.jobs), Arc::clone(&self.outbox));
+        transaction(self.store.as_ref(), move |tx| {
+            Box::pin(async move {
+                queue.enqueue_many(tx, &jobs, now).await?;
+                outbox.mark_dispatched(tx, &ids, now).await
+            })
+        })
+        .await?;
         Ok(events.len())
     }
 

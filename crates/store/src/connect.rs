@@ -35,7 +35,7 @@ pub struct DbOptions {
 /// An open database. On SQLite, writes go through a single connection (one writer, so
 /// transactions queue in the pool instead of failing with `SQLITE_BUSY`) and reads through a
 /// pool, and a file database also has read-only connections used on the calling thread
-/// (`lite.rs`); on PostgreSQL both are the same pool.
+/// (`lite/mod.rs`); on PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pub(crate) reader: DatabaseConnection,

@@ -23,11 +23,9 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, ErrorCode, &str)] = &[
 /// connection trouble becomes `Unavailable`, anything else is internal (logged, not shown).
 pub(crate) fn db_err(err: DbErr) -> AppError {
     if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err()
-        && let Some((_, _, code, meaning)) = UNIQUE_CONSTRAINTS
-            .iter()
-            .find(|(pg, sqlite, _, _)| message.contains(pg) || message.contains(sqlite))
+        && let Some(conflict) = unique_conflict(&message)
     {
-        return AppError::conflict(*code, *meaning);
+        return conflict;
     }
     match &err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(RuntimeErr::SqlxError(_)) => {
@@ -36,6 +34,14 @@ pub(crate) fn db_err(err: DbErr) -> AppError {
         }
         _ => AppError::Internal(anyhow::Error::new(err).context("database error")),
     }
+}
+
+/// The conflict a unique violation means to a client, when it is one of [`UNIQUE_CONSTRAINTS`].
+pub(crate) fn unique_conflict(message: &str) -> Option<AppError> {
+    UNIQUE_CONSTRAINTS
+        .iter()
+        .find(|(pg, sqlite, _, _)| message.contains(pg) || message.contains(sqlite))
+        .map(|(_, _, code, meaning)| AppError::conflict(*code, *meaning))
 }
 
 /// A foreign-key violation on either database. SQLite reports a `RESTRICT` action as a

@@ -200,9 +200,16 @@ fn lite_value(value: &Value) -> rusqlite::Result<LiteValue> {
 }
 
 /// Busy (a checkpoint or recovery holding the file) is the database being unavailable, as
-/// sqlx's acquire timeout is; anything else is internal.
+/// sqlx's acquire timeout is; a known unique violation is the conflict it means (as through
+/// sqlx, `db_err`); anything else is internal.
 pub(crate) fn lite_err(err: rusqlite::Error) -> AppError {
     use rusqlite::ErrorCode as Code;
+    if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &err
+        && failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        && let Some(conflict) = crate::error::unique_conflict(message)
+    {
+        return conflict;
+    }
     match err.sqlite_error_code() {
         Some(Code::DatabaseBusy | Code::DatabaseLocked | Code::CannotOpen) => {
             tracing::error!(error = %err, "database unavailable");

@@ -13,12 +13,12 @@ use inkcart_domain::{CommentId, PostId, UserId};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait as _, DatabaseTransaction, EntityTrait as _, JoinType, Order, QueryFilter as _,
-    QuerySelect as _, QueryTrait as _,
+    ColumnTrait as _, EntityTrait as _, JoinType, Order, QueryFilter as _, QuerySelect as _,
+    QueryTrait as _,
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, conn, get, get_id, paged, uuids};
+use super::{SqlStore, TxConn, Unique as _, get, get_id, paged, uuids, write};
 use crate::dialect::{Dialect, Shape, TAG_SEPARATOR};
 use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
@@ -130,10 +130,10 @@ fn post_model(p: &Post) -> posts::ActiveModel {
 }
 
 /// Offset pages beyond this many posts are read through the pool, not on the calling thread
-/// (`lite.rs`): the offset walks every post before the page.
+/// (`lite/mod.rs`): the offset walks every post before the page.
 const DEEP_OFFSET: u64 = 1_000;
 
-/// Post lookups of up to this many keys are read on the calling thread (`lite.rs`).
+/// Post lookups of up to this many keys are read on the calling thread (`lite/mod.rs`).
 const FEW_POSTS: usize = 20;
 
 /// How many comments [`SqlStore::comment_views`] reads.
@@ -507,7 +507,7 @@ impl SqlStore {
 
     /// Creates missing tags and links them to the post.
     async fn link_tags(
-        conn: &DatabaseTransaction,
+        conn: &mut TxConn<'_>,
         post_id: Uuid,
         names: &[TagName],
         now: DateTime<Utc>,
@@ -527,28 +527,24 @@ impl SqlStore {
             created_at: Set(now),
             updated_at: Set(now),
         });
-        tags::Entity::insert_many(new_tags)
-            .on_conflict_do_nothing_on([tags::Column::Name])
-            .exec_without_returning(conn)
-            .await
-            .map_err(db_err)?;
-        let ids: Vec<Uuid> = tags::Entity::find()
-            .filter(tags::Column::Name.is_in(names.iter().map(|name| name.as_str())))
-            .all(conn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
+        let insert =
+            tags::Entity::insert_many(new_tags).on_conflict_do_nothing_on([tags::Column::Name]);
+        conn.execute(conn.build(&insert)).await?;
+        let ids = Query::select()
+            .column(tags::Column::Id)
+            .from(tags::Entity)
+            .and_where(tags::Column::Name.is_in(names.iter().map(|name| name.as_str())))
+            .to_owned();
+        let ids: Vec<Uuid> = conn
+            .query(conn.dialect().build(&ids), |row| get(row, "id"))
+            .await?;
         let links = ids.into_iter().map(|tag_id| post_tags::ActiveModel {
             post_id: Set(post_id),
             tag_id: Set(tag_id),
             created_at: Set(now),
         });
-        post_tags::Entity::insert_many(links)
-            .exec_without_returning(conn)
-            .await
-            .map_err(db_err)?;
+        conn.execute(conn.build(&post_tags::Entity::insert_many(links)))
+            .await?;
         Ok(())
     }
 }
@@ -556,12 +552,10 @@ impl SqlStore {
 #[async_trait]
 impl PostRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, post: &Post, tags: &[TagName]) -> AppResult<()> {
-        let conn = conn(tx)?;
-        posts::Entity::insert(post_model(post))
-            .exec_without_returning(conn)
-            .await
-            .map_err(db_err)?;
-        Self::link_tags(conn, post.id.into(), tags, post.created_at).await
+        let mut conn = TxConn::of(tx)?;
+        conn.execute(conn.build(&posts::Entity::insert(post_model(post))))
+            .await?;
+        Self::link_tags(&mut conn, post.id.into(), tags, post.created_at).await
     }
 
     async fn update(
@@ -571,8 +565,8 @@ impl PostRepo for SqlStore {
         tags: Option<&[TagName]>,
     ) -> AppResult<bool> {
         use posts::Column as P;
-        let conn = conn(tx)?;
-        let result = posts::Entity::update_many()
+        let mut conn = TxConn::of(tx)?;
+        let update = posts::Entity::update_many()
             .col_expr(P::Title, Expr::value(post.title.clone()))
             .col_expr(P::Slug, Expr::value(post.slug.as_str().to_owned()))
             .col_expr(P::Content, Expr::value(post.content.clone()))
@@ -582,30 +576,22 @@ impl PostRepo for SqlStore {
             .col_expr(P::Published, Expr::value(post.published))
             .col_expr(P::PublishedAt, Expr::value(post.published_at))
             .col_expr(P::UpdatedAt, Expr::value(post.updated_at))
-            .filter(P::Id.eq(post.id.as_uuid()))
-            .exec(conn)
-            .await
-            .map_err(db_err)?;
-        if result.rows_affected != 1 {
+            .filter(P::Id.eq(post.id.as_uuid()));
+        if conn.execute(conn.build(&update)).await? != 1 {
             return Ok(false);
         }
         if let Some(tags) = tags {
-            post_tags::Entity::delete_many()
-                .filter(post_tags::Column::PostId.eq(post.id.as_uuid()))
-                .exec(conn)
-                .await
-                .map_err(db_err)?;
-            Self::link_tags(conn, post.id.into(), tags, post.updated_at).await?;
+            let unlink = post_tags::Entity::delete_many()
+                .filter(post_tags::Column::PostId.eq(post.id.as_uuid()));
+            conn.execute(conn.build(&unlink)).await?;
+            Self::link_tags(&mut conn, post.id.into(), tags, post.updated_at).await?;
         }
         Ok(true)
     }
 
     async fn delete(&self, tx: &mut dyn Tx, id: PostId) -> AppResult<bool> {
-        let result = posts::Entity::delete_by_id(id)
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(tx, &posts::Entity::delete_by_id(id)).await?;
+        Ok(result == 1)
     }
 
     async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>> {
@@ -862,17 +848,18 @@ impl PostRepo for SqlStore {
     }
 
     async fn insert_comment(&self, tx: &mut dyn Tx, c: &Comment) -> AppResult<()> {
-        comments::Entity::insert(comments::ActiveModel {
-            id: Set(c.id.into()),
-            post_id: Set(c.post_id.into()),
-            author_id: Set(c.author_id.as_uuid()),
-            content: Set(c.content.clone()),
-            created_at: Set(c.created_at),
-            updated_at: Set(c.updated_at),
-        })
-        .exec_without_returning(conn(tx)?)
-        .await
-        .map_err(db_err)?;
+        write(
+            tx,
+            &comments::Entity::insert(comments::ActiveModel {
+                id: Set(c.id.into()),
+                post_id: Set(c.post_id.into()),
+                author_id: Set(c.author_id.as_uuid()),
+                content: Set(c.content.clone()),
+                created_at: Set(c.created_at),
+                updated_at: Set(c.updated_at),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -892,11 +879,8 @@ impl PostRepo for SqlStore {
     }
 
     async fn delete_comment(&self, tx: &mut dyn Tx, id: CommentId) -> AppResult<bool> {
-        let result = comments::Entity::delete_by_id(id)
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(tx, &comments::Entity::delete_by_id(id)).await?;
+        Ok(result == 1)
     }
 
     async fn comments(

@@ -11,7 +11,7 @@ use sea_orm::{
     QueryOrder as _, QuerySelect as _,
 };
 
-use super::{SqlStore, Unique as _, conn, escape_like, get, order};
+use super::{SqlStore, Unique as _, conn, escape_like, get, order, write};
 use crate::entity::{refresh_tokens, users};
 use crate::error::{db_err, is_foreign_key_violation};
 use crate::lite::Row;
@@ -74,10 +74,7 @@ impl UserRepo for SqlStore {
             created_at: Set(user.created_at),
             updated_at: Set(user.updated_at),
         };
-        users::Entity::insert(model)
-            .exec_without_returning(conn(tx)?)
-            .await
-            .map_err(db_err)?;
+        write(tx, &users::Entity::insert(model)).await?;
         Ok(())
     }
 
@@ -194,12 +191,8 @@ impl UserRepo for SqlStore {
         if let Some(hash) = password_hash {
             update = update.col_expr(users::Column::PasswordHash, Expr::value(hash));
         }
-        let result = update
-            .filter(users::Column::Id.eq(user.id.as_uuid()))
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let update = update.filter(users::Column::Id.eq(user.id.as_uuid()));
+        Ok(write(tx, &update).await? == 1)
     }
 
     async fn set_password(
@@ -217,11 +210,13 @@ impl UserRepo for SqlStore {
         if let Some(email) = email {
             update = update.filter(users::Column::Email.eq(email));
         }
-        let result = update.exec(conn(tx)?).await.map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(tx, &update).await?;
+        Ok(result == 1)
     }
 
     async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool> {
+        // Through sqlx only (a transaction from `begin`): the foreign-key violation is read
+        // from sea-orm's error.
         let result = users::Entity::delete_by_id(id.as_uuid())
             .exec(conn(tx)?)
             .await
@@ -266,10 +261,7 @@ impl SessionRepo for SqlStore {
             used_at: Set(s.used_at),
             revoked_at: Set(s.revoked_at),
         };
-        refresh_tokens::Entity::insert(model)
-            .exec_without_returning(conn(tx)?)
-            .await
-            .map_err(db_err)?;
+        write(tx, &refresh_tokens::Entity::insert(model)).await?;
         Ok(())
     }
 
@@ -288,15 +280,16 @@ impl SessionRepo for SqlStore {
         id: RefreshTokenId,
         at: DateTime<Utc>,
     ) -> AppResult<bool> {
-        let result = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(at))
-            .filter(refresh_tokens::Column::Id.eq(id.as_uuid()))
-            .filter(refresh_tokens::Column::UsedAt.is_null())
-            .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(
+            tx,
+            &refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::UsedAt, Expr::value(at))
+                .filter(refresh_tokens::Column::Id.eq(id.as_uuid()))
+                .filter(refresh_tokens::Column::UsedAt.is_null())
+                .filter(refresh_tokens::Column::RevokedAt.is_null()),
+        )
+        .await?;
+        Ok(result == 1)
     }
 
     async fn revoke(
@@ -305,13 +298,14 @@ impl SessionRepo for SqlStore {
         id: RefreshTokenId,
         at: DateTime<Utc>,
     ) -> AppResult<()> {
-        refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
-            .filter(refresh_tokens::Column::Id.eq(id.as_uuid()))
-            .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
+        write(
+            tx,
+            &refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
+                .filter(refresh_tokens::Column::Id.eq(id.as_uuid()))
+                .filter(refresh_tokens::Column::RevokedAt.is_null()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -321,14 +315,15 @@ impl SessionRepo for SqlStore {
         family: SessionFamilyId,
         at: DateTime<Utc>,
     ) -> AppResult<u64> {
-        let result = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
-            .filter(refresh_tokens::Column::FamilyId.eq(family.as_uuid()))
-            .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected)
+        let result = write(
+            tx,
+            &refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
+                .filter(refresh_tokens::Column::FamilyId.eq(family.as_uuid()))
+                .filter(refresh_tokens::Column::RevokedAt.is_null()),
+        )
+        .await?;
+        Ok(result)
     }
 
     async fn revoke_all_for_user(
@@ -337,13 +332,14 @@ impl SessionRepo for SqlStore {
         user: UserId,
         at: DateTime<Utc>,
     ) -> AppResult<u64> {
-        let result = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
-            .filter(refresh_tokens::Column::UserId.eq(user.as_uuid()))
-            .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected)
+        let result = write(
+            tx,
+            &refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(at))
+                .filter(refresh_tokens::Column::UserId.eq(user.as_uuid()))
+                .filter(refresh_tokens::Column::RevokedAt.is_null()),
+        )
+        .await?;
+        Ok(result)
     }
 }

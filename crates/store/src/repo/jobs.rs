@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, TxConn, Unique as _, conn, uuids};
+use super::{SqlStore, Unique as _, uuids, write};
 use crate::dialect::Dialect;
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
@@ -64,7 +64,6 @@ const KEEP_IDEMPOTENCY: chrono::Duration = chrono::Duration::hours(24);
 #[async_trait]
 impl Outbox for SqlStore {
     async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()> {
-        let mut conn = TxConn::of(tx)?;
         let insert = outbox_events::Entity::insert(outbox_events::ActiveModel {
             id: Set(event.id.into()),
             kind: Set(event.kind.clone()),
@@ -74,7 +73,7 @@ impl Outbox for SqlStore {
             dispatched_at: Set(None),
             published_at: Set(None),
         });
-        conn.execute(conn.build(&insert)).await?;
+        write(tx, &insert).await?;
         Ok(())
     }
 
@@ -89,13 +88,11 @@ impl Outbox for SqlStore {
         ids: &[EventId],
         at: DateTime<Utc>,
     ) -> AppResult<()> {
-        outbox_events::Entity::update_many()
+        let update = outbox_events::Entity::update_many()
             .col_expr(outbox_events::Column::DispatchedAt, Expr::value(at))
             .filter(outbox_events::Column::Id.is_in(uuids(ids)))
-            .filter(outbox_events::Column::DispatchedAt.is_null())
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
+            .filter(outbox_events::Column::DispatchedAt.is_null());
+        write(tx, &update).await?;
         Ok(())
     }
 
@@ -200,19 +197,13 @@ impl JobQueue for SqlStore {
         jobs: &[NewJob],
         now: DateTime<Utc>,
     ) -> AppResult<u64> {
-        let conn = conn(tx)?;
         let mut added = 0;
         // 14 parameters a row: 500 rows stay under SQLite's 32,766 parameters.
         for chunk in jobs.chunks(500) {
             let rows = chunk.iter().map(|job| new_job_row(job, now));
-            let inserted = jobs::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([jobs::Column::EffectKey])
-                .exec_without_returning(conn)
-                .await
-                .map_err(db_err)?;
-            if let TryInsertResult::Inserted(n) = inserted {
-                added += n;
-            }
+            let insert = jobs::Entity::insert_many(rows)
+                .on_conflict_do_nothing_on([jobs::Column::EffectKey]);
+            added += write(tx, &insert).await?;
         }
         Ok(added)
     }
@@ -477,19 +468,20 @@ fn token_from_model(m: email_tokens::Model) -> AppResult<EmailToken> {
 #[async_trait]
 impl EmailTokenRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, token: &EmailToken) -> AppResult<()> {
-        email_tokens::Entity::insert(email_tokens::ActiveModel {
-            id: Set(token.id.into()),
-            user_id: Set(token.user_id.as_uuid()),
-            email: Set(token.email.clone()),
-            purpose: Set(token.purpose.as_str().to_owned()),
-            token_hash: Set(token.token_hash.clone()),
-            expires_at: Set(token.expires_at),
-            used_at: Set(token.used_at),
-            created_at: Set(token.created_at),
-        })
-        .exec_without_returning(conn(tx)?)
-        .await
-        .map_err(db_err)?;
+        write(
+            tx,
+            &email_tokens::Entity::insert(email_tokens::ActiveModel {
+                id: Set(token.id.into()),
+                user_id: Set(token.user_id.as_uuid()),
+                email: Set(token.email.clone()),
+                purpose: Set(token.purpose.as_str().to_owned()),
+                token_hash: Set(token.token_hash.clone()),
+                expires_at: Set(token.expires_at),
+                used_at: Set(token.used_at),
+                created_at: Set(token.created_at),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -509,15 +501,16 @@ impl EmailTokenRepo for SqlStore {
         id: EmailTokenId,
         at: DateTime<Utc>,
     ) -> AppResult<bool> {
-        let result = email_tokens::Entity::update_many()
-            .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
-            .filter(email_tokens::Column::Id.eq(id.as_uuid()))
-            .filter(email_tokens::Column::UsedAt.is_null())
-            .filter(email_tokens::Column::ExpiresAt.gt(at))
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(
+            tx,
+            &email_tokens::Entity::update_many()
+                .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
+                .filter(email_tokens::Column::Id.eq(id.as_uuid()))
+                .filter(email_tokens::Column::UsedAt.is_null())
+                .filter(email_tokens::Column::ExpiresAt.gt(at)),
+        )
+        .await?;
+        Ok(result == 1)
     }
 
     async fn mark_verified(
@@ -534,8 +527,8 @@ impl EmailTokenRepo for SqlStore {
         if let Some(email) = email {
             update = update.filter(users::Column::Email.eq(email));
         }
-        let result = update.exec(conn(tx)?).await.map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(tx, &update).await?;
+        Ok(result == 1)
     }
 
     async fn consume_all(
@@ -545,14 +538,15 @@ impl EmailTokenRepo for SqlStore {
         purpose: TokenPurpose,
         at: DateTime<Utc>,
     ) -> AppResult<u64> {
-        let result = email_tokens::Entity::update_many()
-            .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
-            .filter(email_tokens::Column::UserId.eq(user.as_uuid()))
-            .filter(email_tokens::Column::Purpose.eq(purpose.as_str()))
-            .filter(email_tokens::Column::UsedAt.is_null())
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected)
+        let result = write(
+            tx,
+            &email_tokens::Entity::update_many()
+                .col_expr(email_tokens::Column::UsedAt, Expr::value(at))
+                .filter(email_tokens::Column::UserId.eq(user.as_uuid()))
+                .filter(email_tokens::Column::Purpose.eq(purpose.as_str()))
+                .filter(email_tokens::Column::UsedAt.is_null()),
+        )
+        .await?;
+        Ok(result)
     }
 }

@@ -51,7 +51,7 @@ impl SqlStore {
 
     /// Every row of a built statement that an index bounds (a lookup by key, a page, a kept
     /// count), each decoded by `decode`. On a SQLite file it runs on the calling thread
-    /// (`lite.rs`: no hand-off to a connection thread); elsewhere through the reading pool.
+    /// (`lite/mod.rs`: no hand-off to a connection thread); elsewhere through the reading pool.
     async fn read<T>(
         &self,
         statement: Statement,
@@ -157,6 +157,13 @@ pub(crate) fn conn(tx: &mut dyn Tx) -> AppResult<&DatabaseTransaction> {
         .downcast_mut::<SeaTx>()
         .map(|t| &t.0)
         .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
+}
+
+/// Runs a sea-orm insert, update or delete in `tx`; how many rows it changed.
+pub(crate) async fn write(tx: &mut dyn Tx, query: &(impl QueryTrait + Sync)) -> AppResult<u64> {
+    let mut conn = TxConn::of(tx)?;
+    let statement = conn.build(query);
+    conn.execute(statement).await
 }
 
 /// The connection a transaction's statements run on: sea-orm's (sqlx) or, for work given to

@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, TxConn, Unique as _, conn, escape_like, get, get_id, order, uuids};
+use super::{SqlStore, TxConn, Unique as _, escape_like, get, get_id, order, paged, uuids, write};
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 use crate::lite::{Columns, Row};
@@ -68,10 +68,7 @@ fn product_model(p: &Product) -> products::ActiveModel {
 #[async_trait]
 impl ProductRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<()> {
-        products::Entity::insert(product_model(product))
-            .exec_without_returning(conn(tx)?)
-            .await
-            .map_err(db_err)?;
+        write(tx, &products::Entity::insert(product_model(product))).await?;
         Ok(())
     }
 
@@ -151,24 +148,25 @@ impl ProductRepo for SqlStore {
     }
 
     async fn update(&self, tx: &mut dyn Tx, product: &Product) -> AppResult<bool> {
-        let result = products::Entity::update_many()
-            .col_expr(products::Column::Name, Expr::value(product.name.clone()))
-            .col_expr(
-                products::Column::Description,
-                Expr::value(product.description.clone()),
-            )
-            .col_expr(
-                products::Column::PriceCents,
-                Expr::value(product.price.cents()),
-            )
-            .col_expr(products::Column::Stock, Expr::value(product.stock))
-            .col_expr(products::Column::Active, Expr::value(product.active))
-            .col_expr(products::Column::UpdatedAt, Expr::value(product.updated_at))
-            .filter(products::Column::Id.eq(product.id.as_uuid()))
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(
+            tx,
+            &products::Entity::update_many()
+                .col_expr(products::Column::Name, Expr::value(product.name.clone()))
+                .col_expr(
+                    products::Column::Description,
+                    Expr::value(product.description.clone()),
+                )
+                .col_expr(
+                    products::Column::PriceCents,
+                    Expr::value(product.price.cents()),
+                )
+                .col_expr(products::Column::Stock, Expr::value(product.stock))
+                .col_expr(products::Column::Active, Expr::value(product.active))
+                .col_expr(products::Column::UpdatedAt, Expr::value(product.updated_at))
+                .filter(products::Column::Id.eq(product.id.as_uuid())),
+        )
+        .await?;
+        Ok(result == 1)
     }
 
     async fn remove(
@@ -177,28 +175,26 @@ impl ProductRepo for SqlStore {
         id: ProductId,
         now: DateTime<Utc>,
     ) -> AppResult<Option<Removal>> {
-        let conn = conn(tx)?;
-        let referenced = order_items::Entity::find()
-            .filter(order_items::Column::ProductId.eq(id.as_uuid()))
-            .count(conn)
-            .await
-            .map_err(db_err)?
-            > 0;
+        let mut conn = TxConn::of(tx)?;
+        // Whether any order holds the product: one row at most, by the index on product_id.
+        let referenced = Query::select()
+            .expr_as(Expr::val(1), "one")
+            .from(order_items::Entity)
+            .and_where(order_items::Column::ProductId.eq(id.as_uuid()))
+            .to_owned();
+        let referenced = !conn
+            .query(paged(conn.dialect().build(&referenced), 1, 0), |_| Ok(()))
+            .await?
+            .is_empty();
         let affected = if referenced {
-            products::Entity::update_many()
+            let deactivate = products::Entity::update_many()
                 .col_expr(products::Column::Active, Expr::value(false))
                 .col_expr(products::Column::UpdatedAt, Expr::value(now))
-                .filter(products::Column::Id.eq(id.as_uuid()))
-                .exec(conn)
-                .await
-                .map_err(db_err)?
-                .rows_affected
+                .filter(products::Column::Id.eq(id.as_uuid()));
+            conn.execute(conn.build(&deactivate)).await?
         } else {
-            products::Entity::delete_by_id(id)
-                .exec(conn)
-                .await
-                .map_err(db_err)?
-                .rows_affected
+            conn.execute(conn.build(&products::Entity::delete_by_id(id)))
+                .await?
         };
         Ok((affected == 1).then_some(if referenced {
             Removal::Deactivated
@@ -267,16 +263,17 @@ impl ProductRepo for SqlStore {
         quantity: i32,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
-        products::Entity::update_many()
-            .col_expr(
-                products::Column::Stock,
-                Expr::col(products::Column::Stock).add(quantity),
-            )
-            .col_expr(products::Column::UpdatedAt, Expr::value(now))
-            .filter(products::Column::Id.eq(id.as_uuid()))
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
+        write(
+            tx,
+            &products::Entity::update_many()
+                .col_expr(
+                    products::Column::Stock,
+                    Expr::col(products::Column::Stock).add(quantity),
+                )
+                .col_expr(products::Column::UpdatedAt, Expr::value(now))
+                .filter(products::Column::Id.eq(id.as_uuid())),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -469,7 +466,6 @@ fn payment_from_model(m: payments::Model) -> Payment {
 #[async_trait]
 impl OrderRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
-        let mut conn = TxConn::of(tx)?;
         let insert = orders::Entity::insert(orders::ActiveModel {
             id: Set(order.id.into()),
             user_id: Set(order.user_id.as_uuid()),
@@ -480,7 +476,7 @@ impl OrderRepo for SqlStore {
             created_at: Set(order.created_at),
             updated_at: Set(order.updated_at),
         });
-        conn.execute(conn.build(&insert)).await?;
+        write(tx, &insert).await?;
         if order.items.is_empty() {
             return Ok(());
         }
@@ -492,8 +488,7 @@ impl OrderRepo for SqlStore {
             unit_price_cents: Set(item.unit_price.cents()),
             line_total_cents: Set(item.line_total.cents()),
         });
-        conn.execute(conn.build(&order_items::Entity::insert_many(items)))
-            .await?;
+        write(tx, &order_items::Entity::insert_many(items)).await?;
         Ok(())
     }
 
@@ -607,30 +602,32 @@ impl OrderRepo for SqlStore {
         to: OrderStatus,
         now: DateTime<Utc>,
     ) -> AppResult<bool> {
-        let result = orders::Entity::update_many()
-            .col_expr(orders::Column::Status, Expr::value(to.as_str()))
-            .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-            .filter(orders::Column::Id.eq(id.as_uuid()))
-            .filter(orders::Column::Status.eq(from.as_str()))
-            .exec(conn(tx)?)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        let result = write(
+            tx,
+            &orders::Entity::update_many()
+                .col_expr(orders::Column::Status, Expr::value(to.as_str()))
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(orders::Column::Id.eq(id.as_uuid()))
+                .filter(orders::Column::Status.eq(from.as_str())),
+        )
+        .await?;
+        Ok(result == 1)
     }
 
     async fn insert_payment(&self, tx: &mut dyn Tx, payment: &Payment) -> AppResult<()> {
-        payments::Entity::insert(payments::ActiveModel {
-            id: Set(payment.id.into()),
-            order_id: Set(payment.order_id.into()),
-            gateway: Set(payment.gateway.clone()),
-            reference: Set(payment.reference.clone()),
-            amount_cents: Set(payment.amount.cents()),
-            status: Set(payment.status.clone()),
-            created_at: Set(payment.created_at),
-        })
-        .exec_without_returning(conn(tx)?)
-        .await
-        .map_err(db_err)?;
+        write(
+            tx,
+            &payments::Entity::insert(payments::ActiveModel {
+                id: Set(payment.id.into()),
+                order_id: Set(payment.order_id.into()),
+                gateway: Set(payment.gateway.clone()),
+                reference: Set(payment.reference.clone()),
+                amount_cents: Set(payment.amount.cents()),
+                status: Set(payment.status.clone()),
+                created_at: Set(payment.created_at),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -812,7 +809,6 @@ impl IdempotencyRepo for SqlStore {
         use idempotency_keys::Column as K;
         let stored =
             serde_json::to_string(&StoredOrder::from(result)).map_err(AppError::internal)?;
-        let mut conn = TxConn::of(tx)?;
         let update = idempotency_keys::Entity::update_many()
             .col_expr(K::State, Expr::value("done"))
             .col_expr(K::Result, Expr::value(stored))
@@ -820,7 +816,7 @@ impl IdempotencyRepo for SqlStore {
             .filter(K::UserId.eq(user.as_uuid()))
             .filter(K::Key.eq(key))
             .filter(K::State.eq("in_flight"));
-        if conn.execute(conn.build(&update)).await? == 1 {
+        if write(tx, &update).await? == 1 {
             Ok(())
         } else {
             // The claim was taken over as abandoned: this request must not also succeed.
