@@ -11,7 +11,7 @@ use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
     Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostRepo,
     ProductQuery, ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store,
-    SystemClock, UserQuery, UserRepo, UserSortField, truncate_to_micros,
+    SystemClock, UserQuery, UserRepo, UserSortField, transaction, truncate_to_micros,
 };
 use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::blog::{Post, Slug, TagName};
@@ -417,6 +417,70 @@ db_test!(
         );
         drop(tx);
         assert_eq!((stock(mug.id).await, stock(cap.id).await, stock(pen.id).await), (3, 0, 5));
+    }
+);
+
+db_test!(
+    async fn transactions_given_at_once_each_keep_all_their_writes_or_none(db) {
+        let store = std::sync::Arc::new(SqlStore::new(db.db.clone()));
+        let mug = product("Mug", 1000, 25);
+        add_product(&store, &mug).await;
+        // Forty buyers, each written in the transaction that takes a mug: the fifteen who find
+        // none fail after their insert, which must not stay.
+        let tasks: Vec<_> = (0..40)
+            .map(|n| {
+                let store = std::sync::Arc::clone(&store);
+                let mug = mug.id;
+                tokio::spawn(async move {
+                    let writes = std::sync::Arc::clone(&store);
+                    let buyer = user(&format!("buyer{n}@example.com"), None);
+                    transaction(store.as_ref(), move |tx| {
+                        Box::pin(async move {
+                            UserRepo::insert(writes.as_ref(), tx, &buyer, "hash").await?;
+                            match writes.reserve_stock(tx, &[(mug, 1)], Utc::now()).await? {
+                                None => Ok(n),
+                                Some(_) => Err(AppError::Conflict(
+                                    ErrorCode::InsufficientStock,
+                                    "sold out".to_owned(),
+                                )),
+                            }
+                        })
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        let sold = answers.iter().filter(|a| a.is_ok()).count();
+        assert_eq!(sold, 25);
+        for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+            assert!(
+                matches!(refused, AppError::Conflict(ErrorCode::InsufficientStock, _)),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(ProductRepo::find(store.as_ref(), mug.id).await.unwrap().unwrap().stock, 0);
+        let users = UserRepo::list(store.as_ref(), &query(None, None, NEWEST_FIRST))
+            .await
+            .unwrap();
+        assert_eq!(users.total, 25, "only the buyers who got a mug were written");
+
+        // A unique violation inside such a transaction is the conflict it is through `begin`.
+        let first = user("first@example.com", None);
+        insert(&store, &first).await.unwrap();
+        let twin = user("first@example.com", None);
+        let writes = std::sync::Arc::clone(&store);
+        let again = transaction(store.as_ref(), move |tx| {
+            Box::pin(async move { UserRepo::insert(writes.as_ref(), tx, &twin, "hash").await })
+        })
+        .await;
+        assert!(
+            matches!(again, Err(AppError::Conflict(ErrorCode::EmailTaken, _))),
+            "{again:?}"
+        );
     }
 );
 
