@@ -48,6 +48,7 @@ struct Job {
 pub(crate) struct LiteWriter {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Counts statements, for tests that check how many a request runs.
+    #[cfg(feature = "testing")]
     statements: Arc<OnceLock<Arc<AtomicU64>>>,
 }
 
@@ -86,6 +87,7 @@ impl LiteWriter {
             .spawn(move || thread.serve(&queue))?;
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
+            #[cfg(feature = "testing")]
             statements,
         })
     }
@@ -116,6 +118,7 @@ impl LiteWriter {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn count_statements(&self, counter: &Arc<AtomicU64>) {
         // A second counter is ignored: tests set one per database.
         let _ = self.statements.set(Arc::clone(counter));
