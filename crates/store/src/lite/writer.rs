@@ -270,6 +270,7 @@ impl Thread {
             }
             return;
         }
+        tracing::debug!(transactions = ran.len(), "SQLite group commit");
         for job in ran {
             let _ = job.answer.send(job.result);
         }
