@@ -207,7 +207,8 @@ impl Thread {
     /// Runs `jobs` in one transaction, each in a savepoint, and answers them after its commit.
     fn commit_together(&mut self, jobs: Vec<Job>) {
         // Whoever stopped waiting (a closed connection, a timeout) is not run: as with a
-        // transaction through sqlx, a request dropped before its commit leaves nothing.
+        // transaction through sqlx, a request dropped before its commit leaves nothing. Work
+        // that has started runs to its commit, as if the caller had left just after it.
         let mut live = Vec::with_capacity(jobs.len());
         for job in jobs {
             if job.answer.is_closed() {
