@@ -79,7 +79,7 @@ impl LiteWriter {
                 statements: Arc::clone(&statements),
             },
             gate,
-            runtime: Handle::current(),
+            runtime: Handle::try_current()?,
             wait,
         };
         std::thread::Builder::new()
