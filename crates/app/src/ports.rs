@@ -52,14 +52,22 @@ pub trait Store: Send + Sync {
     /// is done. A store may run transactions given here together: on SQLite, those waiting
     /// for the one writer run one after another, each in a savepoint, under one commit.
     async fn transact(&self, work: TxWork) -> AppResult<Box<dyn Any + Send>> {
-        let mut tx = self.begin().await?;
-        let out = work(tx.as_mut()).await?;
-        tx.commit().await?;
-        Ok(out)
+        transact_after_begin(self, work).await
     }
     /// `Ok` when the database answers and every migration is applied; otherwise a short,
     /// non-sensitive reason (the detail goes to the log).
     async fn check_ready(&self) -> Result<(), String>;
+}
+
+/// [`Store::transact`] as any store can do it: [`Store::begin`], `work`, commit.
+pub async fn transact_after_begin<S: Store + ?Sized>(
+    store: &S,
+    work: TxWork,
+) -> AppResult<Box<dyn Any + Send>> {
+    let mut tx = store.begin().await?;
+    let out = work(tx.as_mut()).await?;
+    tx.commit().await?;
+    Ok(out)
 }
 
 /// [`Store::transact`] with a typed answer:

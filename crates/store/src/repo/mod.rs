@@ -2,7 +2,7 @@ use std::any::Any;
 
 use async_trait::async_trait;
 use inkcart_app::page::Direction;
-use inkcart_app::ports::{Store, Tx, TxWork};
+use inkcart_app::ports::{Store, Tx, TxWork, transact_after_begin};
 use inkcart_app::{AppError, AppResult};
 use sea_orm::sea_query::SelectStatement;
 use sea_orm::{
@@ -238,10 +238,7 @@ impl Store for SqlStore {
         if let Some(writer) = &self.db.lite_writer {
             return writer.transact(work).await;
         }
-        let mut tx = self.begin().await?;
-        let out = work(tx.as_mut()).await?;
-        tx.commit().await?;
-        Ok(out)
+        transact_after_begin(self, work).await
     }
 
     async fn check_ready(&self) -> Result<(), String> {
