@@ -8,7 +8,7 @@ use inkcart_domain::shop::{
     Money, Offer, Order, OrderStatus, Product, RequestedLine, place_order, product_description,
     product_name, product_stock,
 };
-use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, UserId};
+use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, User, UserId};
 
 use crate::error::messages;
 use crate::events::Event;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::EventLog;
-use crate::identity::{find_user, unless_actor_gone};
+use crate::identity::unless_actor_gone;
 use crate::ports::{
     Clock, IdempotencyRepo, OrderRepo, PaymentGateway, ProductRepo, Store, UserRepo, transaction,
 };
@@ -328,29 +328,33 @@ impl Shop {
     /// Places an order: validates and prices it, applies the buyer's tier discount, and in one
     /// transaction reserves the stock of every line and writes the order. If any line is short,
     /// nothing is reserved and the answer names the product.
+    ///
+    /// `buyer` is the caller's account as authentication has just read it: its tier prices the
+    /// order, and it is not read again. An account deleted since is still refused (a 401): its
+    /// order cannot be written (the foreign key), and the failure is told apart by looking the
+    /// account up.
     pub async fn create_order(
         &self,
-        actor: Actor,
+        buyer: &User,
         lines: Vec<RequestedLine>,
         idempotency: Option<Idempotency<'_>>,
     ) -> AppResult<Outcome> {
-        let claimed = self.claim(actor.id, idempotency.as_ref()).await;
-        if let Some(replay) = unless_actor_gone(self.users.as_ref(), actor.id, claimed).await? {
+        let claimed = self.claim(buyer.id, idempotency.as_ref()).await;
+        if let Some(replay) = unless_actor_gone(self.users.as_ref(), buyer.id, claimed).await? {
             return Ok(replay);
         }
-        let placed = self.place_order(actor, &lines, idempotency.as_ref()).await;
-        let result = unless_actor_gone(self.users.as_ref(), actor.id, placed).await;
-        self.settle_claim(actor.id, idempotency.as_ref(), result)
+        let placed = self.place_order(buyer, &lines, idempotency.as_ref()).await;
+        let result = unless_actor_gone(self.users.as_ref(), buyer.id, placed).await;
+        self.settle_claim(buyer.id, idempotency.as_ref(), result)
             .await
     }
 
     async fn place_order(
         &self,
-        actor: Actor,
+        buyer: &User,
         lines: &[RequestedLine],
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
-        let buyer = find_user(self.users.as_ref(), actor.id).await?;
         let mut ids: Vec<ProductId> = lines.iter().map(|l| l.product_id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -364,7 +368,7 @@ impl Shop {
         let now = self.clock.now();
         let order = place_order(
             OrderId::generate(),
-            actor.id,
+            buyer.id,
             buyer.tier,
             lines,
             |id| {

@@ -117,6 +117,16 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+impl User {
+    /// The account as the caller of a use case.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.id,
+            role: self.role,
+        }
+    }
+}
+
 /// Who is asking: the authenticated caller of a use case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {

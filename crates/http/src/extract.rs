@@ -325,10 +325,7 @@ impl FromRequestParts<AppState> for AuthUser {
         };
         let user = state.app.identity().authenticate(token?).await?;
         Ok(Self {
-            actor: Actor {
-                id: user.id,
-                role: user.role,
-            },
+            actor: user.actor(),
             email: user.email.as_str().to_owned(),
             user,
         })

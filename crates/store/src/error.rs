@@ -32,8 +32,26 @@ pub(crate) fn db_err(err: DbErr) -> AppError {
             tracing::error!(error = %err, "database unavailable");
             AppError::Unavailable("Database unavailable".to_owned())
         }
+        DbErr::Query(RuntimeErr::SqlxError(cause)) | DbErr::Exec(RuntimeErr::SqlxError(cause))
+            if connection_lost(cause) =>
+        {
+            tracing::error!(error = %err, "database connection lost");
+            AppError::Unavailable("Database unavailable".to_owned())
+        }
         _ => AppError::Internal(anyhow::Error::new(err).context("database error")),
     }
+}
+
+/// A statement that failed because its connection did: the server went away while the
+/// connection sat in the pool or during the statement. A connection in use a moment before is
+/// lent without a test (`connect.rs`), so a server that restarts (or a cut link) shows here
+/// first; sqlx then drops the connection instead of lending it again.
+fn connection_lost(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    matches!(
+        err,
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed
+    )
 }
 
 /// The conflict a unique violation means to a client, when it is one of [`UNIQUE_CONSTRAINTS`].

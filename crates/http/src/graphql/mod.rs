@@ -16,7 +16,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use inkcart_app::error::messages;
 use inkcart_app::{AppError, ErrorCode};
-use inkcart_domain::Actor;
+use inkcart_domain::{Actor, User};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -170,13 +170,22 @@ pub(crate) fn gql_error(err: AppError) -> async_graphql::Error {
     })
 }
 
-/// Who is asking, from the bearer token (as for REST).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Caller(pub Option<Actor>);
+/// Who is asking, from the bearer token (as for REST): the account as authentication read it.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub Option<User>);
 
 impl Caller {
-    pub(crate) fn require(self) -> async_graphql::Result<Actor> {
-        self.0.ok_or_else(|| {
+    pub(crate) fn actor(&self) -> Option<Actor> {
+        self.0.as_ref().map(User::actor)
+    }
+
+    pub(crate) fn require(&self) -> async_graphql::Result<Actor> {
+        self.account().map(User::actor)
+    }
+
+    /// The caller's account; a 401 without a token.
+    pub(crate) fn account(&self) -> async_graphql::Result<&User> {
+        self.0.as_ref().ok_or_else(|| {
             gql_error(AppError::Unauthorized(
                 ErrorCode::NoToken,
                 messages::NO_TOKEN.to_owned(),
@@ -260,7 +269,7 @@ pub async fn graphql(
                 &mut parts, &state,
             )
             .await?;
-            Some(auth.actor)
+            Some(auth.user)
         }
     };
     let checked = match guard::check(&state.graphql.limits, raw) {
@@ -269,7 +278,8 @@ pub async fn graphql(
     };
     // Each root mutation field the operation runs (at most `max_mutations`) costs what a
     // request of its kind would: `createUser` is a sign-up.
-    crate::ratelimit::charge_mutations(&state, caller, &client_ip, checked.mutation_fields())
+    let actor = caller.as_ref().map(User::actor);
+    crate::ratelimit::charge_mutations(&state, actor, &client_ip, checked.mutation_fields())
         .await?;
     Ok(Json(run(&state, caller, checked).await))
 }
@@ -280,7 +290,7 @@ const MAX_ERRORS: usize = 100;
 /// Runs a checked request with the caller and fresh loaders.
 async fn run(
     state: &AppState,
-    caller: Option<Actor>,
+    caller: Option<User>,
     checked: CheckedRequest,
 ) -> async_graphql::Response {
     let (identity, blog) = (state.app.identity(), state.app.blog());

@@ -24,8 +24,8 @@ fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
     ctx.data_unchecked::<AppState>()
 }
 
-fn caller(ctx: &Context<'_>) -> Caller {
-    *ctx.data_unchecked::<Caller>()
+fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    ctx.data_unchecked::<Caller>()
 }
 
 fn timestamp(t: DateTime<Utc>) -> String {
@@ -136,7 +136,9 @@ pub struct UserObject(User);
 impl UserObject {
     /// Whether the caller may see this account's private fields.
     fn private(&self, ctx: &Context<'_>) -> bool {
-        caller(ctx).0.is_some_and(|a| a.may_see_private(self.0.id))
+        caller(ctx)
+            .actor()
+            .is_some_and(|a| a.may_see_private(self.0.id))
     }
 }
 
@@ -513,7 +515,7 @@ impl QueryRoot {
         match state(ctx)
             .app
             .blog()
-            .get_post(caller(ctx).0, &post_key(&id_or_slug))
+            .get_post(caller(ctx).actor(), &post_key(&id_or_slug))
             .await
         {
             Ok(detail) => Ok(Some(PostObject::detailed(detail.into_value()))),
@@ -737,7 +739,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         items: Vec<OrderLineInput>,
     ) -> Result<OrderObject> {
-        let actor = caller(ctx).require()?;
+        let buyer = caller(ctx).account()?;
         let lines = items
             .iter()
             .map(|l| {
@@ -750,7 +752,7 @@ impl MutationRoot {
         let outcome = state(ctx)
             .app
             .shop()
-            .create_order(actor, lines, None)
+            .create_order(buyer, lines, None)
             .await
             .map_err(gql_error)?;
         Ok(OrderObject(outcome.into_order()))

@@ -269,7 +269,7 @@ pub async fn create(
     let outcome = state
         .app
         .shop()
-        .create_order(auth.actor, lines, idempotency)
+        .create_order(&auth.user, lines, idempotency)
         .await?;
     Ok(respond(outcome, StatusCode::CREATED))
 }

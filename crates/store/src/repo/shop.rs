@@ -12,7 +12,8 @@ use inkcart_app::{AppError, AppResult};
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{OrderId, ProductId, UserId};
 use sea_orm::sea_query::{
-    CaseStatement, Expr, ExprTrait as _, Func, LikeExpr, LockType, Query, SelectStatement,
+    CaseStatement, CommonTableExpression, Expr, ExprTrait as _, Func, LikeExpr, LockType, Query,
+    SelectStatement, WithClause,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
@@ -21,6 +22,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{SqlStore, TxConn, Unique as _, escape_like, get, get_id, order, paged, uuids, write};
+use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
 use crate::lite::{Columns, Row};
@@ -476,8 +478,10 @@ impl OrderRepo for SqlStore {
             created_at: Set(order.created_at),
             updated_at: Set(order.updated_at),
         });
-        write(tx, &insert).await?;
+        let mut conn = TxConn::of(tx)?;
         if order.items.is_empty() {
+            let statement = conn.build(&insert);
+            conn.execute(statement).await?;
             return Ok(());
         }
         let items = order.items.iter().map(|item| order_items::ActiveModel {
@@ -488,7 +492,24 @@ impl OrderRepo for SqlStore {
             unit_price_cents: Set(item.unit_price.cents()),
             line_total_cents: Set(item.line_total.cents()),
         });
-        write(tx, &order_items::Entity::insert_many(items)).await?;
+        let items = order_items::Entity::insert_many(items);
+        if conn.dialect() == Dialect::Postgres {
+            // The order and its lines in one statement, `WITH "o" AS (INSERT INTO orders …)
+            // INSERT INTO order_items …`: one round trip less inside the transaction that holds
+            // the products' rows. SQLite has no INSERT inside WITH, and its statements are calls
+            // on the writer's thread, not round trips.
+            let mut together = items.into_query();
+            let mut order_first = CommonTableExpression::new();
+            order_first.table_name("o").query(insert.into_query());
+            together.with_cte(WithClause::new().cte(order_first).to_owned());
+            let statement = conn.dialect().build(&together);
+            conn.execute(statement).await?;
+        } else {
+            let statement = conn.build(&insert);
+            conn.execute(statement).await?;
+            let statement = conn.build(&items);
+            conn.execute(statement).await?;
+        }
         Ok(())
     }
 

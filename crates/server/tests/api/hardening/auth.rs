@@ -224,6 +224,10 @@ api_test!(
             role: inkcart_domain::Role::Admin,
         };
         let use_cases = &app.state.app;
+        // An order is placed for the account authentication read: the admin's, as if it had been
+        // read with this id and deleted since.
+        let admin_id = inkcart_domain::UserId::from_uuid(uuid::Uuid::parse_str(&admin.id).unwrap());
+        let gone_account = inkcart_domain::User { id: gone.id, ..use_cases.identity().get_user(admin_id).await.unwrap() };
         let post_id = uuid::Uuid::parse_str(post.body["id"].as_str().unwrap()).unwrap();
         let product_id = uuid::Uuid::parse_str(product["id"].as_str().unwrap()).unwrap();
         let results = [
@@ -235,7 +239,7 @@ api_test!(
             use_cases.blog().add_comment(gone, &PostKey::Id(post_id.into()), "Boo").await.map(|_| ()),
             use_cases
                 .shop()
-                .create_order(gone, vec![RequestedLine { product_id: product_id.into(), quantity: 1 }], None)
+                .create_order(&gone_account, vec![RequestedLine { product_id: product_id.into(), quantity: 1 }], None)
                 .await
                 .map(|_| ()),
         ];
