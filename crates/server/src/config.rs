@@ -225,8 +225,11 @@ keys! {
         /// new one being opened) before it is answered 503 `Database unavailable`. While
         /// PostgreSQL is down, every request fails after this long and `/health/ready` turns
         /// not-ready within it (it reads twice: up to twice this); once PostgreSQL is back, the
-        /// next request succeeds. On SQLite it is also the busy timeout of the database file.
-        /// Also bounds the first connection at start.
+        /// next request succeeds. A statement whose connection was cut (a server restart) is
+        /// answered 503 `Database unavailable` too, and that connection is replaced; a pooled
+        /// connection that sat idle for a second or more is tested before it is lent, so one
+        /// that died while idle fails no request. On SQLite it is also the busy timeout of the
+        /// database file. Also bounds the first connection at start.
         db_acquire_timeout_ms: Duration => db_acquire_timeout {
             default: Duration::from_secs(2),
             check: Millis { min: 1 },

@@ -478,12 +478,6 @@ impl OrderRepo for SqlStore {
             created_at: Set(order.created_at),
             updated_at: Set(order.updated_at),
         });
-        let mut conn = TxConn::of(tx)?;
-        if order.items.is_empty() {
-            let statement = conn.build(&insert);
-            conn.execute(statement).await?;
-            return Ok(());
-        }
         let items = order.items.iter().map(|item| order_items::ActiveModel {
             id: Set(Uuid::now_v7()),
             order_id: Set(order.id.into()),
@@ -492,22 +486,24 @@ impl OrderRepo for SqlStore {
             unit_price_cents: Set(item.unit_price.cents()),
             line_total_cents: Set(item.line_total.cents()),
         });
-        let items = order_items::Entity::insert_many(items);
-        if conn.dialect() == Dialect::Postgres {
+        let items = (!order.items.is_empty()).then(|| order_items::Entity::insert_many(items));
+        let mut conn = TxConn::of(tx)?;
+        let statements = match items {
             // The order and its lines in one statement, `WITH "o" AS (INSERT INTO orders …)
             // INSERT INTO order_items …`: one round trip less inside the transaction that holds
             // the products' rows. SQLite has no INSERT inside WITH, and its statements are calls
             // on the writer's thread, not round trips.
-            let mut together = items.into_query();
-            let mut order_first = CommonTableExpression::new();
-            order_first.table_name("o").query(insert.into_query());
-            together.with_cte(WithClause::new().cte(order_first).to_owned());
-            let statement = conn.dialect().build(&together);
-            conn.execute(statement).await?;
-        } else {
-            let statement = conn.build(&insert);
-            conn.execute(statement).await?;
-            let statement = conn.build(&items);
+            Some(items) if conn.dialect() == Dialect::Postgres => {
+                let mut order_first = CommonTableExpression::new();
+                order_first.table_name("o").query(insert.into_query());
+                let mut together = items.into_query();
+                together.with_cte(WithClause::new().cte(order_first).to_owned());
+                vec![conn.dialect().build(&together)]
+            }
+            Some(items) => vec![conn.build(&insert), conn.build(&items)],
+            None => vec![conn.build(&insert)],
+        };
+        for statement in statements {
             conn.execute(statement).await?;
         }
         Ok(())
