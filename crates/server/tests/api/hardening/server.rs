@@ -899,16 +899,22 @@ async fn through(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
     (format!("{scheme}://{userinfo}{addr}/{path}"), upstream)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_postgresql_is_unreachable_requests_fail_fast_and_readiness_says_so_then_recover_at_once()
- {
-    let Some(db) = inkcart_store::testing::postgres().await else {
-        return;
-    };
+/// What a test behind the proxy holds: the test database and the data dir live as long as it.
+type BehindProxy = (
+    CuttableProxy,
+    axum::Router,
+    inkcart_store::testing::TestDb,
+    tempfile::TempDir,
+);
+
+/// The app on a PostgreSQL test database reached through a [`CuttableProxy`], with its read
+/// caches off so that every read reaches the database.
+async fn app_behind_proxy() -> Option<BehindProxy> {
+    let db = inkcart_store::testing::postgres().await?;
     // The database's own URL tells where PostgreSQL is; the app reaches it through the proxy.
     let placeholder: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let (_, upstream) = through(&db.url(), placeholder).await;
-    let mut proxy = CuttableProxy::start(upstream).await;
+    let proxy = CuttableProxy::start(upstream).await;
     let (url, _) = through(&db.url(), proxy.addr).await;
     let data_dir = tempfile::tempdir().unwrap();
     let config = inkcart::config::Config {
@@ -923,25 +929,38 @@ async fn while_postgresql_is_unreachable_requests_fail_fast_and_readiness_says_s
         &config,
         Arc::new(inkcart::build_app(&config, app_db).unwrap()),
     );
+    Some((proxy, router, db, data_dir))
+}
+
+/// A GET through the router: status, JSON body (null when not JSON) and how long it took.
+async fn get_through(router: &axum::Router, path: &str) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let response = router
+        .clone()
+        .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_unreachable_requests_fail_fast_and_readiness_says_so_then_recover_at_once()
+ {
+    let Some((mut proxy, router, _db, _data_dir)) = app_behind_proxy().await else {
+        return;
+    };
     let get = |path: &'static str| {
         let router = router.clone();
-        async move {
-            let started = Instant::now();
-            let response = router
-                .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let bytes = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .unwrap()
-                .to_bytes();
-            (
-                status,
-                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
-                started.elapsed(),
-            )
-        }
+        async move { get_through(&router, path).await }
     };
     assert_eq!(get("/api/v1/posts").await.0, 200);
     assert_eq!(get("/health/ready").await.0, 200);
@@ -972,4 +991,22 @@ async fn while_postgresql_is_unreachable_requests_fail_fast_and_readiness_says_s
     let (status, body, _) = get("/api/v1/posts").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(get("/health/ready").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_postgresql_connection_that_died_while_idle_is_replaced_before_a_request_gets_it()
+{
+    let Some((mut proxy, router, _db, _data_dir)) = app_behind_proxy().await else {
+        return;
+    };
+    assert_eq!(get_through(&router, "/api/v1/posts").await.0, 200);
+    // The connection that served it goes back to the pool; then the link drops it (as a server
+    // restart or a proxy's idle cut would) and comes back at once.
+    proxy.set(Link::Refused).await;
+    proxy.set(Link::Up).await;
+    // A connection idle this long is tested before it is lent (store's `PING_IDLE_AFTER`, 1 s):
+    // the dead one is found there and a new one opened, so the request never sees it.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, body, _) = get_through(&router, "/api/v1/posts").await;
+    assert_eq!(status, 200, "{body}");
 }
