@@ -45,13 +45,11 @@ pub(crate) fn db_err(err: DbErr) -> AppError {
 /// A statement that failed because its connection did: the server went away while the
 /// connection sat in the pool or during the statement. A connection in use a moment before is
 /// lent without a test (`connect.rs`), so a server that restarts (or a cut link) shows here
-/// first; sqlx then drops the connection instead of lending it again.
+/// first; sqlx then drops the connection instead of lending it again. (A pool that times out
+/// or is closed is reported by sea-orm as `ConnectionAcquire`, above.)
 fn connection_lost(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
-    matches!(
-        err,
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed
-    )
+    matches!(err, E::Io(_) | E::Tls(_) | E::WorkerCrashed)
 }
 
 /// The conflict a unique violation means to a client, when it is one of [`UNIQUE_CONSTRAINTS`].
