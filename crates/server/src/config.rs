@@ -216,7 +216,8 @@ keys! {
             check: DatabaseUrl,
         }
         /// Size of the PostgreSQL pool, or of the SQLite reader pool (SQLite writes always go
-        /// through one connection).
+        /// through one connection). On PostgreSQL, requests' reads and transactions hold at most
+        /// three quarters of it (all but one of a small pool); the rest serves the job queue.
         db_max_connections: u32 => db_max_connections {
             default: 16,
             check: Num { min: 1 },

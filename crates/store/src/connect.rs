@@ -13,9 +13,7 @@ use sea_orm_migration::MigratorTrait as _;
 
 use crate::lite::{LiteReader, LiteWriter};
 use crate::migration::Migrator;
-
-/// How long a PostgreSQL connection may sit idle in the pool and still be lent without a ping.
-const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+use crate::pg::{PING_IDLE_AFTER, PgReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -38,7 +36,8 @@ pub struct DbOptions {
 /// An open database. On SQLite, writes go through a single connection (one writer, so
 /// transactions queue in the pool instead of failing with `SQLITE_BUSY`) and reads through a
 /// pool, and a file database also has read-only connections used on the calling thread
-/// (`lite/mod.rs`); on PostgreSQL both are the same pool.
+/// (`lite/mod.rs`); on PostgreSQL both are the same pool, and reads keep some of its
+/// connections out of it (`pg.rs`).
 #[derive(Debug, Clone)]
 pub struct Db {
     pub(crate) reader: DatabaseConnection,
@@ -46,6 +45,8 @@ pub struct Db {
     pub(crate) lite: Option<Arc<LiteReader>>,
     /// The thread that runs `Store::transact` work on a SQLite file, in group commits.
     pub(crate) lite_writer: Option<Arc<LiteWriter>>,
+    /// The connections PostgreSQL reads keep out of the pool.
+    pub(crate) pg: Option<Arc<PgReader>>,
     backend: Backend,
 }
 
@@ -135,6 +136,7 @@ impl Db {
             writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
             lite,
             lite_writer,
+            pg: None,
             backend: Backend::Sqlite,
         })
     }
@@ -166,12 +168,14 @@ impl Db {
             .connect_with(opts)
             .await
             .context("cannot connect to PostgreSQL")?;
+        let pg = PgReader::new(pool.clone(), options.acquire_timeout).map(Arc::new);
         let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
         Ok(Self {
             reader: conn.clone(),
             writer: conn,
             lite: None,
             lite_writer: None,
+            pg,
             backend: Backend::Postgres,
         })
     }
@@ -200,6 +204,9 @@ impl Db {
         if let Some(writer) = &self.lite_writer {
             writer.close();
         }
+        if let Some(pg) = &self.pg {
+            pg.close();
+        }
         let _ = self.reader.close().await;
         if self.backend == Backend::Sqlite {
             let _ = self.writer.close().await;
@@ -223,6 +230,12 @@ impl Db {
         if let Some(lite) = &mut self.lite {
             match Arc::get_mut(lite) {
                 Some(lite) => lite.statements = Some(counter.clone()),
+                None => panic!("count_statements must be called before the Db is cloned"),
+            }
+        }
+        if let Some(pg) = &mut self.pg {
+            match Arc::get_mut(pg) {
+                Some(pg) => pg.statements = Some(counter.clone()),
                 None => panic!("count_statements must be called before the Db is cloned"),
             }
         }

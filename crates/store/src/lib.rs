@@ -11,6 +11,7 @@ mod entity;
 mod error;
 mod lite;
 pub mod migration;
+mod pg;
 mod repo;
 #[cfg(feature = "testing")]
 pub mod testing;

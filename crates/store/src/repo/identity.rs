@@ -11,7 +11,7 @@ use sea_orm::{
     QueryOrder as _, QuerySelect as _,
 };
 
-use super::{SqlStore, Unique as _, conn, escape_like, get, order, write};
+use super::{SqlStore, TxConn, Unique as _, escape_like, get, order, write};
 use crate::entity::{refresh_tokens, users};
 use crate::error::{db_err, is_foreign_key_violation};
 use crate::lite::Row;
@@ -215,23 +215,22 @@ impl UserRepo for SqlStore {
     }
 
     async fn delete(&self, tx: &mut dyn Tx, id: UserId) -> AppResult<bool> {
-        // Through sqlx only (a transaction from `begin`): the foreign-key violation is read
-        // from sea-orm's error.
-        let result = users::Entity::delete_by_id(id.as_uuid())
-            .exec(conn(tx)?)
-            .await
-            .map_err(|e| {
-                // Orders keep their buyer (order history is not deleted with an account).
-                if is_foreign_key_violation(&e) {
-                    AppError::conflict(
-                        inkcart_app::error::ErrorCode::UserHasOrders,
-                        "User has orders and cannot be deleted",
-                    )
-                } else {
-                    db_err(e)
-                }
-            })?;
-        Ok(result.rows_affected == 1)
+        // A transaction from `begin` (through sqlx): the foreign-key violation is read from
+        // the database's error.
+        let mut conn = TxConn::of(tx)?;
+        let delete = conn.build(&users::Entity::delete_by_id(id.as_uuid()));
+        let deleted = conn.try_execute(delete).await?.map_err(|e| {
+            // Orders keep their buyer (order history is not deleted with an account).
+            if is_foreign_key_violation(&e) {
+                AppError::conflict(
+                    inkcart_app::error::ErrorCode::UserHasOrders,
+                    "User has orders and cannot be deleted",
+                )
+            } else {
+                db_err(e)
+            }
+        })?;
+        Ok(deleted == 1)
     }
 }
 

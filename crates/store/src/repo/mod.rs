@@ -14,6 +14,7 @@ use crate::Db;
 use crate::dialect::Dialect;
 use crate::error::db_err;
 use crate::lite::{Column, Columns, LiteTx, Row};
+use crate::pg::PgTx;
 
 mod blog;
 mod identity;
@@ -51,7 +52,8 @@ impl SqlStore {
 
     /// Every row of a built statement that an index bounds (a lookup by key, a page, a kept
     /// count), each decoded by `decode`. On a SQLite file it runs on the calling thread
-    /// (`lite/mod.rs`: no hand-off to a connection thread); elsewhere through the reading pool.
+    /// (`lite/mod.rs`: no hand-off to a connection thread); elsewhere as
+    /// [`SqlStore::read_offloaded`].
     async fn read<T>(
         &self,
         statement: Statement,
@@ -74,13 +76,17 @@ impl SqlStore {
     }
 
     /// Every row of a statement that may take long (a full-text search, a count of every row
-    /// a filter selects), decoded, always through the reading pool: on SQLite, on the driver's
-    /// own connection thread, never holding a runtime thread.
+    /// a filter selects), decoded, never holding a runtime thread: on SQLite through the
+    /// reading pool, on the driver's own connection thread; on PostgreSQL on the connections
+    /// reads keep (`pg.rs`).
     async fn read_offloaded<T>(
         &self,
         statement: Statement,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T> + Send,
     ) -> AppResult<Vec<T>> {
+        if let Some(pg) = &self.db.pg {
+            return pg.read(&statement, decode).await;
+        }
         let rows = self
             .db
             .reader
@@ -152,13 +158,6 @@ impl Tx for SeaTx {
     }
 }
 
-pub(crate) fn conn(tx: &mut dyn Tx) -> AppResult<&DatabaseTransaction> {
-    tx.as_any()
-        .downcast_mut::<SeaTx>()
-        .map(|t| &t.0)
-        .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
-}
-
 /// Runs a sea-orm insert, update or delete in `tx`; how many rows it changed.
 pub(crate) async fn write(tx: &mut dyn Tx, query: &(impl QueryTrait + Sync)) -> AppResult<u64> {
     let mut conn = TxConn::of(tx)?;
@@ -166,11 +165,13 @@ pub(crate) async fn write(tx: &mut dyn Tx, query: &(impl QueryTrait + Sync)) -> 
     conn.execute(statement).await
 }
 
-/// The connection a transaction's statements run on: sea-orm's (sqlx) or, for work given to
-/// `Store::transact` on a SQLite file, the writer thread's own (`lite/writer.rs`).
+/// The connection a transaction's statements run on: on PostgreSQL one the reads keep
+/// (`pg.rs`); on SQLite sea-orm's (sqlx) or, for work given to `Store::transact` on a SQLite
+/// file, the writer thread's own (`lite/writer.rs`).
 pub(crate) enum TxConn<'a> {
     Sea(&'a DatabaseTransaction),
     Lite(&'a mut LiteTx),
+    Pg(&'a mut PgTx),
 }
 
 impl<'a> TxConn<'a> {
@@ -182,6 +183,12 @@ impl<'a> TxConn<'a> {
                 .map(TxConn::Lite)
                 .ok_or_else(|| AppError::internal("unreachable: checked type"));
         }
+        if any.is::<PgTx>() {
+            return any
+                .downcast_mut::<PgTx>()
+                .map(TxConn::Pg)
+                .ok_or_else(|| AppError::internal("unreachable: checked type"));
+        }
         any.downcast_ref::<SeaTx>()
             .map(|t| TxConn::Sea(&t.0))
             .ok_or_else(|| AppError::internal("a transaction from another store was passed in"))
@@ -191,6 +198,7 @@ impl<'a> TxConn<'a> {
         match self {
             Self::Sea(conn) => Dialect::of(*conn),
             Self::Lite(_) => Dialect::Sqlite,
+            Self::Pg(_) => Dialect::Postgres,
         }
     }
 
@@ -208,6 +216,25 @@ impl<'a> TxConn<'a> {
                 .map_err(db_err)?
                 .rows_affected()),
             Self::Lite(tx) => tx.execute(&statement),
+            Self::Pg(tx) => tx.execute(&statement).await,
+        }
+    }
+
+    /// Runs a statement without rows through sqlx; how many rows it changed, or the database's
+    /// own error (for a caller that reads a constraint from it). Not on the SQLite writer thread.
+    pub(crate) async fn try_execute(
+        &mut self,
+        statement: Statement,
+    ) -> AppResult<Result<u64, DbErr>> {
+        match self {
+            Self::Sea(conn) => Ok(conn
+                .execute_raw(statement)
+                .await
+                .map(|done| done.rows_affected())),
+            Self::Pg(tx) => tx.try_execute(&statement).await,
+            Self::Lite(_) => Err(AppError::internal(
+                "this statement runs on a transaction from `begin`",
+            )),
         }
     }
 
@@ -223,6 +250,7 @@ impl<'a> TxConn<'a> {
                 rows.iter().map(|row| decode(&Row::Sea(row))).collect()
             }
             Self::Lite(tx) => tx.query(&statement, decode),
+            Self::Pg(tx) => tx.query(&statement, decode).await,
         }
     }
 }
@@ -230,6 +258,9 @@ impl<'a> TxConn<'a> {
 #[async_trait]
 impl Store for SqlStore {
     async fn begin(&self) -> AppResult<Box<dyn Tx>> {
+        if let Some(pg) = &self.db.pg {
+            return Ok(Box::new(pg.begin().await?));
+        }
         let tx = self.db.writer.begin().await.map_err(db_err)?;
         Ok(Box::new(SeaTx(tx)))
     }

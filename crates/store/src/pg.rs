@@ -1,0 +1,500 @@
+//! Reads of a PostgreSQL database on connections kept out of sqlx's pool.
+//!
+//! sqlx's pool tests every connection it takes back: it pings the server before the connection
+//! is lent again (`return_to_pool`), and no option turns that off. Through the pool, every read
+//! is two round trips: its statement, then the ping once the answer is in. Each costs the server
+//! process and PostgreSQL a wake-up. A read here takes a connection from the few this reader
+//! keeps checked out of the pool, runs its statement, and keeps the connection for the next
+//! read: one round trip per statement.
+//!
+//! A request's transactions (`Store::begin`, `Store::transact`) run here too, as [`PgTx`]:
+//! `BEGIN`, the statements, `COMMIT` on one kept connection, which then serves the next read or
+//! transaction without going back to the pool.
+//!
+//! The reads and transactions here hold at most [`PgReader::reads_share`] of the pool's
+//! connections (idle here or in use): the rest stay in the pool for the job queue and the few
+//! statements that go through SeaORM's own pool path, so those never wait on connections
+//! idle here.
+//!
+//! A connection is kept only after its work succeeded: one whose statement failed, or whose
+//! read was abandoned half-way (a request that timed out), is dropped back to the pool, which
+//! tests it and closes it if it is broken. A transaction dropped without a commit is rolled
+//! back before its connection serves again. One that sat idle here for [`PING_IDLE_AFTER`] or
+//! more is tested before it is used, as the pool does for its own.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use inkcart_app::ports::Tx;
+use inkcart_app::{AppError, AppResult};
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::query::Query;
+use sea_orm::sqlx::{Connection as _, PgPool, Postgres};
+use sea_orm::{ConnAcquireErr, DbErr, QueryResult, RuntimeErr, Statement};
+use sea_query_sqlx::SqlxValues;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::db_err;
+use crate::lite::Row;
+
+/// How long a PostgreSQL connection may sit idle (in the pool or here) and still be lent
+/// without a ping.
+pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Connections kept out of a PostgreSQL pool for reads and transactions, idle ones kept for
+/// the next.
+pub(crate) struct PgReader {
+    pool: PgPool,
+    idle: Mutex<Vec<Idle>>,
+    /// One permit per connection held at once (by a read or a transaction).
+    permits: Arc<Semaphore>,
+    /// How many connections reads may hold: [`PgReader::reads_share`] of the pool.
+    limit: usize,
+    acquire_timeout: Duration,
+    /// Set by [`PgReader::close`]: every later read is refused.
+    closed: AtomicBool,
+    /// Counts statements, for tests that check how many a request runs.
+    pub(crate) statements: Option<Arc<AtomicU64>>,
+}
+
+struct Idle {
+    conn: PoolConnection<Postgres>,
+    since: Instant,
+}
+
+impl std::fmt::Debug for PgReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgReader")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgReader {
+    /// A reader over `pool`, or none when the pool is too small to share (one connection).
+    pub(crate) fn new(pool: PgPool, acquire_timeout: Duration) -> Option<Self> {
+        let limit = Self::reads_share(pool.options().get_max_connections());
+        (limit > 0).then(|| Self {
+            pool,
+            idle: Mutex::new(Vec::with_capacity(limit)),
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            acquire_timeout,
+            closed: AtomicBool::new(false),
+            statements: None,
+        })
+    }
+
+    /// How many of a pool's `size` connections reads and transactions may hold: all but a
+    /// quarter (at least one), which stays for the job queue and SeaORM's own pool path.
+    fn reads_share(size: u32) -> usize {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        size.saturating_sub((size / 4).max(1))
+    }
+
+    /// Every row of a statement built for PostgreSQL, each decoded by `decode`.
+    pub(crate) async fn read<T>(
+        &self,
+        statement: &Statement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        self.count();
+        let (permit, mut conn) = self.connection().await?;
+        let rows = bound(statement)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_err)?;
+        self.keep(conn);
+        drop(permit);
+        decode_all(rows, decode)
+    }
+
+    /// A transaction on a kept connection (or a new one from the pool).
+    pub(crate) async fn begin(self: &Arc<Self>) -> AppResult<PgTx> {
+        let (permit, mut conn) = self.connection().await?;
+        sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe("BEGIN"))
+            .execute(&mut *conn)
+            .await
+            .map_err(exec_err)?;
+        Ok(PgTx {
+            conn: Some(conn),
+            permit: Some(permit),
+            reader: Arc::clone(self),
+        })
+    }
+
+    fn count(&self) {
+        if let Some(counter) = &self.statements {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A permit and a connection: an idle one of this reader (tested first if it sat idle
+    /// long), else one from the pool; within the acquire timeout.
+    async fn connection(&self) -> AppResult<(OwnedSemaphorePermit, PoolConnection<Postgres>)> {
+        tokio::time::timeout(self.acquire_timeout, async {
+            let permit = Arc::clone(&self.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| pool_err(sea_orm::sqlx::Error::PoolClosed))?;
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(pool_err(sea_orm::sqlx::Error::PoolClosed));
+            }
+            // One that fails its ping is dropped: the pool tests it again and closes it.
+            if let Some(Idle { mut conn, since }) = self.take_idle()
+                && (since.elapsed() < PING_IDLE_AFTER || conn.ping().await.is_ok())
+            {
+                return Ok((permit, conn));
+            }
+            let conn = self.pool.acquire().await.map_err(pool_err)?;
+            Ok((permit, conn))
+        })
+        .await
+        .map_err(|_| pool_err(sea_orm::sqlx::Error::PoolTimedOut))?
+    }
+
+    fn take_idle(&self) -> Option<Idle> {
+        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    }
+
+    fn keep(&self, conn: PoolConnection<Postgres>) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.limit
+        {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Gives every idle connection back to the pool and refuses every later read or
+    /// transaction.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.permits.close();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+/// A transaction on one of [`PgReader`]'s connections. Dropped without a commit, it is rolled
+/// back (on a task of its own) before the connection serves again.
+pub(crate) struct PgTx {
+    conn: Option<PoolConnection<Postgres>>,
+    permit: Option<OwnedSemaphorePermit>,
+    reader: Arc<PgReader>,
+}
+
+impl PgTx {
+    fn conn(&mut self) -> AppResult<&mut PoolConnection<Postgres>> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| AppError::internal("a statement after the transaction ended"))
+    }
+
+    /// Runs a statement without rows; how many rows it changed, or the database's error.
+    pub(crate) async fn try_execute(
+        &mut self,
+        statement: &Statement,
+    ) -> AppResult<Result<u64, DbErr>> {
+        self.reader.count();
+        let conn = self.conn()?;
+        Ok(bound(statement)
+            .execute(&mut **conn)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|err| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))))
+    }
+
+    /// Runs a statement without rows; how many rows it changed.
+    pub(crate) async fn execute(&mut self, statement: &Statement) -> AppResult<u64> {
+        self.try_execute(statement).await?.map_err(db_err)
+    }
+
+    /// Every row of a statement (a read, or a write with `RETURNING`), each decoded.
+    pub(crate) async fn query<T>(
+        &mut self,
+        statement: &Statement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        self.reader.count();
+        let conn = self.conn()?;
+        let rows = bound(statement)
+            .fetch_all(&mut **conn)
+            .await
+            .map_err(query_err)?;
+        decode_all(rows, decode)
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    fn as_any(&mut self) -> &mut (dyn Any + Send) {
+        self
+    }
+
+    async fn commit(mut self: Box<Self>) -> AppResult<()> {
+        let mut conn = self
+            .conn
+            .take()
+            .ok_or_else(|| AppError::internal("a transaction committed twice"))?;
+        // A failed commit drops the connection back to the pool, which tests it.
+        sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe("COMMIT"))
+            .execute(&mut *conn)
+            .await
+            .map_err(exec_err)?;
+        self.reader.keep(conn);
+        Ok(())
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let (permit, reader) = (self.permit.take(), Arc::clone(&self.reader));
+        match tokio::runtime::Handle::try_current() {
+            // The statement the transaction was running, if it was abandoned half-way, is
+            // answered first; a connection that cannot roll back goes back to the pool, which
+            // tests it.
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let rolled_back =
+                        sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe("ROLLBACK"))
+                            .execute(&mut *conn)
+                            .await;
+                    if rolled_back.is_ok() {
+                        reader.keep(conn);
+                    }
+                    drop(permit);
+                });
+            }
+            // No runtime to roll back on: the connection is closed, which ends its
+            // transaction, instead of going back to the pool inside it.
+            Err(_) => drop(conn.detach()),
+        }
+    }
+}
+
+/// A statement with its values bound as SeaORM binds them.
+fn bound(statement: &Statement) -> Query<'_, Postgres, SqlxValues> {
+    let values = statement
+        .values
+        .clone()
+        .unwrap_or_else(|| sea_orm::Values(Vec::new()));
+    sea_orm::sqlx::query_with(
+        sea_orm::sqlx::AssertSqlSafe(statement.sql.as_str()),
+        SqlxValues(values),
+    )
+}
+
+fn decode_all<T>(
+    rows: Vec<PgRow>,
+    decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
+) -> AppResult<Vec<T>> {
+    rows.into_iter()
+        .map(|row| decode(&Row::Sea(&QueryResult::from(row))))
+        .collect()
+}
+
+fn query_err(err: sea_orm::sqlx::Error) -> AppError {
+    db_err(DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))
+}
+
+fn exec_err(err: sea_orm::sqlx::Error) -> AppError {
+    db_err(DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err))))
+}
+
+/// A pool that timed out or was closed, as sea-orm reports it (`ConnectionAcquire`), or a
+/// connection that could not be opened.
+fn pool_err(err: sea_orm::sqlx::Error) -> AppError {
+    db_err(match err {
+        sea_orm::sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sea_orm::sqlx::Error::PoolClosed => {
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
+        }
+        other => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(other))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "test code: a failed expectation is a failed test"
+    )]
+
+    use std::time::Duration;
+
+    use inkcart_app::ports::{Store as _, Tx};
+    use inkcart_app::{AppError, AppResult};
+    use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
+
+    use super::PgReader;
+    use crate::lite::Columns as _;
+    use crate::repo::TxConn;
+    use crate::testing::TestDb;
+    use crate::{Db, DbOptions, SqlStore};
+
+    #[test]
+    fn reads_may_hold_all_but_a_quarter_of_the_pool_and_leave_at_least_one() {
+        assert_eq!(PgReader::reads_share(1), 0);
+        assert_eq!(PgReader::reads_share(2), 1);
+        assert_eq!(PgReader::reads_share(4), 3);
+        assert_eq!(PgReader::reads_share(16), 12);
+        assert_eq!(PgReader::reads_share(100), 75);
+    }
+
+    /// A database of its own opened with a pool of `size` connections, or `None` when
+    /// PostgreSQL is not reachable and not required.
+    async fn small_pool(size: u32, acquire_timeout: Duration) -> Option<(TestDb, Db)> {
+        let test = crate::testing::postgres().await?;
+        let db = Db::connect(&DbOptions {
+            url: Some(test.url()),
+            data_dir: std::env::temp_dir(),
+            max_connections: size,
+            acquire_timeout,
+        })
+        .await
+        .unwrap();
+        Some((test, db))
+    }
+
+    fn sql(sql: &str) -> Statement {
+        Statement::from_string(DbBackend::Postgres, sql)
+    }
+
+    fn number(n: i32) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1::int4 AS n", [n.into()])
+    }
+
+    async fn read_number(reader: &PgReader, n: i32) -> AppResult<Vec<i32>> {
+        reader.read(&number(n), |row| row.column::<i32>("n")).await
+    }
+
+    async fn insert(tx: &mut dyn Tx, n: i32) {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO t VALUES ($1)",
+            [n.into()],
+        );
+        assert_eq!(TxConn::of(tx).unwrap().execute(statement).await.unwrap(), 1);
+    }
+
+    fn idle(reader: &PgReader) -> usize {
+        reader.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_without_a_commit_is_rolled_back_before_its_connection_serves_again()
+     {
+        // Two connections: one for reads and transactions, so the next transaction gets the
+        // same connection, once it is rolled back.
+        let Some((_test, db)) = small_pool(2, Duration::from_secs(10)).await else {
+            return;
+        };
+        db.writer_for_tests()
+            .execute_unprepared("CREATE TABLE t (n int)")
+            .await
+            .unwrap();
+        let store = SqlStore::new(db.clone());
+        let mut dropped = store.begin().await.unwrap();
+        insert(dropped.as_mut(), 1).await;
+        drop(dropped);
+        let mut kept = store.begin().await.unwrap();
+        insert(kept.as_mut(), 2).await;
+        kept.commit().await.unwrap();
+        let reader = db.pg.clone().unwrap();
+        let rows = reader
+            .read(&sql("SELECT n FROM t ORDER BY n"), |row| {
+                row.column::<i32>("n")
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2]);
+        assert_eq!(idle(&reader), 1);
+    }
+
+    #[tokio::test]
+    async fn reads_and_transactions_leave_a_quarter_of_the_pool_to_the_rest() {
+        let Some((_test, db)) = small_pool(4, Duration::from_millis(300)).await else {
+            return;
+        };
+        let store = SqlStore::new(db.clone());
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(store.begin().await.unwrap());
+        }
+        let refused = store.begin().await;
+        assert!(
+            matches!(refused, Err(AppError::Unavailable(_))),
+            "{:?}",
+            refused.err()
+        );
+        // The fourth connection is still the pool's.
+        db.writer_for_tests()
+            .execute_unprepared("SELECT 1")
+            .await
+            .unwrap();
+        for tx in held {
+            tx.commit().await.unwrap();
+        }
+        let reader = db.pg.clone().unwrap();
+        assert_eq!(idle(&reader), 3);
+        assert_eq!(read_number(&reader, 3).await.unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_failed_or_was_abandoned_leaves_its_connection_to_the_pool() {
+        let Some((_test, db)) = small_pool(4, Duration::from_secs(10)).await else {
+            return;
+        };
+        let reader = db.pg.clone().unwrap();
+        let failed = reader
+            .read(&sql("SELECT 1 / 0 AS n"), |row| row.column::<i32>("n"))
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(idle(&reader), 0);
+        // A read dropped while its statement runs: its connection still owes that answer.
+        let slow = sql("SELECT 1 AS n FROM pg_sleep(5)");
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(100),
+            reader.read(&slow, |row| row.column::<i32>("n")),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the slow read should not have finished");
+        assert_eq!(idle(&reader), 0);
+        // Every later read answers its own statement.
+        for n in 1..=4 {
+            assert_eq!(read_number(&reader, n).await.unwrap(), vec![n]);
+        }
+        assert_eq!(idle(&reader), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_database_refuses_reads_as_unavailable() {
+        let Some((_test, db)) = small_pool(4, Duration::from_secs(10)).await else {
+            return;
+        };
+        let reader = db.pg.clone().unwrap();
+        assert_eq!(read_number(&reader, 1).await.unwrap(), vec![1]);
+        db.close().await;
+        let refused = read_number(&reader, 2).await;
+        assert!(
+            matches!(refused, Err(AppError::Unavailable(_))),
+            "{refused:?}"
+        );
+    }
+}
