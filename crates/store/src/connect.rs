@@ -13,7 +13,7 @@ use sea_orm_migration::MigratorTrait as _;
 
 use crate::lite::{LiteReader, LiteWriter};
 use crate::migration::Migrator;
-use crate::pg::{PING_IDLE_AFTER, PgReader};
+use crate::pg::{PING_IDLE_AFTER, PgConnections};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -36,8 +36,8 @@ pub struct DbOptions {
 /// An open database. On SQLite, writes go through a single connection (one writer, so
 /// transactions queue in the pool instead of failing with `SQLITE_BUSY`) and reads through a
 /// pool, and a file database also has read-only connections used on the calling thread
-/// (`lite/mod.rs`); on PostgreSQL both are the same pool, and reads keep some of its
-/// connections out of it (`pg.rs`).
+/// (`lite/mod.rs`); on PostgreSQL both are the same pool, and reads and transactions keep some
+/// of its connections out of it (`pg.rs`).
 #[derive(Debug, Clone)]
 pub struct Db {
     pub(crate) reader: DatabaseConnection,
@@ -45,8 +45,8 @@ pub struct Db {
     pub(crate) lite: Option<Arc<LiteReader>>,
     /// The thread that runs `Store::transact` work on a SQLite file, in group commits.
     pub(crate) lite_writer: Option<Arc<LiteWriter>>,
-    /// The connections PostgreSQL reads keep out of the pool.
-    pub(crate) pg: Option<Arc<PgReader>>,
+    /// The connections PostgreSQL reads and transactions keep out of the pool.
+    pub(crate) pg: Option<Arc<PgConnections>>,
     backend: Backend,
 }
 
@@ -168,7 +168,7 @@ impl Db {
             .connect_with(opts)
             .await
             .context("cannot connect to PostgreSQL")?;
-        let pg = PgReader::new(pool.clone(), options.acquire_timeout).map(Arc::new);
+        let pg = PgConnections::new(pool.clone(), options.acquire_timeout).map(Arc::new);
         let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
         Ok(Self {
             reader: conn.clone(),

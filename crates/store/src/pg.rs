@@ -1,9 +1,9 @@
-//! Reads of a PostgreSQL database on connections kept out of sqlx's pool.
+//! Reads and transactions of a PostgreSQL database on connections kept out of sqlx's pool.
 //!
 //! sqlx's pool tests every connection it takes back: it pings the server before the connection
 //! is lent again (`return_to_pool`), and no option turns that off. Through the pool, every read
 //! is two round trips: its statement, then the ping once the answer is in. Each costs the server
-//! process and PostgreSQL a wake-up. A read here takes a connection from the few this reader
+//! process and PostgreSQL a wake-up. A read here takes a connection from the few the store
 //! keeps checked out of the pool, runs its statement, and keeps the connection for the next
 //! read: one round trip per statement.
 //!
@@ -11,7 +11,7 @@
 //! `BEGIN`, the statements, `COMMIT` on one kept connection, which then serves the next read or
 //! transaction without going back to the pool.
 //!
-//! The reads and transactions here hold at most [`PgReader::reads_share`] of the pool's
+//! The reads and transactions here hold at most [`PgConnections::held_share`] of the pool's
 //! connections (idle here or in use): the rest stay in the pool for the job queue and the few
 //! statements that go through SeaORM's own pool path, so those never wait on connections
 //! idle here.
@@ -20,7 +20,9 @@
 //! read was abandoned half-way (a request that timed out), is dropped back to the pool, which
 //! tests it and closes it if it is broken. A transaction dropped without a commit is rolled
 //! back before its connection serves again. One that sat idle here for [`PING_IDLE_AFTER`] or
-//! more is tested before it is used, as the pool does for its own.
+//! more is tested before it is used, as the pool does for its own. The pool's idle timeout and
+//! lifetime hold here too: a connection idle here longer than the idle timeout, or kept out of
+//! the pool longer than the lifetime, goes back to the pool, which closes it when it is due.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -48,15 +50,16 @@ pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Connections kept out of a PostgreSQL pool for reads and transactions, idle ones kept for
 /// the next.
-pub(crate) struct PgReader {
+pub(crate) struct PgConnections {
     pool: PgPool,
     idle: Mutex<Vec<Idle>>,
     /// One permit per connection held at once (by a read or a transaction).
     permits: Arc<Semaphore>,
-    /// How many connections reads may hold: [`PgReader::reads_share`] of the pool.
+    /// How many connections reads and transactions may hold: [`PgConnections::held_share`] of
+    /// the pool.
     limit: usize,
     acquire_timeout: Duration,
-    /// Set by [`PgReader::close`]: every later read is refused.
+    /// Set by [`PgConnections::close`]: every later read or transaction is refused.
     closed: AtomicBool,
     /// Counts statements, for tests that check how many a request runs.
     pub(crate) statements: Option<Arc<AtomicU64>>,
@@ -64,21 +67,31 @@ pub(crate) struct PgReader {
 
 struct Idle {
     conn: PoolConnection<Postgres>,
+    /// When it was last used.
     since: Instant,
+    /// When it was taken from the pool.
+    taken: Instant,
 }
 
-impl std::fmt::Debug for PgReader {
+/// A connection in use, with when it was taken from the pool.
+struct Lent {
+    conn: PoolConnection<Postgres>,
+    taken: Instant,
+}
+
+impl std::fmt::Debug for PgConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgReader")
+        f.debug_struct("PgConnections")
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
 
-impl PgReader {
-    /// A reader over `pool`, or none when the pool is too small to share (one connection).
+impl PgConnections {
+    /// The connections kept out of `pool`, or none when the pool is too small to share (one
+    /// connection).
     pub(crate) fn new(pool: PgPool, acquire_timeout: Duration) -> Option<Self> {
-        let limit = Self::reads_share(pool.options().get_max_connections());
+        let limit = Self::held_share(pool.options().get_max_connections());
         (limit > 0).then(|| Self {
             pool,
             idle: Mutex::new(Vec::with_capacity(limit)),
@@ -92,7 +105,7 @@ impl PgReader {
 
     /// How many of a pool's `size` connections reads and transactions may hold: all but a
     /// quarter (at least one), which stays for the job queue and SeaORM's own pool path.
-    fn reads_share(size: u32) -> usize {
+    fn held_share(size: u32) -> usize {
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         size.saturating_sub((size / 4).max(1))
     }
@@ -104,27 +117,27 @@ impl PgReader {
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
         self.count();
-        let (permit, mut conn) = self.connection().await?;
+        let (permit, mut lent) = self.connection().await?;
         let rows = bound(statement)
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *lent.conn)
             .await
             .map_err(query_err)?;
-        self.keep(conn);
+        self.keep(lent);
         drop(permit);
         decode_all(rows, decode)
     }
 
     /// A transaction on a kept connection (or a new one from the pool).
     pub(crate) async fn begin(self: &Arc<Self>) -> AppResult<PgTx> {
-        let (permit, mut conn) = self.connection().await?;
+        let (permit, mut lent) = self.connection().await?;
         sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe("BEGIN"))
-            .execute(&mut *conn)
+            .execute(&mut *lent.conn)
             .await
             .map_err(exec_err)?;
         Ok(PgTx {
-            conn: Some(conn),
+            conn: Some(lent),
             permit: Some(permit),
-            reader: Arc::clone(self),
+            owner: Arc::clone(self),
         })
     }
 
@@ -134,9 +147,9 @@ impl PgReader {
         }
     }
 
-    /// A permit and a connection: an idle one of this reader (tested first if it sat idle
+    /// A permit and a connection: an idle one kept here (tested first if it sat idle
     /// long), else one from the pool; within the acquire timeout.
-    async fn connection(&self) -> AppResult<(OwnedSemaphorePermit, PoolConnection<Postgres>)> {
+    async fn connection(&self) -> AppResult<(OwnedSemaphorePermit, Lent)> {
         tokio::time::timeout(self.acquire_timeout, async {
             let permit = Arc::clone(&self.permits)
                 .acquire_owned()
@@ -146,13 +159,18 @@ impl PgReader {
                 return Err(pool_err(sea_orm::sqlx::Error::PoolClosed));
             }
             // One that fails its ping is dropped: the pool tests it again and closes it.
-            if let Some(Idle { mut conn, since }) = self.take_idle()
+            if let Some(Idle {
+                mut conn,
+                since,
+                taken,
+            }) = self.take_idle()
                 && (since.elapsed() < PING_IDLE_AFTER || conn.ping().await.is_ok())
             {
-                return Ok((permit, conn));
+                return Ok((permit, Lent { conn, taken }));
             }
             let conn = self.pool.acquire().await.map_err(pool_err)?;
-            Ok((permit, conn))
+            let taken = Instant::now();
+            Ok((permit, Lent { conn, taken }))
         })
         .await
         .map_err(|_| pool_err(sea_orm::sqlx::Error::PoolTimedOut))?
@@ -162,16 +180,35 @@ impl PgReader {
         self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
-    fn keep(&self, conn: PoolConnection<Postgres>) {
+    /// Keeps a connection whose work succeeded for the next read or transaction, unless it is
+    /// due back in the pool; also gives back the one idle longest if it outlived the pool's
+    /// idle timeout. (Idle ones are in the order they were last used: taken from the end.)
+    fn keep(&self, lent: Lent) {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.limit
+        let options = self.pool.options();
+        if options
+            .get_max_lifetime()
+            .is_some_and(|lifetime| lent.taken.elapsed() >= lifetime)
         {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        if let Some(timeout) = options.get_idle_timeout()
+            && idle
+                .first()
+                .is_some_and(|oldest| oldest.since.elapsed() >= timeout)
+        {
+            idle.remove(0);
+        }
+        if idle.len() < self.limit {
             idle.push(Idle {
-                conn,
+                conn: lent.conn,
                 since: Instant::now(),
+                taken: lent.taken,
             });
         }
     }
@@ -187,18 +224,19 @@ impl PgReader {
     }
 }
 
-/// A transaction on one of [`PgReader`]'s connections. Dropped without a commit, it is rolled
+/// A transaction on one of [`PgConnections`]'s connections. Dropped without a commit, it is rolled
 /// back (on a task of its own) before the connection serves again.
 pub(crate) struct PgTx {
-    conn: Option<PoolConnection<Postgres>>,
+    conn: Option<Lent>,
     permit: Option<OwnedSemaphorePermit>,
-    reader: Arc<PgReader>,
+    owner: Arc<PgConnections>,
 }
 
 impl PgTx {
     fn conn(&mut self) -> AppResult<&mut PoolConnection<Postgres>> {
         self.conn
             .as_mut()
+            .map(|lent| &mut lent.conn)
             .ok_or_else(|| AppError::internal("a statement after the transaction ended"))
     }
 
@@ -207,7 +245,7 @@ impl PgTx {
         &mut self,
         statement: &Statement,
     ) -> AppResult<Result<u64, DbErr>> {
-        self.reader.count();
+        self.owner.count();
         let conn = self.conn()?;
         Ok(bound(statement)
             .execute(&mut **conn)
@@ -227,7 +265,7 @@ impl PgTx {
         statement: &Statement,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
-        self.reader.count();
+        self.owner.count();
         let conn = self.conn()?;
         let rows = bound(statement)
             .fetch_all(&mut **conn)
@@ -244,26 +282,26 @@ impl Tx for PgTx {
     }
 
     async fn commit(mut self: Box<Self>) -> AppResult<()> {
-        let mut conn = self
+        let mut lent = self
             .conn
             .take()
             .ok_or_else(|| AppError::internal("a transaction committed twice"))?;
         // A failed commit drops the connection back to the pool, which tests it.
         sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe("COMMIT"))
-            .execute(&mut *conn)
+            .execute(&mut *lent.conn)
             .await
             .map_err(exec_err)?;
-        self.reader.keep(conn);
+        self.owner.keep(lent);
         Ok(())
     }
 }
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(mut lent) = self.conn.take() else {
             return;
         };
-        let (permit, reader) = (self.permit.take(), Arc::clone(&self.reader));
+        let (permit, owner) = (self.permit.take(), Arc::clone(&self.owner));
         match tokio::runtime::Handle::try_current() {
             // The statement the transaction was running, if it was abandoned half-way, is
             // answered first; a connection that cannot roll back goes back to the pool, which
@@ -272,17 +310,17 @@ impl Drop for PgTx {
                 runtime.spawn(async move {
                     let rolled_back =
                         sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe("ROLLBACK"))
-                            .execute(&mut *conn)
+                            .execute(&mut *lent.conn)
                             .await;
                     if rolled_back.is_ok() {
-                        reader.keep(conn);
+                        owner.keep(lent);
                     }
                     drop(permit);
                 });
             }
             // No runtime to roll back on: the connection is closed, which ends its
             // transaction, instead of going back to the pool inside it.
-            Err(_) => drop(conn.detach()),
+            Err(_) => drop(lent.conn.detach()),
         }
     }
 }
@@ -336,13 +374,15 @@ mod tests {
         reason = "test code: a failed expectation is a failed test"
     )]
 
+    use std::sync::Arc;
     use std::time::Duration;
 
     use inkcart_app::ports::{Store as _, Tx};
     use inkcart_app::{AppError, AppResult};
+    use sea_orm::sqlx::postgres::PgPoolOptions;
     use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 
-    use super::PgReader;
+    use super::PgConnections;
     use crate::lite::Columns as _;
     use crate::repo::TxConn;
     use crate::testing::TestDb;
@@ -350,11 +390,11 @@ mod tests {
 
     #[test]
     fn reads_may_hold_all_but_a_quarter_of_the_pool_and_leave_at_least_one() {
-        assert_eq!(PgReader::reads_share(1), 0);
-        assert_eq!(PgReader::reads_share(2), 1);
-        assert_eq!(PgReader::reads_share(4), 3);
-        assert_eq!(PgReader::reads_share(16), 12);
-        assert_eq!(PgReader::reads_share(100), 75);
+        assert_eq!(PgConnections::held_share(1), 0);
+        assert_eq!(PgConnections::held_share(2), 1);
+        assert_eq!(PgConnections::held_share(4), 3);
+        assert_eq!(PgConnections::held_share(16), 12);
+        assert_eq!(PgConnections::held_share(100), 75);
     }
 
     /// A database of its own opened with a pool of `size` connections, or `None` when
@@ -380,8 +420,8 @@ mod tests {
         Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1::int4 AS n", [n.into()])
     }
 
-    async fn read_number(reader: &PgReader, n: i32) -> AppResult<Vec<i32>> {
-        reader.read(&number(n), |row| row.column::<i32>("n")).await
+    async fn read_number(conns: &PgConnections, n: i32) -> AppResult<Vec<i32>> {
+        conns.read(&number(n), |row| row.column::<i32>("n")).await
     }
 
     async fn insert(tx: &mut dyn Tx, n: i32) {
@@ -393,8 +433,8 @@ mod tests {
         assert_eq!(TxConn::of(tx).unwrap().execute(statement).await.unwrap(), 1);
     }
 
-    fn idle(reader: &PgReader) -> usize {
-        reader.idle.lock().unwrap().len()
+    fn idle(conns: &PgConnections) -> usize {
+        conns.idle.lock().unwrap().len()
     }
 
     #[tokio::test]
@@ -416,15 +456,15 @@ mod tests {
         let mut kept = store.begin().await.unwrap();
         insert(kept.as_mut(), 2).await;
         kept.commit().await.unwrap();
-        let reader = db.pg.clone().unwrap();
-        let rows = reader
+        let conns = db.pg.clone().unwrap();
+        let rows = conns
             .read(&sql("SELECT n FROM t ORDER BY n"), |row| {
                 row.column::<i32>("n")
             })
             .await
             .unwrap();
         assert_eq!(rows, vec![2]);
-        assert_eq!(idle(&reader), 1);
+        assert_eq!(idle(&conns), 1);
     }
 
     #[tokio::test]
@@ -451,9 +491,9 @@ mod tests {
         for tx in held {
             tx.commit().await.unwrap();
         }
-        let reader = db.pg.clone().unwrap();
-        assert_eq!(idle(&reader), 3);
-        assert_eq!(read_number(&reader, 3).await.unwrap(), vec![3]);
+        let conns = db.pg.clone().unwrap();
+        assert_eq!(idle(&conns), 3);
+        assert_eq!(read_number(&conns, 3).await.unwrap(), vec![3]);
     }
 
     #[tokio::test]
@@ -461,26 +501,56 @@ mod tests {
         let Some((_test, db)) = small_pool(4, Duration::from_secs(10)).await else {
             return;
         };
-        let reader = db.pg.clone().unwrap();
-        let failed = reader
+        let conns = db.pg.clone().unwrap();
+        let failed = conns
             .read(&sql("SELECT 1 / 0 AS n"), |row| row.column::<i32>("n"))
             .await;
         assert!(failed.is_err());
-        assert_eq!(idle(&reader), 0);
+        assert_eq!(idle(&conns), 0);
         // A read dropped while its statement runs: its connection still owes that answer.
         let slow = sql("SELECT 1 AS n FROM pg_sleep(5)");
         let abandoned = tokio::time::timeout(
             Duration::from_millis(100),
-            reader.read(&slow, |row| row.column::<i32>("n")),
+            conns.read(&slow, |row| row.column::<i32>("n")),
         )
         .await;
         assert!(abandoned.is_err(), "the slow read should not have finished");
-        assert_eq!(idle(&reader), 0);
+        assert_eq!(idle(&conns), 0);
         // Every later read answers its own statement.
         for n in 1..=4 {
-            assert_eq!(read_number(&reader, n).await.unwrap(), vec![n]);
+            assert_eq!(read_number(&conns, n).await.unwrap(), vec![n]);
         }
-        assert_eq!(idle(&reader), 1);
+        assert_eq!(idle(&conns), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_go_back_to_the_pool_once_idle_past_its_idle_timeout_or_held_past_its_lifetime()
+     {
+        let Some(test) = crate::testing::postgres().await else {
+            return;
+        };
+        async fn over(url: &str, options: PgPoolOptions) -> Arc<PgConnections> {
+            let pool = options.max_connections(4).connect(url).await.unwrap();
+            Arc::new(PgConnections::new(pool, Duration::from_secs(10)).unwrap())
+        }
+        // The sleeps below are the condition under test: longer than the timeout or lifetime.
+        let past = Duration::from_millis(20);
+        let short = Duration::from_millis(5);
+
+        let conns = over(&test.url(), PgPoolOptions::new().idle_timeout(short)).await;
+        let (first, second) = (conns.begin().await.unwrap(), conns.begin().await.unwrap());
+        Box::new(first).commit().await.unwrap();
+        assert_eq!(idle(&conns), 1);
+        tokio::time::sleep(past).await;
+        Box::new(second).commit().await.unwrap();
+        assert_eq!(idle(&conns), 1, "the first went back to the pool");
+
+        let conns = over(&test.url(), PgPoolOptions::new().max_lifetime(short)).await;
+        let tx = conns.begin().await.unwrap();
+        tokio::time::sleep(past).await;
+        Box::new(tx).commit().await.unwrap();
+        assert_eq!(idle(&conns), 0);
+        assert_eq!(read_number(&conns, 5).await.unwrap(), vec![5]);
     }
 
     #[tokio::test]
@@ -488,10 +558,10 @@ mod tests {
         let Some((_test, db)) = small_pool(4, Duration::from_secs(10)).await else {
             return;
         };
-        let reader = db.pg.clone().unwrap();
-        assert_eq!(read_number(&reader, 1).await.unwrap(), vec![1]);
+        let conns = db.pg.clone().unwrap();
+        assert_eq!(read_number(&conns, 1).await.unwrap(), vec![1]);
         db.close().await;
-        let refused = read_number(&reader, 2).await;
+        let refused = read_number(&conns, 2).await;
         assert!(
             matches!(refused, Err(AppError::Unavailable(_))),
             "{refused:?}"

@@ -78,7 +78,7 @@ impl SqlStore {
     /// Every row of a statement that may take long (a full-text search, a count of every row
     /// a filter selects), decoded, never holding a runtime thread: on SQLite through the
     /// reading pool, on the driver's own connection thread; on PostgreSQL on the connections
-    /// reads keep (`pg.rs`).
+    /// the store keeps out of the pool (`pg.rs`).
     async fn read_offloaded<T>(
         &self,
         statement: Statement,
@@ -165,7 +165,7 @@ pub(crate) async fn write(tx: &mut dyn Tx, query: &(impl QueryTrait + Sync)) -> 
     conn.execute(statement).await
 }
 
-/// The connection a transaction's statements run on: on PostgreSQL one the reads keep
+/// The connection a transaction's statements run on: on PostgreSQL one of those the store keeps
 /// (`pg.rs`); on SQLite sea-orm's (sqlx) or, for work given to `Store::transact` on a SQLite
 /// file, the writer thread's own (`lite/writer.rs`).
 pub(crate) enum TxConn<'a> {
