@@ -113,7 +113,7 @@ impl PgConnections {
     /// Every row of a statement built for PostgreSQL, each decoded by `decode`.
     pub(crate) async fn read<T>(
         &self,
-        statement: &Statement,
+        statement: Statement,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
         self.count();
@@ -243,7 +243,7 @@ impl PgTx {
     /// Runs a statement without rows; how many rows it changed, or the database's error.
     pub(crate) async fn try_execute(
         &mut self,
-        statement: &Statement,
+        statement: Statement,
     ) -> AppResult<Result<u64, DbErr>> {
         self.owner.count();
         let conn = self.conn()?;
@@ -254,15 +254,10 @@ impl PgTx {
             .map_err(|err| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))))
     }
 
-    /// Runs a statement without rows; how many rows it changed.
-    pub(crate) async fn execute(&mut self, statement: &Statement) -> AppResult<u64> {
-        self.try_execute(statement).await?.map_err(db_err)
-    }
-
     /// Every row of a statement (a read, or a write with `RETURNING`), each decoded.
     pub(crate) async fn query<T>(
         &mut self,
-        statement: &Statement,
+        statement: Statement,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
         self.owner.count();
@@ -325,14 +320,14 @@ impl Drop for PgTx {
     }
 }
 
-/// A statement with its values bound as SeaORM binds them.
-fn bound(statement: &Statement) -> Query<'_, Postgres, SqlxValues> {
+/// A statement with its values bound as SeaORM binds them. Taken by value: sqlx keeps the SQL
+/// as it is (a borrowed string would be copied) and the values need no copy.
+fn bound(statement: Statement) -> Query<'static, Postgres, SqlxValues> {
     let values = statement
         .values
-        .clone()
         .unwrap_or_else(|| sea_orm::Values(Vec::new()));
     sea_orm::sqlx::query_with(
-        sea_orm::sqlx::AssertSqlSafe(statement.sql.as_str()),
+        sea_orm::sqlx::AssertSqlSafe(statement.sql),
         SqlxValues(values),
     )
 }
@@ -420,8 +415,13 @@ mod tests {
         Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1::int4 AS n", [n.into()])
     }
 
+    /// The column `n` of every row of `statement`.
+    async fn read_n(conns: &PgConnections, statement: Statement) -> AppResult<Vec<i32>> {
+        conns.read(statement, |row| row.column::<i32>("n")).await
+    }
+
     async fn read_number(conns: &PgConnections, n: i32) -> AppResult<Vec<i32>> {
-        conns.read(&number(n), |row| row.column::<i32>("n")).await
+        read_n(conns, number(n)).await
     }
 
     async fn insert(tx: &mut dyn Tx, n: i32) {
@@ -457,13 +457,8 @@ mod tests {
         insert(kept.as_mut(), 2).await;
         kept.commit().await.unwrap();
         let conns = db.pg.clone().unwrap();
-        let rows = conns
-            .read(&sql("SELECT n FROM t ORDER BY n"), |row| {
-                row.column::<i32>("n")
-            })
-            .await
-            .unwrap();
-        assert_eq!(rows, vec![2]);
+        let rows = read_n(&conns, sql("SELECT n FROM t ORDER BY n")).await;
+        assert_eq!(rows.unwrap(), vec![2]);
         assert_eq!(idle(&conns), 1);
     }
 
@@ -502,18 +497,13 @@ mod tests {
             return;
         };
         let conns = db.pg.clone().unwrap();
-        let failed = conns
-            .read(&sql("SELECT 1 / 0 AS n"), |row| row.column::<i32>("n"))
-            .await;
+        let failed = read_n(&conns, sql("SELECT 1 / 0 AS n")).await;
         assert!(failed.is_err());
         assert_eq!(idle(&conns), 0);
         // A read dropped while its statement runs: its connection still owes that answer.
         let slow = sql("SELECT 1 AS n FROM pg_sleep(5)");
-        let abandoned = tokio::time::timeout(
-            Duration::from_millis(100),
-            conns.read(&slow, |row| row.column::<i32>("n")),
-        )
-        .await;
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), read_n(&conns, slow)).await;
         assert!(abandoned.is_err(), "the slow read should not have finished");
         assert_eq!(idle(&conns), 0);
         // Every later read answers its own statement.

@@ -85,7 +85,7 @@ impl SqlStore {
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T> + Send,
     ) -> AppResult<Vec<T>> {
         if let Some(pg) = &self.db.pg {
-            return pg.read(&statement, decode).await;
+            return pg.read(statement, decode).await;
         }
         let rows = self
             .db
@@ -166,8 +166,8 @@ pub(crate) async fn write(tx: &mut dyn Tx, query: &(impl QueryTrait + Sync)) -> 
 }
 
 /// The connection a transaction's statements run on: on PostgreSQL one of those the store keeps
-/// (`pg.rs`); on SQLite sea-orm's (sqlx) or, for work given to `Store::transact` on a SQLite
-/// file, the writer thread's own (`lite/writer.rs`).
+/// (`pg.rs`); on SQLite (and PostgreSQL with a pool of one) sea-orm's (sqlx) or, for work given
+/// to `Store::transact` on a SQLite file, the writer thread's own (`lite/writer.rs`).
 pub(crate) enum TxConn<'a> {
     Sea(&'a DatabaseTransaction),
     Lite(&'a mut LiteTx),
@@ -210,13 +210,8 @@ impl<'a> TxConn<'a> {
     /// Runs a statement without rows; how many rows it changed.
     pub(crate) async fn execute(&mut self, statement: Statement) -> AppResult<u64> {
         match self {
-            Self::Sea(conn) => Ok(conn
-                .execute_raw(statement)
-                .await
-                .map_err(db_err)?
-                .rows_affected()),
             Self::Lite(tx) => tx.execute(&statement),
-            Self::Pg(tx) => tx.execute(&statement).await,
+            Self::Sea(_) | Self::Pg(_) => self.try_execute(statement).await?.map_err(db_err),
         }
     }
 
@@ -231,7 +226,7 @@ impl<'a> TxConn<'a> {
                 .execute_raw(statement)
                 .await
                 .map(|done| done.rows_affected())),
-            Self::Pg(tx) => tx.try_execute(&statement).await,
+            Self::Pg(tx) => tx.try_execute(statement).await,
             Self::Lite(_) => Err(AppError::internal(
                 "this statement runs on a transaction from `begin`",
             )),
@@ -250,7 +245,7 @@ impl<'a> TxConn<'a> {
                 rows.iter().map(|row| decode(&Row::Sea(row))).collect()
             }
             Self::Lite(tx) => tx.query(&statement, decode),
-            Self::Pg(tx) => tx.query(&statement, decode).await,
+            Self::Pg(tx) => tx.query(statement, decode).await,
         }
     }
 }
