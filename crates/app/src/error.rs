@@ -216,6 +216,11 @@ pub mod messages {
     pub const CURRENT_PASSWORD_REQUIRED: &str =
         "The current password is required to change the email or the password";
     pub const CURRENT_PASSWORD_WRONG: &str = "The current password is not correct";
+
+    /// An order line that could not be taken: its product is short, inactive or gone.
+    pub fn insufficient_stock(product: &str) -> String {
+        format!("Insufficient stock for {product}")
+    }
 }
 
 #[cfg(test)]

@@ -97,15 +97,18 @@ impl EventLog {
 
     /// Writes `event` to the outbox in `tx`.
     pub(crate) async fn record(&self, tx: &mut dyn Tx, event: &Event) -> AppResult<()> {
-        let payload = serde_json::to_value(event).map_err(AppError::internal)?;
-        let outbox_event = OutboxEvent {
+        self.outbox.record(tx, &self.outbox_event(event)?).await
+    }
+
+    /// `event` as the outbox stores it, for a write that records it itself.
+    pub(crate) fn outbox_event(&self, event: &Event) -> AppResult<OutboxEvent> {
+        Ok(OutboxEvent {
             id: EventId::generate(),
             kind: event.kind().to_owned(),
             subject_id: event.subject(),
-            payload,
+            payload: serde_json::to_value(event).map_err(AppError::internal)?,
             created_at: self.clock.now(),
-        };
-        self.outbox.record(tx, &outbox_event).await
+        })
     }
 }
 

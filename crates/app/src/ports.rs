@@ -357,6 +357,19 @@ pub struct DailySales {
 pub trait OrderRepo: Send + Sync {
     /// Inserts the order and its items.
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()>;
+    /// Places `order`, all or nothing: takes each line's quantity from its product's stock
+    /// (the rule of [`ProductRepo::reserve_stock`]), inserts the order with its lines, records
+    /// `event` in the outbox and, with `key`, completes the buyer's claim of that idempotency
+    /// key with the order ([`IdempotencyRepo::complete`]). A line that cannot be taken fails
+    /// with 409 `InsufficientStock` naming the first such line's product, a claim taken over
+    /// fails as `complete` does; either way nothing is written. `now` stamps the products.
+    async fn place(
+        &self,
+        order: &Order,
+        event: &OutboxEvent,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> AppResult<()>;
     /// The order with its items and their product names, in one query.
     async fn find(&self, id: OrderId) -> AppResult<Option<Order>>;
     async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>>;

@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::events::EventLog;
 use crate::identity::unless_actor_gone;
 use crate::ports::{
-    Clock, IdempotencyRepo, OrderRepo, PaymentGateway, ProductRepo, Store, UserRepo, transaction,
+    Clock, IdempotencyRepo, OrderRepo, PaymentGateway, ProductRepo, Store, UserRepo,
 };
 use crate::{AppError, AppResult, Deps, ErrorCode, Settings, Shared};
 
@@ -382,45 +382,12 @@ impl Shop {
         )
         .map_err(order_violations)?;
 
-        let wanted: Vec<(ProductId, i32)> = order
-            .items
-            .iter()
-            .map(|item| (item.product_id, item.quantity))
-            .collect();
-        let names: HashMap<ProductId, String> = products
-            .into_iter()
-            .map(|(id, product)| (id, product.name))
-            .collect();
-        let (stock, orders, events, keys) = (
-            Arc::clone(&self.products),
-            Arc::clone(&self.orders),
-            self.events.clone(),
-            Arc::clone(&self.idempotency),
-        );
-        let key = idempotency.map(|idem| idem.key.to_owned());
-        let order = transaction(self.store.as_ref(), move |tx| {
-            Box::pin(async move {
-                if let Some(short) = stock.reserve_stock(tx, &wanted, now).await? {
-                    // The error rolls back whatever lines were taken.
-                    let name = names.get(&short).map_or("a product", String::as_str);
-                    return Err(AppError::Conflict(
-                        ErrorCode::InsufficientStock,
-                        format!("Insufficient stock for {name}"),
-                    ));
-                }
-                orders.insert(tx, &order).await?;
-                let created = Event::OrderCreated {
-                    order_id: order.id,
-                    user_id: order.user_id,
-                };
-                events.record(tx, &created).await?;
-                if let Some(key) = key {
-                    keys.complete(tx, order.user_id, &key, &order, now).await?;
-                }
-                Ok(order)
-            })
-        })
-        .await?;
+        let created = self.events.outbox_event(&Event::OrderCreated {
+            order_id: order.id,
+            user_id: order.user_id,
+        })?;
+        let key = idempotency.map(|idem| idem.key);
+        self.orders.place(&order, &created, key, now).await?;
         for item in &order.items {
             self.forget_product(item.product_id).await;
         }

@@ -127,6 +127,19 @@ impl PgConnections {
         decode_all(rows, decode)
     }
 
+    /// Runs a statement without rows as its own transaction; how many rows it changed, or the
+    /// database's error (the connection then goes back to the pool, which tests it).
+    pub(crate) async fn try_execute(&self, statement: Statement) -> AppResult<Result<u64, DbErr>> {
+        self.count();
+        let (permit, mut lent) = self.connection().await?;
+        let done = bound(statement).execute(&mut *lent.conn).await;
+        if done.is_ok() {
+            self.keep(lent);
+        }
+        drop(permit);
+        Ok(done.map(|done| done.rows_affected()).map_err(exec_db_err))
+    }
+
     /// A transaction on a kept connection (or a new one from the pool).
     pub(crate) async fn begin(self: &Arc<Self>) -> AppResult<PgTx> {
         let (permit, mut lent) = self.connection().await?;
@@ -251,7 +264,7 @@ impl PgTx {
             .execute(&mut **conn)
             .await
             .map(|done| done.rows_affected())
-            .map_err(|err| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))))
+            .map_err(exec_db_err))
     }
 
     /// Every row of a statement (a read, or a write with `RETURNING`), each decoded.
@@ -346,7 +359,11 @@ fn query_err(err: sea_orm::sqlx::Error) -> AppError {
 }
 
 fn exec_err(err: sea_orm::sqlx::Error) -> AppError {
-    db_err(DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err))))
+    db_err(exec_db_err(err))
+}
+
+fn exec_db_err(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
 }
 
 /// A pool that timed out or was closed, as sea-orm reports it (`ConnectionAcquire`), or a

@@ -9,15 +9,18 @@ use chrono::{Duration, Utc};
 use inkcart_adapters::redis_queue::RedisJobQueue;
 use inkcart_app::page::{Direction, PageRequest, Sort};
 use inkcart_app::ports::{
-    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment, PostRepo,
-    ProductQuery, ProductRepo, ProductSortField, RefreshSession, Removal, SessionRepo, Store,
-    SystemClock, UserQuery, UserRepo, UserSortField, transaction, truncate_to_micros,
+    Claim, Clock, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Outbox as _, OutboxEvent,
+    Payment, PostRepo, ProductQuery, ProductRepo, ProductSortField, RefreshSession, Removal,
+    SessionRepo, Store, SystemClock, UserQuery, UserRepo, UserSortField, transaction,
+    truncate_to_micros,
 };
 use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::blog::{Post, Slug, TagName};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
-use inkcart_domain::{CommentId, Email, PostId, ProductId, Role, Tier, User, UserId, UserName};
+use inkcart_domain::{
+    CommentId, Email, EventId, PostId, ProductId, Role, Tier, User, UserId, UserName,
+};
 use inkcart_store::testing::{
     add_comment, assert_counts_exact, change_post, counted_now, delete_post, first_page,
 };
@@ -481,6 +484,165 @@ db_test!(
             matches!(again, Err(AppError::Conflict(ErrorCode::EmailTaken, _))),
             "{again:?}"
         );
+    }
+);
+
+fn order_created(order: &Order) -> OutboxEvent {
+    OutboxEvent {
+        id: EventId::generate(),
+        kind: "OrderCreated".to_owned(),
+        subject_id: order.id.into(),
+        payload: serde_json::json!({"type": "OrderCreated", "orderId": order.id}),
+        created_at: SystemClock.now(),
+    }
+}
+
+async fn stock_of(store: &SqlStore, id: ProductId) -> i32 {
+    ProductRepo::find(store, id).await.unwrap().unwrap().stock
+}
+
+/// The ids of the events waiting in the outbox.
+async fn outbox_ids(store: &SqlStore) -> Vec<EventId> {
+    store
+        .undispatched(1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+db_test!(
+    async fn a_placed_order_takes_its_stock_and_keeps_its_lines_and_its_event(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (mug, cap) = (product("Mug", 1000, 5), product("Cap", 1500, 1));
+        for p in [&mug, &cap] {
+            add_product(&store, p).await;
+        }
+        let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
+        let event = order_created(&order);
+        let before = db.statements();
+        store.place(&order, &event, None, Utc::now()).await.unwrap();
+        if db.backend() == inkcart_store::Backend::Postgres {
+            assert_eq!(db.statements() - before, 1, "one statement, its own transaction");
+        }
+        assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (3, 0));
+        let kept = OrderRepo::find(&store, order.id).await.unwrap().unwrap();
+        assert_eq!(kept.items, order.items);
+        assert_eq!(kept.total, order.total);
+        assert_eq!(outbox_ids(&store).await, [event.id]);
+    }
+);
+
+db_test!(
+    async fn an_order_with_a_line_that_cannot_be_taken_writes_nothing_and_names_that_product(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (mug, cap) = (product("Mug", 1000, 5), product("Cap", 1500, 1));
+        let mut pen = product("Pen", 200, 9);
+        pen.active = false;
+        let gone = product("Gone", 300, 9);
+        for p in [&mug, &cap, &pen] {
+            add_product(&store, p).await;
+        }
+        // Short, inactive, never stored: each fails the whole order, the mug's line included.
+        for (line, name) in [((&cap, 2), "Cap"), ((&pen, 1), "Pen"), ((&gone, 1), "Gone")] {
+            let order = order_of(buyer.id, &[(&mug, 2), line], OrderStatus::Pending);
+            let placed = store.place(&order, &order_created(&order), None, Utc::now()).await;
+            match placed {
+                Err(AppError::Conflict(ErrorCode::InsufficientStock, message)) => {
+                    assert_eq!(message, format!("Insufficient stock for {name}"));
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            assert_eq!(OrderRepo::find(&store, order.id).await.unwrap(), None);
+        }
+        assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (5, 1));
+        assert_eq!(outbox_ids(&store).await, []);
+        // The store is still usable: the same order with what there is goes through.
+        let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
+        store.place(&order, &order_created(&order), None, Utc::now()).await.unwrap();
+        assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (3, 0));
+    }
+);
+
+db_test!(
+    async fn orders_placed_at_once_sell_the_stock_exactly_once(db) {
+        let store = std::sync::Arc::new(SqlStore::new(db.db.clone()));
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (mug, cap) = (product("Mug", 1000, 25), product("Cap", 1500, 100));
+        for p in [&mug, &cap] {
+            add_product(&store, p).await;
+        }
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let store = std::sync::Arc::clone(&store);
+                let order = order_of(buyer.id, &[(&mug, 1), (&cap, 2)], OrderStatus::Pending);
+                tokio::spawn(async move {
+                    let event = order_created(&order);
+                    store.place(&order, &event, None, Utc::now()).await.map(|()| event.id)
+                })
+            })
+            .collect();
+        let mut placed = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(event) => placed.push(event),
+                Err(AppError::Conflict(ErrorCode::InsufficientStock, _)) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(placed.len(), 25);
+        assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (0, 50));
+        let mut events = outbox_ids(&store).await;
+        events.sort_unstable();
+        placed.sort_unstable();
+        assert_eq!(events, placed, "an event for each order placed, none for the others");
+        let query = OrderQuery {
+            page: PageRequest::default(),
+            user_id: Some(buyer.id),
+            status: None,
+            sort: Sort { field: OrderSortField::CreatedAt, direction: Direction::Desc },
+        };
+        let orders = OrderRepo::list(store.as_ref(), &query).await.unwrap();
+        assert_eq!(orders.total, 25);
+    }
+);
+
+db_test!(
+    async fn an_order_with_an_idempotency_key_completes_the_claim_or_writes_nothing(db) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let mug = product("Mug", 1000, 5);
+        add_product(&store, &mug).await;
+        let (ttl, abandon) = (std::time::Duration::from_secs(86_400), std::time::Duration::from_secs(60));
+        let now = SystemClock.now();
+
+        assert_eq!(store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(), Claim::Granted);
+        let order = order_of(buyer.id, &[(&mug, 2)], OrderStatus::Pending);
+        store.place(&order, &order_created(&order), Some("k1"), now).await.unwrap();
+        assert_eq!(
+            store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(),
+            Claim::Done(Box::new(order))
+        );
+
+        // A claim no longer held (given back, or taken over as abandoned) fails the order whole.
+        assert_eq!(store.claim(buyer.id, "k2", "h2", now, ttl, abandon).await.unwrap(), Claim::Granted);
+        store.release(buyer.id, "k2").await.unwrap();
+        let order = order_of(buyer.id, &[(&mug, 2)], OrderStatus::Pending);
+        let placed = store.place(&order, &order_created(&order), Some("k2"), now).await;
+        assert!(
+            matches!(placed, Err(AppError::Conflict(ErrorCode::IdempotencyKeyInFlight, _))),
+            "{placed:?}"
+        );
+        assert_eq!(OrderRepo::find(&store, order.id).await.unwrap(), None);
+        assert_eq!(stock_of(&store, mug.id).await, 3);
+        assert_eq!(outbox_ids(&store).await.len(), 1);
     }
 );
 

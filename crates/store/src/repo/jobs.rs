@@ -24,6 +24,19 @@ use crate::entity::{
 };
 use crate::error::db_err;
 
+/// The insert of an event into the outbox (also part of an order's one statement, `shop.rs`).
+pub(super) fn outbox_insert(event: &OutboxEvent) -> sea_orm::Insert<outbox_events::ActiveModel> {
+    outbox_events::Entity::insert(outbox_events::ActiveModel {
+        id: Set(event.id.into()),
+        kind: Set(event.kind.clone()),
+        subject_id: Set(event.subject_id),
+        payload: Set(event.payload.to_string()),
+        created_at: Set(event.created_at),
+        dispatched_at: Set(None),
+        published_at: Set(None),
+    })
+}
+
 fn event_from_model(m: outbox_events::Model) -> AppResult<OutboxEvent> {
     Ok(OutboxEvent {
         payload: serde_json::from_str(&m.payload)
@@ -64,16 +77,7 @@ const KEEP_IDEMPOTENCY: chrono::Duration = chrono::Duration::hours(24);
 #[async_trait]
 impl Outbox for SqlStore {
     async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()> {
-        let insert = outbox_events::Entity::insert(outbox_events::ActiveModel {
-            id: Set(event.id.into()),
-            kind: Set(event.kind.clone()),
-            subject_id: Set(event.subject_id),
-            payload: Set(event.payload.to_string()),
-            created_at: Set(event.created_at),
-            dispatched_at: Set(None),
-            published_at: Set(None),
-        });
-        write(tx, &insert).await?;
+        write(tx, &outbox_insert(event)).await?;
         Ok(())
     }
 

@@ -3,24 +3,29 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use inkcart_app::error::{ErrorCode, messages};
 use inkcart_app::page::Page;
 use inkcart_app::ports::{
-    Claim, DailySales, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Payment,
-    ProductQuery, ProductRepo, ProductSortField, Removal, TopProduct, Tx,
+    Claim, DailySales, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Outbox as _,
+    OutboxEvent, Payment, ProductQuery, ProductRepo, ProductSortField, Removal, TopProduct, Tx,
+    transaction,
 };
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{OrderId, ProductId, UserId};
 use sea_orm::sea_query::{
-    CaseStatement, CommonTableExpression, Expr, ExprTrait as _, Func, LikeExpr, LockType, Query,
-    SelectStatement, WithClause,
+    Alias, CaseStatement, CommonTableExpression, Expr, ExprTrait as _, Func, InsertStatement,
+    LikeExpr, LockType, Query, SelectStatement, SubQueryStatement, UpdateStatement, WithClause,
 };
+use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _, TryInsertResult,
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _,
+    PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _,
+    RuntimeErr, Statement, TryInsertResult,
 };
 use uuid::Uuid;
 
+use super::jobs::outbox_insert;
 use super::{SqlStore, TxConn, Unique as _, escape_like, get, get_id, order, paged, uuids, write};
 use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
@@ -215,37 +220,7 @@ impl ProductRepo for SqlStore {
             return Ok(None);
         }
         let mut conn = TxConn::of(tx)?;
-        // One statement for every line: each is a round trip less inside the transaction that
-        // holds the rows (on SQLite, the one writer). On PostgreSQL the subquery locks the rows
-        // in id order, so that two orders sharing products cannot deadlock whatever plan the
-        // update gets; SQLite has one writer and no row locks, and sea-query leaves the
-        // `FOR UPDATE` out there.
-        let locked = Query::select()
-            .column(products::Column::Id)
-            .from(products::Entity)
-            .and_where(products::Column::Id.is_in(lines.iter().map(|(id, _)| id.as_uuid())))
-            .order_by(products::Column::Id, sea_orm::Order::Asc)
-            .lock(LockType::Update)
-            .to_owned();
-        let wanted = lines
-            .iter()
-            .fold(CaseStatement::new(), |case, (id, quantity)| {
-                case.case(products::Column::Id.eq(id.as_uuid()), *quantity)
-            })
-            .finally(0);
-        let mut update = products::Entity::update_many()
-            .col_expr(
-                products::Column::Stock,
-                Expr::col(products::Column::Stock).sub(wanted.clone()),
-            )
-            .col_expr(products::Column::UpdatedAt, Expr::value(now))
-            .filter(products::Column::Id.in_subquery(locked))
-            .filter(products::Column::Active.eq(true))
-            .filter(Expr::col(products::Column::Stock).gte(wanted))
-            .into_query();
-        // `RETURNING` (SQLite ≥ 3.35, PostgreSQL) says which rows were taken, in the same
-        // round trip; built here because sea-orm offers it on SQLite only behind a feature.
-        update.returning_col(products::Column::Id);
+        let update = stock_update(lines, now);
         let taken = conn
             .query(conn.dialect().build(&update), |row| {
                 get_id::<ProductId>(row, "id")
@@ -278,6 +253,133 @@ impl ProductRepo for SqlStore {
         .await?;
         Ok(())
     }
+}
+
+/// Takes each line's quantity from its product's stock, in one statement for every line (each
+/// a round trip less inside the transaction that holds the rows; on SQLite, the one writer),
+/// where the product is active and has that much, `RETURNING` the ids of the rows taken
+/// (SQLite ≥ 3.35, PostgreSQL; built here because sea-orm offers it on SQLite only behind a
+/// feature). On PostgreSQL the subquery locks the rows in id order, so that two orders sharing
+/// products cannot deadlock whatever plan the update gets; SQLite has one writer and no row
+/// locks, and sea-query leaves the `FOR UPDATE` out there.
+fn stock_update(lines: &[(ProductId, i32)], now: DateTime<Utc>) -> UpdateStatement {
+    let locked = Query::select()
+        .column(products::Column::Id)
+        .from(products::Entity)
+        .and_where(products::Column::Id.is_in(lines.iter().map(|(id, _)| id.as_uuid())))
+        .order_by(products::Column::Id, sea_orm::Order::Asc)
+        .lock(LockType::Update)
+        .to_owned();
+    let wanted = lines
+        .iter()
+        .fold(CaseStatement::new(), |case, (id, quantity)| {
+            case.case(products::Column::Id.eq(id.as_uuid()), *quantity)
+        })
+        .finally(0);
+    let mut update = products::Entity::update_many()
+        .col_expr(
+            products::Column::Stock,
+            Expr::col(products::Column::Stock).sub(wanted.clone()),
+        )
+        .col_expr(products::Column::UpdatedAt, Expr::value(now))
+        .filter(products::Column::Id.in_subquery(locked))
+        .filter(products::Column::Active.eq(true))
+        .filter(Expr::col(products::Column::Stock).gte(wanted))
+        .into_query();
+    update.returning_col(products::Column::Id);
+    update
+}
+
+fn order_insert(order: &Order) -> sea_orm::Insert<orders::ActiveModel> {
+    orders::Entity::insert(orders::ActiveModel {
+        id: Set(order.id.into()),
+        user_id: Set(order.user_id.as_uuid()),
+        status: Set(order.status.as_str().to_owned()),
+        subtotal_cents: Set(order.subtotal.cents()),
+        discount_cents: Set(order.discount.cents()),
+        total_cents: Set(order.total.cents()),
+        created_at: Set(order.created_at),
+        updated_at: Set(order.updated_at),
+    })
+}
+
+/// The insert of an order's lines (at least one); `product` gives each line's product id: its
+/// value, or in [`placement`] the row the stock update took.
+fn items_insert(order: &Order, product: impl Fn(ProductId) -> Expr) -> AppResult<InsertStatement> {
+    use order_items::Column as I;
+    let mut insert = Query::insert();
+    insert.into_table(order_items::Entity).columns([
+        I::Id,
+        I::OrderId,
+        I::ProductId,
+        I::Quantity,
+        I::UnitPriceCents,
+        I::LineTotalCents,
+    ]);
+    for item in &order.items {
+        insert
+            .values([
+                Expr::value(Uuid::now_v7()),
+                Expr::value(Uuid::from(order.id)),
+                product(item.product_id),
+                Expr::value(item.quantity),
+                Expr::value(item.unit_price.cents()),
+                Expr::value(item.line_total.cents()),
+            ])
+            .map_err(AppError::internal)?;
+    }
+    Ok(insert)
+}
+
+fn cte(name: &str, query: impl Into<SubQueryStatement>) -> CommonTableExpression {
+    CommonTableExpression::new()
+        .table_name(Alias::new(name))
+        .query(query)
+        .to_owned()
+}
+
+/// An order without an idempotency key, whole, in one PostgreSQL statement: its own
+/// transaction, one round trip where a transaction takes five (`BEGIN`, the stock, the order
+/// with its lines, the event, `COMMIT`). The stock update runs as `taken`, the order and its
+/// outbox event beside it, and each line takes its product id from the row `taken` returned
+/// for that product. A line whose stock was not taken (short, inactive, gone) gets no id, the
+/// not-null constraint of `order_items.product_id` fails the statement, and nothing of the
+/// order stays ([`is_short_line`]).
+fn placement(order: &Order, event: &OutboxEvent, now: DateTime<Utc>) -> AppResult<Statement> {
+    let lines: Vec<(ProductId, i32)> = order
+        .items
+        .iter()
+        .map(|item| (item.product_id, item.quantity))
+        .collect();
+    let mut with = WithClause::new();
+    with.cte(cte("taken", stock_update(&lines, now)))
+        .cte(cte("o", order_insert(order).into_query()))
+        .cte(cte("e", outbox_insert(event).into_query()));
+    let mut items = items_insert(order, |id| {
+        let taken = Query::select()
+            .column(Alias::new("id"))
+            .from(Alias::new("taken"))
+            .and_where(Expr::col(Alias::new("id")).eq(id.as_uuid()))
+            .to_owned();
+        Expr::SubQuery(None, Box::new(taken.into()))
+    })?;
+    items.with_cte(with);
+    Ok(Dialect::Postgres.build(&items))
+}
+
+/// The error of [`placement`] when a line's stock was not taken.
+fn is_short_line(err: &DbErr) -> bool {
+    let DbErr::Exec(RuntimeErr::SqlxError(cause)) = err else {
+        return false;
+    };
+    cause
+        .as_database_error()
+        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
+        .is_some_and(|db| {
+            db.code() == "23502"
+                && db.table() == Some("order_items")
+                && db.column() == Some("product_id")
+        })
 }
 
 /// `'paid', 'shipped', 'delivered'`: the statuses of the orders reports count as sales.
@@ -468,45 +570,79 @@ fn payment_from_model(m: payments::Model) -> Payment {
 #[async_trait]
 impl OrderRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
-        let insert = orders::Entity::insert(orders::ActiveModel {
-            id: Set(order.id.into()),
-            user_id: Set(order.user_id.as_uuid()),
-            status: Set(order.status.as_str().to_owned()),
-            subtotal_cents: Set(order.subtotal.cents()),
-            discount_cents: Set(order.discount.cents()),
-            total_cents: Set(order.total.cents()),
-            created_at: Set(order.created_at),
-            updated_at: Set(order.updated_at),
-        });
-        let items = order.items.iter().map(|item| order_items::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            order_id: Set(order.id.into()),
-            product_id: Set(item.product_id.into()),
-            quantity: Set(item.quantity),
-            unit_price_cents: Set(item.unit_price.cents()),
-            line_total_cents: Set(item.line_total.cents()),
-        });
-        let items = (!order.items.is_empty()).then(|| order_items::Entity::insert_many(items));
+        let insert = order_insert(order);
         let mut conn = TxConn::of(tx)?;
-        let statements = match items {
-            // The order and its lines in one statement, `WITH "o" AS (INSERT INTO orders …)
-            // INSERT INTO order_items …`: one round trip less inside the transaction that holds
-            // the products' rows. SQLite has no INSERT inside WITH, and its statements are calls
-            // on the writer's thread, not round trips.
-            Some(items) if conn.dialect() == Dialect::Postgres => {
-                let mut order_first = CommonTableExpression::new();
-                order_first.table_name("o").query(insert.into_query());
-                let mut together = items.into_query();
-                together.with_cte(WithClause::new().cte(order_first).to_owned());
-                vec![conn.dialect().build(&together)]
-            }
-            Some(items) => vec![conn.build(&insert), conn.build(&items)],
-            None => vec![conn.build(&insert)],
-        };
-        for statement in statements {
-            conn.execute(statement).await?;
+        if order.items.is_empty() {
+            conn.execute(conn.build(&insert)).await?;
+            return Ok(());
         }
+        let mut items = items_insert(order, |id| Expr::value(id.as_uuid()))?;
+        if conn.dialect() == Dialect::Postgres {
+            // The order and its lines in one statement, `WITH "o" AS (INSERT INTO orders …)
+            // INSERT INTO order_items …`: one round trip less inside the transaction that
+            // holds the products' rows. SQLite has no INSERT inside WITH, and its statements
+            // are calls on the writer's thread, not round trips.
+            items.with_cte(
+                WithClause::new()
+                    .cte(cte("o", insert.into_query()))
+                    .to_owned(),
+            );
+        } else {
+            conn.execute(conn.build(&insert)).await?;
+        }
+        conn.execute(conn.dialect().build(&items)).await?;
         Ok(())
+    }
+
+    async fn place(
+        &self,
+        order: &Order,
+        event: &OutboxEvent,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        if key.is_none()
+            && !order.items.is_empty()
+            && let Some(pg) = &self.db.pg
+        {
+            match pg.try_execute(placement(order, event, now)?).await? {
+                Ok(_) => return Ok(()),
+                // Nothing was written. The transaction below names the line, or takes its
+                // stock if some came back in between.
+                Err(err) if is_short_line(&err) => {}
+                Err(err) => return Err(db_err(err)),
+            }
+        }
+        let (store, order, event) = (self.clone(), order.clone(), event.clone());
+        let key = key.map(str::to_owned);
+        transaction(self, move |tx| {
+            Box::pin(async move {
+                let lines: Vec<(ProductId, i32)> = order
+                    .items
+                    .iter()
+                    .map(|item| (item.product_id, item.quantity))
+                    .collect();
+                if let Some(short) = store.reserve_stock(tx, &lines, now).await? {
+                    // The error rolls back whatever lines were taken.
+                    let name = order
+                        .items
+                        .iter()
+                        .find(|item| item.product_id == short)
+                        .map_or("a product", |item| item.name.as_str());
+                    return Err(AppError::Conflict(
+                        ErrorCode::InsufficientStock,
+                        messages::insufficient_stock(name),
+                    ));
+                }
+                OrderRepo::insert(&store, tx, &order).await?;
+                store.record(tx, &event).await?;
+                if let Some(key) = key {
+                    store.complete(tx, order.user_id, &key, &order, now).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn find(&self, id: OrderId) -> AppResult<Option<Order>> {
