@@ -290,6 +290,15 @@ fn stock_update(lines: &[(ProductId, i32)], now: DateTime<Utc>) -> UpdateStateme
     update
 }
 
+/// What each line of `order` takes from its product's stock.
+fn stock_lines(order: &Order) -> Vec<(ProductId, i32)> {
+    order
+        .items
+        .iter()
+        .map(|item| (item.product_id, item.quantity))
+        .collect()
+}
+
 fn order_insert(order: &Order) -> sea_orm::Insert<orders::ActiveModel> {
     orders::Entity::insert(orders::ActiveModel {
         id: Set(order.id.into()),
@@ -346,13 +355,8 @@ fn cte(name: &str, query: impl Into<SubQueryStatement>) -> CommonTableExpression
 /// not-null constraint of `order_items.product_id` fails the statement, and nothing of the
 /// order stays ([`is_short_line`]).
 fn placement(order: &Order, event: &OutboxEvent, now: DateTime<Utc>) -> AppResult<Statement> {
-    let lines: Vec<(ProductId, i32)> = order
-        .items
-        .iter()
-        .map(|item| (item.product_id, item.quantity))
-        .collect();
     let mut with = WithClause::new();
-    with.cte(cte("taken", stock_update(&lines, now)))
+    with.cte(cte("taken", stock_update(&stock_lines(order), now)))
         .cte(cte("o", order_insert(order).into_query()))
         .cte(cte("e", outbox_insert(event).into_query()));
     let mut items = items_insert(order, |id| {
@@ -617,12 +621,7 @@ impl OrderRepo for SqlStore {
         let key = key.map(str::to_owned);
         transaction(self, move |tx| {
             Box::pin(async move {
-                let lines: Vec<(ProductId, i32)> = order
-                    .items
-                    .iter()
-                    .map(|item| (item.product_id, item.quantity))
-                    .collect();
-                if let Some(short) = store.reserve_stock(tx, &lines, now).await? {
+                if let Some(short) = store.reserve_stock(tx, &stock_lines(&order), now).await? {
                     // The error rolls back whatever lines were taken.
                     let name = order
                         .items
