@@ -11,7 +11,7 @@ use sea_orm::sqlx::sqlite::{
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 use sea_orm_migration::MigratorTrait as _;
 
-use crate::lite::{LiteReader, LiteWriter};
+use crate::lite::{LiteReader, LiteWriter, WAL_CHECKPOINT_PAGES, WAL_KEPT_BYTES};
 use crate::migration::Migrator;
 use crate::pg::{PING_IDLE_AFTER, PgConnections};
 
@@ -91,7 +91,11 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(options.acquire_timeout);
+            .busy_timeout(options.acquire_timeout)
+            // Checkpoints happen on the commits of whichever connection writes: the same
+            // interval and limit as the writer thread's.
+            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_KEPT_BYTES.to_string());
         // No test before lending a connection: a SQLite connection does not drop, and the ping
         // is a round trip to its thread on every statement.
         let writer = SqlitePoolOptions::new()

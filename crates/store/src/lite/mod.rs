@@ -27,6 +27,7 @@ use sea_orm::sea_query::Value;
 use sea_orm::{QueryResult, Statement, TryGetable};
 use uuid::Uuid;
 
+mod checkpoint;
 mod writer;
 
 pub(crate) use writer::{LiteTx, LiteWriter};
@@ -34,6 +35,16 @@ pub(crate) use writer::{LiteTx, LiteWriter};
 /// Statements kept prepared per connection: every read statement of the store fits, with
 /// room for the pages whose size or offset differ (written into their SQL, see `paged`).
 pub(crate) const PREPARED_PER_CONNECTION: usize = 128;
+
+/// WAL pages past which a commit copies the WAL back into the database file itself (SQLite's
+/// default is 1,000). The checkpoint thread does it on a clock long before (`checkpoint.rs`);
+/// this is the bound if it falls behind: 64 MiB of the default 4 KiB pages.
+pub(crate) const WAL_CHECKPOINT_PAGES: u32 = 16_384;
+
+/// The size the WAL file is cut back to when it starts over after a checkpoint: it may grow
+/// past [`WAL_CHECKPOINT_PAGES`] while a long read keeps a checkpoint from finishing, and
+/// without a limit it would keep that size on disk.
+pub(crate) const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Read-only connections to one SQLite file, idle ones kept for the next read.
 pub(crate) struct LiteReader {

@@ -31,7 +31,10 @@ use sea_orm::sqlx::SqlitePool;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use super::{PREPARED_PER_CONNECTION, Row, execute, lite_err, run};
+use super::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
+use super::{
+    PREPARED_PER_CONNECTION, Row, WAL_CHECKPOINT_PAGES, WAL_KEPT_BYTES, execute, lite_err, run,
+};
 
 /// Transactions committed together at most; more wait for the next commit.
 const MOST_PER_COMMIT: usize = 64;
@@ -47,6 +50,8 @@ struct Job {
 /// The handle of the writer thread; the thread ends when every handle is dropped or closed.
 pub(crate) struct LiteWriter {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Copies the WAL back into the file on a clock, so that the writer does not.
+    checkpointer: Checkpointer,
     /// Counts statements, for tests that check how many a request runs.
     #[cfg(feature = "testing")]
     statements: Arc<OnceLock<Arc<AtomicU64>>>,
@@ -74,10 +79,13 @@ impl LiteWriter {
         // copy each page they change before changing it, and on disk (the library's default)
         // that was a temporary file written and unlinked per commit, three quarters of what
         // an order wrote. It holds at most one commit's changed pages ([`MOST_PER_COMMIT`]
-        // transactions).
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
-        )?;
+        // transactions). The checkpoint thread copies the WAL back into the file; the
+        // automatic checkpoint only bounds the WAL if that thread falls behind.
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
+             PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
+             PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
+        ))?;
         let statements = Arc::new(OnceLock::new());
         let (jobs, queue) = mpsc::channel();
         let thread = Thread {
@@ -89,11 +97,13 @@ impl LiteWriter {
             runtime: Handle::try_current()?,
             wait,
         };
+        let checkpointer = Checkpointer::start(path, CHECKPOINT_EVERY)?;
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || thread.serve(&queue))?;
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
+            checkpointer,
             #[cfg(feature = "testing")]
             statements,
         })
@@ -123,6 +133,7 @@ impl LiteWriter {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
         }
+        self.checkpointer.close();
     }
 
     #[cfg(feature = "testing")]
