@@ -46,6 +46,11 @@ pub(crate) const WAL_CHECKPOINT_PAGES: u32 = 16_384;
 /// without a limit it would keep that size on disk.
 pub(crate) const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How much of the file a read connection maps into memory and reads in place, instead of a
+/// `pread` and a copy for every page missing from its own cache (docs/decisions.md, "SQLite
+/// reads that an index bounds run on the calling thread").
+pub(crate) const READ_MAPPED_BYTES: u64 = 1 << 30;
+
 /// Read-only connections to one SQLite file, idle ones kept for the next read.
 pub(crate) struct LiteReader {
     path: PathBuf,
@@ -96,6 +101,7 @@ impl LiteReader {
         )?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
+        conn.execute_batch(&format!("PRAGMA mmap_size = {READ_MAPPED_BYTES};"))?;
         Ok(conn)
     }
 
