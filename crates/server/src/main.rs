@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use inkcart::config::Config;
 use inkcart_app::identity::AdminOutcome;
 use inkcart_app::ports::SystemClock;
+use inkcart_store::Db;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -173,14 +174,15 @@ fn describe_app_error(err: &inkcart_app::AppError) -> String {
     }
 }
 
-/// The use cases over the configured database, with every adapter.
-async fn app(config: &mut Config) -> anyhow::Result<Arc<inkcart_app::App>> {
+/// The use cases over the configured database, with every adapter, and the database to close
+/// when they are done.
+async fn app(config: &mut Config) -> anyhow::Result<(Arc<inkcart_app::App>, Db)> {
     config.ensure_jwt_secret()?;
     let db = inkcart::open_database(config).await?;
     tracing::info!(backend = ?db.backend(), "database ready");
     let connected = inkcart::connect(config, &db).await?;
-    let app = inkcart::build_app_with(config, db, Arc::new(SystemClock), connected)?;
-    Ok(Arc::new(app))
+    let app = inkcart::build_app_with(config, db.clone(), Arc::new(SystemClock), connected)?;
+    Ok((Arc::new(app), db))
 }
 
 /// A flag that turns true once SIGINT or SIGTERM arrived.
@@ -198,7 +200,7 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
 }
 
 async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
-    let app = app(config).await?;
+    let (app, db) = app(config).await?;
     let stop = stop_on_signal();
     let worker = with_worker.then(|| {
         tokio::spawn(inkcart_jobs::run(
@@ -223,16 +225,18 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
     if let Some(worker) = worker {
         worker.await.context("the worker ended abnormally")?;
     }
+    db.close().await;
     served
 }
 
 async fn worker(config: &mut Config) -> anyhow::Result<()> {
-    let app = app(config).await?;
+    let (app, db) = app(config).await?;
     inkcart_jobs::run(
         app.background().clone(),
         inkcart::worker_config(config),
         stopped(stop_on_signal()),
     )
     .await;
+    db.close().await;
     Ok(())
 }

@@ -82,3 +82,85 @@ async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_ones() {
         .unwrap()
         .unwrap();
 }
+
+/// `inkcart serve` on a new SQLite file in `dir`, on a port of the system's choosing; the
+/// process and the address it listens on.
+fn spawn_server(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inkcart"))
+        .arg("serve")
+        .env_clear()
+        .env("INKCART_DATA_DIR", dir)
+        .env("PORT", "0")
+        .env("INKCART_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start inkcart serve");
+    let stdout = child.stdout.take().unwrap();
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == ':'))
+                    .unwrap_or(rest.len());
+                let _ = found.send(rest[..end].to_owned());
+            }
+        }
+    });
+    let address = address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server never said where it listens");
+    (child, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_by_sigterm_leaves_its_sqlite_file_whole_and_its_wal_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address) = spawn_server(dir.path());
+    let created = reqwest::Client::new()
+        .post(format!("http://{address}/api/v1/users"))
+        .json(&serde_json::json!({
+            "email": "ada@example.com", "password": crate::support::PASSWORD, "name": "Ada"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let signal = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    let exited = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success(), "{exited}");
+
+    // Opening a file whose WAL holds frames reads every one of them first; and the file alone
+    // (a copy, as a backup of it would be) holds the account.
+    let wal = dir.path().join("inkcart.db-wal");
+    let left = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(left, 0, "the WAL still holds {left} bytes");
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("inkcart.db"),
+        copy.path().join("inkcart.db"),
+    )
+    .unwrap();
+    let file = rusqlite::Connection::open(copy.path().join("inkcart.db")).unwrap();
+    let accounts: i64 = file
+        .query_row(
+            "SELECT count(*) FROM users WHERE email = 'ada@example.com'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(accounts, 1);
+}
