@@ -203,7 +203,9 @@ keys! {
             check: Choice,
         }
         /// Where the embedded SQLite database (`inkcart.db`) and the development JWT secret
-        /// (`jwt-secret`) live. Created if missing.
+        /// (`jwt-secret`) live. Created if missing. While the server runs, SQLite's WAL
+        /// (`inkcart.db-wal`, `inkcart.db-shm`) sits beside the file and is copied into it
+        /// every 250 ms; a stopped server leaves it empty.
         data_dir: PathBuf => data_dir {
             default: PathBuf::from("./data"),
             check: AsIs,
