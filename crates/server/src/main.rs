@@ -201,6 +201,17 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
 
 async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
     let (app, db) = app(config).await?;
+    // Closed however serving ended: a port already taken, a worker that panicked.
+    let served = serve_app(config, app, with_worker).await;
+    db.close().await;
+    served
+}
+
+async fn serve_app(
+    config: &Config,
+    app: Arc<inkcart_app::App>,
+    with_worker: bool,
+) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let worker = with_worker.then(|| {
         tokio::spawn(inkcart_jobs::run(
@@ -225,7 +236,6 @@ async fn serve(config: &mut Config, with_worker: bool) -> anyhow::Result<()> {
     if let Some(worker) = worker {
         worker.await.context("the worker ended abnormally")?;
     }
-    db.close().await;
     served
 }
 
