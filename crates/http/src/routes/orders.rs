@@ -251,7 +251,10 @@ pub async fn create(
     Json(raw): Json<serde_json::Value>,
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
-    let hash = request_hash("POST", "/api/v1/orders", &raw);
+    // Only a request with a key is compared with its repeats.
+    let hash = key
+        .as_ref()
+        .map(|_| request_hash("POST", "/api/v1/orders", &raw));
     let body: CreateOrderRequest = from_value(raw)?;
     let lines = body
         .items
@@ -262,10 +265,10 @@ pub async fn create(
             quantity: l.quantity.as_i64().unwrap_or(0),
         })
         .collect();
-    let idempotency = key.as_deref().map(|key| Idempotency {
-        key,
-        request_hash: &hash,
-    });
+    let idempotency = key
+        .as_deref()
+        .zip(hash.as_deref())
+        .map(|(key, request_hash)| Idempotency { key, request_hash });
     let outcome = state
         .app
         .shop()
@@ -352,12 +355,13 @@ pub async fn pay(
             ));
         };
     let path = format!("/api/v1/orders/{id}/pay");
-    let hash = request_hash("POST", &path, &raw);
+    // Only a request with a key is compared with its repeats.
+    let hash = key.as_ref().map(|_| request_hash("POST", &path, &raw));
     let request: PayRequest = from_value(raw)?;
-    let idempotency = key.as_deref().map(|key| Idempotency {
-        key,
-        request_hash: &hash,
-    });
+    let idempotency = key
+        .as_deref()
+        .zip(hash.as_deref())
+        .map(|(key, request_hash)| Idempotency { key, request_hash });
     let outcome = state
         .app
         .shop()

@@ -10,7 +10,7 @@ use inkcart_app::ports::{
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::blog::{Post, Slug, TagName};
 use inkcart_domain::{CommentId, PostId, UserId};
-use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait as _, Query, SelectStatement, Value};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait as _, EntityTrait as _, JoinType, Order, QueryFilter as _, QuerySelect as _,
@@ -18,7 +18,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{SqlStore, TxConn, Unique as _, get, get_id, paged, uuids, write};
+use super::{OnceSql, SqlStore, TxConn, Unique as _, get, get_id, paged, uuids, write};
 use crate::dialect::{Dialect, Shape, TAG_SEPARATOR};
 use crate::entity::{comments, post_tags, posts, published_post_counts, tags, users};
 use crate::error::db_err;
@@ -26,6 +26,65 @@ use crate::lite::{Columns, Row};
 
 fn col(c: posts::Column) -> Expr {
     Expr::col((posts::Entity, c))
+}
+
+/// Posts by id or slug, each with its author's name and its tags, in one statement: each
+/// statement is a round trip (to PostgreSQL) or a walk of SQLite's virtual machine.
+fn detail_select(keys: &[PostKey], dialect: Dialect) -> SelectStatement {
+    let mut ids = Vec::new();
+    let mut slugs = Vec::new();
+    for key in keys {
+        match key {
+            PostKey::Id(id) => ids.push(*id),
+            PostKey::Slug(slug) => slugs.push(slug.as_str()),
+        }
+    }
+    let mut wanted = sea_orm::Condition::any();
+    if !ids.is_empty() {
+        wanted = wanted.add(posts::Column::Id.is_in(uuids(&ids)));
+    }
+    if !slugs.is_empty() {
+        wanted = wanted.add(posts::Column::Slug.is_in(slugs));
+    }
+    posts::Entity::find()
+        .filter(wanted)
+        .join(
+            JoinType::LeftJoin,
+            posts::Entity::belongs_to(users::Entity)
+                .from(posts::Column::AuthorId)
+                .to(users::Column::Id)
+                .into(),
+        )
+        .column_as(users::Column::Name, "author_name")
+        .column_as(dialect.tag_list_of_post(), "tag_list")
+        .into_query()
+}
+
+/// The value [`detail_select`] binds for one key.
+fn key_value(key: &PostKey) -> Value {
+    match key {
+        PostKey::Id(id) => Value::from(id.as_uuid()),
+        PostKey::Slug(slug) => Value::from(slug.clone()),
+    }
+}
+
+/// A row of [`detail_select`].
+fn detail_from_row(row: &Row<'_, '_>) -> AppResult<PostDetail> {
+    let model = post_row(row)?;
+    let author = AuthorRef {
+        id: UserId::from_uuid(model.author_id),
+        name: get(row, "author_name")?,
+    };
+    let tags = get::<Option<String>>(row, "tag_list")?
+        .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let comment_count = model.comment_count;
+    Ok(PostDetail {
+        post: post_from_model(model)?,
+        author,
+        tags,
+        comment_count,
+    })
 }
 
 /// The columns of a summary, with the author's name.
@@ -595,65 +654,31 @@ impl PostRepo for SqlStore {
     }
 
     async fn find(&self, key: &PostKey) -> AppResult<Option<PostDetail>> {
-        Ok(self.find_many(std::slice::from_ref(key)).await?.pop())
+        // One post by id or by slug: two statements whose text never changes, built once.
+        static BY_ID: OnceSql = OnceSql::new();
+        static BY_SLUG: OnceSql = OnceSql::new();
+        let text = match key {
+            PostKey::Id(_) => &BY_ID,
+            PostKey::Slug(_) => &BY_SLUG,
+        };
+        let dialect = self.dialect();
+        let statement = text.statement(dialect, vec![key_value(key)], || {
+            dialect.build(&detail_select(std::slice::from_ref(key), dialect))
+        });
+        Ok(self.read(statement, detail_from_row).await?.pop())
     }
 
     async fn find_many(&self, keys: &[PostKey]) -> AppResult<Vec<PostDetail>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut ids = Vec::new();
-        let mut slugs = Vec::new();
-        for key in keys {
-            match key {
-                PostKey::Id(id) => ids.push(*id),
-                PostKey::Slug(slug) => slugs.push(slug.as_str()),
-            }
-        }
-        let mut wanted = sea_orm::Condition::any();
-        if !ids.is_empty() {
-            wanted = wanted.add(posts::Column::Id.is_in(uuids(&ids)));
-        }
-        if !slugs.is_empty() {
-            wanted = wanted.add(posts::Column::Slug.is_in(slugs));
-        }
-        // Each post with its author's name and its tags, in one statement: each statement is a
-        // round trip (to SQLite's connection thread, or to PostgreSQL).
-        let select = posts::Entity::find()
-            .filter(wanted)
-            .join(
-                JoinType::LeftJoin,
-                posts::Entity::belongs_to(users::Entity)
-                    .from(posts::Column::AuthorId)
-                    .to(users::Column::Id)
-                    .into(),
-            )
-            .column_as(users::Column::Name, "author_name")
-            .column_as(self.dialect().tag_list_of_post(), "tag_list")
-            .into_query();
-        let decode = |row: &Row<'_, '_>| {
-            let model = post_row(row)?;
-            let author = AuthorRef {
-                id: UserId::from_uuid(model.author_id),
-                name: get(row, "author_name")?,
-            };
-            let tags = get::<Option<String>>(row, "tag_list")?
-                .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
-                .unwrap_or_default();
-            let comment_count = model.comment_count;
-            Ok(PostDetail {
-                post: post_from_model(model)?,
-                author,
-                tags,
-                comment_count,
-            })
-        };
+        let select = detail_select(keys, self.dialect());
         // A few posts (a request's) on the calling thread; a batch (the cache's reloads, up to
         // 256 posts) through the pool.
         if keys.len() <= FEW_POSTS {
-            self.read_all(&select, decode).await
+            self.read_all(&select, detail_from_row).await
         } else {
-            self.read_offloaded(self.dialect().build(&select), decode)
+            self.read_offloaded(self.dialect().build(&select), detail_from_row)
                 .await
         }
     }
@@ -892,5 +917,26 @@ impl PostRepo for SqlStore {
         let after = after.map(|(at, id)| (at, id.as_uuid()));
         self.comment_views(Some(&[post_id.into()]), after, CommentLimit::Total(limit))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use inkcart_app::ports::PostKey;
+    use inkcart_domain::PostId;
+
+    use super::{detail_select, key_value};
+    use crate::repo::assert_kept_text_binds;
+
+    #[test]
+    fn a_post_read_after_the_first_binds_its_own_key_to_the_kept_statement() {
+        let build = |key: &PostKey, dialect: crate::dialect::Dialect| {
+            dialect.build(&detail_select(std::slice::from_ref(key), dialect))
+        };
+        let values = |key: &PostKey| vec![key_value(key)];
+        let slugs = ["first-post", "second-post"].map(|s| PostKey::Slug(s.to_owned()));
+        assert_kept_text_binds(build, values, &slugs[0], &slugs[1]);
+        let ids = [PostId::generate(), PostId::generate()].map(PostKey::Id);
+        assert_kept_text_binds(build, values, &ids[0], &ids[1]);
     }
 }

@@ -5,13 +5,14 @@ use inkcart_app::ports::{RefreshSession, SessionRepo, Tx, UserQuery, UserRepo, U
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::{Email, RefreshTokenId, User, UserId, UserName};
-use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, NullOrdering};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Func, LikeExpr, NullOrdering, Value};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _,
+    QueryOrder as _, QuerySelect as _, QueryTrait as _, Statement,
 };
 
-use super::{SqlStore, TxConn, Unique as _, escape_like, get, order, write};
+use super::{OnceSql, SqlStore, TxConn, Unique as _, escape_like, get, order, write};
+use crate::dialect::Dialect;
 use crate::entity::{refresh_tokens, users};
 use crate::error::{db_err, is_foreign_key_violation};
 use crate::lite::Row;
@@ -60,6 +61,11 @@ fn user_from_model(m: users::Model) -> AppResult<User> {
     })
 }
 
+/// The account with this id.
+fn user_by_id(id: UserId, dialect: Dialect) -> Statement {
+    dialect.build(&users::Entity::find_by_id(id.as_uuid()).into_query())
+}
+
 #[async_trait]
 impl UserRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, user: &User, password_hash: &str) -> AppResult<()> {
@@ -79,7 +85,13 @@ impl UserRepo for SqlStore {
     }
 
     async fn find(&self, id: UserId) -> AppResult<Option<User>> {
-        self.models(users::Entity::find_by_id(id.as_uuid()), user_row)
+        // Every authenticated request reads its account: the text is built once.
+        static BY_ID: OnceSql = OnceSql::new();
+        let dialect = self.dialect();
+        let statement = BY_ID.statement(dialect, vec![Value::from(id.as_uuid())], || {
+            user_by_id(id, dialect)
+        });
+        self.read(statement, user_row)
             .await?
             .pop()
             .map(user_from_model)
@@ -340,5 +352,24 @@ impl SessionRepo for SqlStore {
         )
         .await?;
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use inkcart_domain::UserId;
+    use sea_orm::sea_query::Value;
+
+    use super::user_by_id;
+    use crate::repo::assert_kept_text_binds;
+
+    #[test]
+    fn an_account_read_after_the_first_binds_its_own_id_to_the_kept_statement() {
+        assert_kept_text_binds(
+            |id: &UserId, dialect| user_by_id(*id, dialect),
+            |id| vec![Value::from(id.as_uuid())],
+            &UserId::generate(),
+            &UserId::generate(),
+        );
     }
 }

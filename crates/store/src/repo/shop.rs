@@ -15,7 +15,8 @@ use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
 use inkcart_domain::{OrderId, ProductId, UserId};
 use sea_orm::sea_query::{
     Alias, CaseStatement, CommonTableExpression, Expr, ExprTrait as _, Func, InsertStatement,
-    LikeExpr, LockType, Query, SelectStatement, SubQueryStatement, UpdateStatement, WithClause,
+    LikeExpr, LockType, Query, SelectStatement, SubQueryStatement, UpdateStatement, Value,
+    WithClause,
 };
 use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::{
@@ -26,7 +27,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::jobs::outbox_insert;
-use super::{SqlStore, TxConn, Unique as _, escape_like, get, get_id, order, paged, uuids, write};
+use super::{
+    OnceSqlPerCount, SqlStore, TxConn, Unique as _, escape_like, get, get_id, order, paged, uuids,
+    write,
+};
 use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
 use crate::error::db_err;
@@ -91,9 +95,14 @@ impl ProductRepo for SqlStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let select = products::Entity::find().filter(products::Column::Id.is_in(uuids(ids)));
+        // An order's products: the text is built once per count.
+        static BY_IDS: OnceSqlPerCount<8> = OnceSqlPerCount::new();
+        let dialect = self.dialect();
+        let statement = BY_IDS.statement(dialect, ids.len(), id_values(ids), || {
+            products_by_ids(ids, dialect)
+        });
         Ok(self
-            .models(select, product_row)
+            .read(statement, product_row)
             .await?
             .into_iter()
             .map(product_from_model)
@@ -219,12 +228,16 @@ impl ProductRepo for SqlStore {
         if lines.is_empty() {
             return Ok(None);
         }
+        // Every order runs it, on SQLite on the writer's thread: the text is built once per
+        // number of lines.
+        static TAKE: OnceSqlPerCount<8> = OnceSqlPerCount::new();
         let mut conn = TxConn::of(tx)?;
-        let update = stock_update(lines, now);
+        let dialect = conn.dialect();
+        let update = TAKE.statement(dialect, lines.len(), stock_values(lines, now), || {
+            dialect.build(&stock_update(lines, now))
+        });
         let taken = conn
-            .query(conn.dialect().build(&update), |row| {
-                get_id::<ProductId>(row, "id")
-            })
+            .query(update, |row| get_id::<ProductId>(row, "id"))
             .await?;
         // A line whose row the update did not return was short, inactive or missing.
         Ok(lines
@@ -288,6 +301,35 @@ fn stock_update(lines: &[(ProductId, i32)], now: DateTime<Utc>) -> UpdateStateme
         .into_query();
     update.returning_col(products::Column::Id);
     update
+}
+
+/// The values of [`stock_update`], in the order its text binds them.
+fn stock_values(lines: &[(ProductId, i32)], now: DateTime<Utc>) -> Vec<Value> {
+    let wanted = || {
+        lines
+            .iter()
+            .flat_map(|(id, quantity)| [Value::from(id.as_uuid()), Value::from(*quantity)])
+            .chain([Value::from(0)])
+    };
+    wanted()
+        .chain([Value::from(now)])
+        .chain(lines.iter().map(|(id, _)| Value::from(id.as_uuid())))
+        .chain([Value::from(true)])
+        .chain(wanted())
+        .collect()
+}
+
+/// Products by id.
+fn products_by_ids(ids: &[ProductId], dialect: Dialect) -> Statement {
+    dialect.build(
+        &products::Entity::find()
+            .filter(products::Column::Id.is_in(uuids(ids)))
+            .into_query(),
+    )
+}
+
+fn id_values(ids: &[ProductId]) -> Vec<Value> {
+    ids.iter().map(|id| Value::from(id.as_uuid())).collect()
 }
 
 /// What each line of `order` takes from its product's stock.
@@ -989,5 +1031,54 @@ impl IdempotencyRepo for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation is a failed test"
+    )]
+
+    use chrono::{TimeZone as _, Utc};
+    use inkcart_domain::ProductId;
+
+    use super::{id_values, products_by_ids, stock_update, stock_values};
+    use crate::repo::assert_kept_text_binds;
+
+    fn ids(n: usize) -> Vec<ProductId> {
+        (0..n).map(|_| ProductId::generate()).collect()
+    }
+
+    #[test]
+    fn an_orders_products_read_after_the_first_bind_their_own_ids_to_the_kept_statement() {
+        for n in 1..=3 {
+            assert_kept_text_binds(
+                |ids: &Vec<ProductId>, dialect| products_by_ids(ids, dialect),
+                |ids| id_values(ids),
+                &ids(n),
+                &ids(n),
+            );
+        }
+    }
+
+    #[test]
+    fn a_stock_update_after_the_first_binds_its_own_lines_and_time_to_the_kept_statement() {
+        let lines = |n: usize, quantity: i32| -> Vec<(ProductId, i32)> {
+            ids(n).into_iter().map(|id| (id, quantity)).collect()
+        };
+        let first = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
+        let second = Utc.with_ymd_and_hms(2026, 12, 5, 11, 30, 0).unwrap();
+        for n in 1..=3 {
+            assert_kept_text_binds(
+                |(lines, now): &(Vec<(ProductId, i32)>, _), dialect| {
+                    dialect.build(&stock_update(lines, *now))
+                },
+                |(lines, now)| stock_values(lines, *now),
+                &(lines(n, 1), first),
+                &(lines(n, 7), second),
+            );
+        }
     }
 }
