@@ -9,14 +9,14 @@ use inkcart_app::ports::{
 };
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::{EmailTokenId, EventId, JobId, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Value};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
     QueryOrder as _, QuerySelect as _, TryInsertResult,
 };
 use uuid::Uuid;
 
-use super::{SqlStore, Unique as _, uuids, write};
+use super::{OnceSql, SqlStore, TxConn, Unique as _, uuids, write};
 use crate::dialect::Dialect;
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
@@ -35,6 +35,19 @@ pub(super) fn outbox_insert(event: &OutboxEvent) -> sea_orm::Insert<outbox_event
         dispatched_at: Set(None),
         published_at: Set(None),
     })
+}
+
+/// The values of [`outbox_insert`], in the order of its text.
+fn outbox_values(event: &OutboxEvent) -> Vec<Value> {
+    vec![
+        Value::from(Uuid::from(event.id)),
+        Value::from(event.kind.clone()),
+        Value::from(event.subject_id),
+        Value::from(event.payload.to_string()),
+        Value::from(event.created_at),
+        Value::from(None::<DateTime<Utc>>),
+        Value::from(None::<DateTime<Utc>>),
+    ]
 }
 
 fn event_from_model(m: outbox_events::Model) -> AppResult<OutboxEvent> {
@@ -77,7 +90,13 @@ const KEEP_IDEMPOTENCY: chrono::Duration = chrono::Duration::hours(24);
 #[async_trait]
 impl Outbox for SqlStore {
     async fn record(&self, tx: &mut dyn Tx, event: &OutboxEvent) -> AppResult<()> {
-        write(tx, &outbox_insert(event)).await?;
+        // Every order and most writes record one: the text is built once.
+        static RECORD: OnceSql = OnceSql::new();
+        let mut conn = TxConn::of(tx)?;
+        let insert = RECORD.statement(conn.dialect(), outbox_values(event), || {
+            conn.build(&outbox_insert(event))
+        });
+        conn.execute(insert).await?;
         Ok(())
     }
 
@@ -552,5 +571,37 @@ impl EmailTokenRepo for SqlStore {
         )
         .await?;
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+    use inkcart_app::ports::OutboxEvent;
+    use inkcart_domain::EventId;
+    use sea_orm::QueryTrait as _;
+    use uuid::Uuid;
+
+    use super::{outbox_insert, outbox_values};
+    use crate::repo::assert_kept_text_binds;
+
+    #[test]
+    fn an_event_recorded_after_the_first_binds_its_own_values_to_the_kept_statement() {
+        let event = |kind: &str, minute: u32| OutboxEvent {
+            id: EventId::generate(),
+            kind: kind.to_owned(),
+            subject_id: Uuid::now_v7(),
+            payload: serde_json::json!({ "kind": kind, "n": minute }),
+            created_at: Utc
+                .with_ymd_and_hms(2026, 12, 4, 10, minute, 0)
+                .single()
+                .unwrap_or_default(),
+        };
+        assert_kept_text_binds(
+            |event: &OutboxEvent, dialect| outbox_insert(event).build(dialect.backend()),
+            outbox_values,
+            &event("order.created", 1),
+            &event("post.published", 2),
+        );
     }
 }

@@ -1,4 +1,5 @@
 use std::any::Any;
+use std::convert::Infallible;
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
@@ -154,17 +155,32 @@ impl OnceSql {
         values: Vec<Value>,
         build: impl FnOnce() -> Statement,
     ) -> Statement {
+        self.try_statement(dialect, values, || Ok::<_, Infallible>(build()))
+            .unwrap_or_else(|never| match never {})
+    }
+
+    /// [`OnceSql::statement`] for a `build` that can fail (its error is returned, nothing kept).
+    pub(crate) fn try_statement<E>(
+        &self,
+        dialect: Dialect,
+        values: Vec<Value>,
+        build: impl FnOnce() -> Result<Statement, E>,
+    ) -> Result<Statement, E> {
         let slot = &self.texts[match dialect {
             Dialect::Sqlite => 0,
             Dialect::Postgres => 1,
         }];
         if let Some(text) = slot.get() {
-            return Statement::from_sql_and_values(dialect.backend(), text.as_str(), values);
+            return Ok(Statement::from_sql_and_values(
+                dialect.backend(),
+                text.as_str(),
+                values,
+            ));
         }
-        let built = build();
+        let built = build()?;
         // Another thread may have kept the same text first.
         let _ = slot.set(built.sql.clone());
-        built
+        Ok(built)
     }
 }
 
@@ -185,8 +201,20 @@ impl<const N: usize> OnceSqlPerCount<N> {
         values: Vec<Value>,
         build: impl FnOnce() -> Statement,
     ) -> Statement {
+        self.try_statement(dialect, count, values, || Ok::<_, Infallible>(build()))
+            .unwrap_or_else(|never| match never {})
+    }
+
+    /// [`OnceSql::try_statement`] for `count` items.
+    pub(crate) fn try_statement<E>(
+        &self,
+        dialect: Dialect,
+        count: usize,
+        values: Vec<Value>,
+        build: impl FnOnce() -> Result<Statement, E>,
+    ) -> Result<Statement, E> {
         match count.checked_sub(1).and_then(|i| self.0.get(i)) {
-            Some(kept) => kept.statement(dialect, values, build),
+            Some(kept) => kept.try_statement(dialect, values, build),
             None => build(),
         }
     }

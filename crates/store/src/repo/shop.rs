@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use super::jobs::outbox_insert;
 use super::{
-    OnceSqlPerCount, SqlStore, TxConn, Unique as _, escape_like, get, get_id, order, paged, uuids,
-    write,
+    OnceSql, OnceSqlPerCount, SqlStore, TxConn, Unique as _, escape_like, get, get_id, order,
+    paged, uuids, write,
 };
 use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
@@ -356,7 +356,12 @@ fn order_insert(order: &Order) -> sea_orm::Insert<orders::ActiveModel> {
 
 /// The insert of an order's lines (at least one); `product` gives each line's product id: its
 /// value, or in [`placement`] the row the stock update took.
-fn items_insert(order: &Order, product: impl Fn(ProductId) -> Expr) -> AppResult<InsertStatement> {
+/// `lines` are the ids of the rows, one per item ([`line_ids`]).
+fn items_insert(
+    order: &Order,
+    lines: &[Uuid],
+    product: impl Fn(ProductId) -> Expr,
+) -> AppResult<InsertStatement> {
     use order_items::Column as I;
     let mut insert = Query::insert();
     insert.into_table(order_items::Entity).columns([
@@ -367,10 +372,10 @@ fn items_insert(order: &Order, product: impl Fn(ProductId) -> Expr) -> AppResult
         I::UnitPriceCents,
         I::LineTotalCents,
     ]);
-    for item in &order.items {
+    for (item, line) in order.items.iter().zip(lines) {
         insert
             .values([
-                Expr::value(Uuid::now_v7()),
+                Expr::value(*line),
                 Expr::value(Uuid::from(order.id)),
                 product(item.product_id),
                 Expr::value(item.quantity),
@@ -380,6 +385,44 @@ fn items_insert(order: &Order, product: impl Fn(ProductId) -> Expr) -> AppResult
             .map_err(AppError::internal)?;
     }
     Ok(insert)
+}
+
+/// New ids for the rows of an order's items.
+fn line_ids(order: &Order) -> Vec<Uuid> {
+    order.items.iter().map(|_| Uuid::now_v7()).collect()
+}
+
+/// The values of [`items_insert`] with product ids as values, in the order of its text.
+fn item_values(order: &Order, lines: &[Uuid]) -> Vec<Value> {
+    order
+        .items
+        .iter()
+        .zip(lines)
+        .flat_map(|(item, line)| {
+            [
+                Value::from(*line),
+                Value::from(Uuid::from(order.id)),
+                Value::from(item.product_id.as_uuid()),
+                Value::from(item.quantity),
+                Value::from(item.unit_price.cents()),
+                Value::from(item.line_total.cents()),
+            ]
+        })
+        .collect()
+}
+
+/// The values of [`order_insert`], in the order of its text.
+fn order_values(order: &Order) -> Vec<Value> {
+    vec![
+        Value::from(Uuid::from(order.id)),
+        Value::from(order.user_id.as_uuid()),
+        Value::from(order.status.as_str().to_owned()),
+        Value::from(order.subtotal.cents()),
+        Value::from(order.discount.cents()),
+        Value::from(order.total.cents()),
+        Value::from(order.created_at),
+        Value::from(order.updated_at),
+    ]
 }
 
 fn cte(name: &str, query: impl Into<SubQueryStatement>) -> CommonTableExpression {
@@ -401,7 +444,7 @@ fn placement(order: &Order, event: &OutboxEvent, now: DateTime<Utc>) -> AppResul
     with.cte(cte("taken", stock_update(&stock_lines(order), now)))
         .cte(cte("o", order_insert(order).into_query()))
         .cte(cte("e", outbox_insert(event).into_query()));
-    let mut items = items_insert(order, |id| {
+    let mut items = items_insert(order, &line_ids(order), |id| {
         let taken = Query::select()
             .column(Alias::new("id"))
             .from(Alias::new("taken"))
@@ -616,27 +659,42 @@ fn payment_from_model(m: payments::Model) -> Payment {
 #[async_trait]
 impl OrderRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
-        let insert = order_insert(order);
         let mut conn = TxConn::of(tx)?;
-        if order.items.is_empty() {
-            conn.execute(conn.build(&insert)).await?;
-            return Ok(());
-        }
-        let mut items = items_insert(order, |id| Expr::value(id.as_uuid()))?;
-        if conn.dialect() == Dialect::Postgres {
+        let dialect = conn.dialect();
+        let lines = line_ids(order);
+        if dialect == Dialect::Postgres && !order.items.is_empty() {
             // The order and its lines in one statement, `WITH "o" AS (INSERT INTO orders …)
             // INSERT INTO order_items …`: one round trip less inside the transaction that
-            // holds the products' rows. SQLite has no INSERT inside WITH, and its statements
-            // are calls on the writer's thread, not round trips.
+            // holds the products' rows.
+            let mut items = items_insert(order, &lines, |id| Expr::value(id.as_uuid()))?;
             items.with_cte(
                 WithClause::new()
-                    .cte(cte("o", insert.into_query()))
+                    .cte(cte("o", order_insert(order).into_query()))
                     .to_owned(),
             );
-        } else {
-            conn.execute(conn.build(&insert)).await?;
+            conn.execute(dialect.build(&items)).await?;
+            return Ok(());
         }
-        conn.execute(conn.dialect().build(&items)).await?;
+        // SQLite has no INSERT inside WITH, and its statements are calls on the writer's
+        // thread, not round trips: the order, then its lines, with texts built once.
+        static ORDER: OnceSql = OnceSql::new();
+        static LINES: OnceSqlPerCount<8> = OnceSqlPerCount::new();
+        let insert = ORDER.statement(dialect, order_values(order), || {
+            conn.build(&order_insert(order))
+        });
+        conn.execute(insert).await?;
+        if !order.items.is_empty() {
+            let items = LINES.try_statement(
+                dialect,
+                order.items.len(),
+                item_values(order, &lines),
+                || {
+                    items_insert(order, &lines, |id| Expr::value(id.as_uuid()))
+                        .map(|items| dialect.build(&items))
+                },
+            )?;
+            conn.execute(items).await?;
+        }
         Ok(())
     }
 
@@ -1044,8 +1102,68 @@ mod tests {
     use chrono::{TimeZone as _, Utc};
     use inkcart_domain::ProductId;
 
-    use super::{id_values, products_by_ids, stock_update, stock_values};
+    use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus};
+    use inkcart_domain::{OrderId, UserId};
+    use sea_orm::QueryTrait as _;
+    use sea_orm::sea_query::Expr;
+
+    use super::{
+        id_values, item_values, items_insert, line_ids, order_insert, order_values,
+        products_by_ids, stock_update, stock_values,
+    };
     use crate::repo::assert_kept_text_binds;
+
+    fn order(lines: usize, cents: i64, status: OrderStatus) -> Order {
+        let at =
+            Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap() + chrono::Duration::seconds(cents);
+        let items: Vec<OrderItem> = (1..=lines)
+            .map(|n| OrderItem {
+                product_id: ProductId::generate(),
+                name: format!("product {n}"),
+                quantity: i32::try_from(n).unwrap(),
+                unit_price: Money::from_cents(cents),
+                line_total: Money::from_cents(cents * i64::try_from(n).unwrap()),
+            })
+            .collect();
+        Order {
+            id: OrderId::generate(),
+            user_id: UserId::generate(),
+            status,
+            subtotal: Money::from_cents(cents * 10),
+            discount: Money::from_cents(cents),
+            total: Money::from_cents(cents * 9),
+            items,
+            created_at: at,
+            updated_at: at + chrono::Duration::seconds(1),
+        }
+    }
+
+    #[test]
+    fn an_order_written_after_the_first_binds_its_own_values_to_the_kept_statements() {
+        assert_kept_text_binds(
+            |order: &Order, dialect| order_insert(order).build(dialect.backend()),
+            order_values,
+            &order(1, 1_500, OrderStatus::Pending),
+            &order(1, 2_750, OrderStatus::Paid),
+        );
+        // Every count whose text is kept (`OnceSqlPerCount<8>`), the lines' ids given.
+        for n in 1..=8 {
+            let (first, second) = (
+                order(n, 1_500, OrderStatus::Pending),
+                order(n, 2_750, OrderStatus::Pending),
+            );
+            let with_lines = |order: &Order| (order.clone(), line_ids(order));
+            assert_kept_text_binds(
+                |(order, lines): &(Order, Vec<uuid::Uuid>), dialect| {
+                    let items = items_insert(order, lines, |id| Expr::value(id.as_uuid())).unwrap();
+                    dialect.build(&items)
+                },
+                |(order, lines)| item_values(order, lines),
+                &with_lines(&first),
+                &with_lines(&second),
+            );
+        }
+    }
 
     fn ids(n: usize) -> Vec<ProductId> {
         (0..n).map(|_| ProductId::generate()).collect()
