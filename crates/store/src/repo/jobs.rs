@@ -9,14 +9,16 @@ use inkcart_app::ports::{
 };
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::{EmailTokenId, EventId, JobId, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait as _, Value};
+use sea_orm::sea_query::{Expr, ExprTrait as _, InsertStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
     QueryOrder as _, QuerySelect as _, TryInsertResult,
 };
 use uuid::Uuid;
 
-use super::{OnceSql, SqlStore, TxConn, Unique as _, uuids, write};
+use super::{
+    InsertRow, OnceSql, SqlStore, TxConn, Unique as _, insert_rows, row_values, uuids, write,
+};
 use crate::dialect::Dialect;
 use crate::entity::{
     cron_runs, email_tokens, idempotency_keys, job_effects, jobs, outbox_events, refresh_tokens,
@@ -24,30 +26,25 @@ use crate::entity::{
 };
 use crate::error::db_err;
 
-/// The insert of an event into the outbox (also part of an order's one statement, `shop.rs`).
-pub(super) fn outbox_insert(event: &OutboxEvent) -> sea_orm::Insert<outbox_events::ActiveModel> {
-    outbox_events::Entity::insert(outbox_events::ActiveModel {
-        id: Set(event.id.into()),
-        kind: Set(event.kind.clone()),
-        subject_id: Set(event.subject_id),
-        payload: Set(event.payload.to_string()),
-        created_at: Set(event.created_at),
-        dispatched_at: Set(None),
-        published_at: Set(None),
-    })
+/// The row of an event in the outbox.
+fn outbox_row(event: &OutboxEvent) -> InsertRow<outbox_events::Column, 7> {
+    use outbox_events::Column as E;
+    [
+        (E::Id, Uuid::from(event.id).into()),
+        (E::Kind, event.kind.clone().into()),
+        (E::SubjectId, event.subject_id.into()),
+        (E::Payload, event.payload.to_string().into()),
+        (E::CreatedAt, event.created_at.into()),
+        (E::DispatchedAt, None::<DateTime<Utc>>.into()),
+        (E::PublishedAt, None::<DateTime<Utc>>.into()),
+    ]
 }
 
-/// The values of [`outbox_insert`], in the order of its text.
-fn outbox_values(event: &OutboxEvent) -> Vec<Value> {
-    vec![
-        Value::from(Uuid::from(event.id)),
-        Value::from(event.kind.clone()),
-        Value::from(event.subject_id),
-        Value::from(event.payload.to_string()),
-        Value::from(event.created_at),
-        Value::from(None::<DateTime<Utc>>),
-        Value::from(None::<DateTime<Utc>>),
-    ]
+/// The insert of an event into the outbox (also part of an order's one statement, `shop.rs`).
+pub(super) fn outbox_insert(event: &OutboxEvent) -> AppResult<InsertStatement> {
+    insert_rows(outbox_events::Entity, [outbox_row(event)], |_, value| {
+        Expr::value(value)
+    })
 }
 
 fn event_from_model(m: outbox_events::Model) -> AppResult<OutboxEvent> {
@@ -93,9 +90,10 @@ impl Outbox for SqlStore {
         // Every order and most writes record one: the text is built once.
         static RECORD: OnceSql = OnceSql::new();
         let mut conn = TxConn::of(tx)?;
-        let insert = RECORD.statement(conn.dialect(), outbox_values(event), || {
-            conn.build(&outbox_insert(event))
-        });
+        let dialect = conn.dialect();
+        let insert = RECORD.try_statement(dialect, row_values([outbox_row(event)]), || {
+            outbox_insert(event).map(|insert| dialect.build(&insert))
+        })?;
         conn.execute(insert).await?;
         Ok(())
     }
@@ -579,11 +577,11 @@ mod tests {
     use chrono::{TimeZone as _, Utc};
     use inkcart_app::ports::OutboxEvent;
     use inkcart_domain::EventId;
-    use sea_orm::QueryTrait as _;
     use uuid::Uuid;
 
-    use super::{outbox_insert, outbox_values};
+    use super::{outbox_insert, outbox_row};
     use crate::repo::assert_kept_text_binds;
+    use crate::repo::row_values;
 
     #[test]
     fn an_event_recorded_after_the_first_binds_its_own_values_to_the_kept_statement() {
@@ -598,8 +596,8 @@ mod tests {
                 .unwrap_or_default(),
         };
         assert_kept_text_binds(
-            |event: &OutboxEvent, dialect| outbox_insert(event).build(dialect.backend()),
-            outbox_values,
+            |event: &OutboxEvent, dialect| dialect.build(&outbox_insert(event).unwrap()),
+            |event| row_values([outbox_row(event)]),
             &event("order.created", 1),
             &event("post.published", 2),
         );

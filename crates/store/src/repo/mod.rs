@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use inkcart_app::page::Direction;
 use inkcart_app::ports::{Store, Tx, TxWork, transact_after_begin};
 use inkcart_app::{AppError, AppResult};
-use sea_orm::sea_query::{SelectStatement, Value};
+use sea_orm::sea_query::{
+    Expr, InsertStatement, IntoIden, IntoTableRef, Query, SelectStatement, Value,
+};
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, Order, QueryTrait, Select, Statement,
     TransactionTrait as _,
@@ -218,6 +220,45 @@ impl<const N: usize> OnceSqlPerCount<N> {
             None => build(),
         }
     }
+}
+
+/// One row of an insert as `(column, value)` pairs: the one list from which both the insert
+/// ([`insert_rows`]) and the values bound to its kept text ([`row_values`]) are made, so that
+/// the two cannot name their columns in different orders.
+pub(crate) type InsertRow<C, const N: usize> = [(C, Value); N];
+
+/// An insert of `rows` (at least one) into `table`, in the columns of the rows' pairs. `expr`
+/// makes each value's expression: [`Expr::value`], or something else in its place (a subquery).
+pub(crate) fn insert_rows<C: IntoIden + Copy, const N: usize>(
+    table: impl IntoTableRef,
+    rows: impl IntoIterator<Item = InsertRow<C, N>>,
+    expr: impl Fn(C, Value) -> Expr,
+) -> AppResult<InsertStatement> {
+    let mut insert = Query::insert();
+    insert.into_table(table);
+    let mut rows = rows.into_iter().peekable();
+    let columns = rows
+        .peek()
+        .ok_or_else(|| AppError::internal("an insert of no rows"))?
+        .each_ref()
+        .map(|(column, _)| *column);
+    insert.columns(columns);
+    for row in rows {
+        insert
+            .values(row.map(|(column, value)| expr(column, value)))
+            .map_err(AppError::internal)?;
+    }
+    Ok(insert)
+}
+
+/// The values of [`insert_rows`] for the same rows (each value as [`Expr::value`]), in the
+/// order of its text.
+pub(crate) fn row_values<C, const N: usize>(
+    rows: impl IntoIterator<Item = InsertRow<C, N>>,
+) -> Vec<Value> {
+    rows.into_iter()
+        .flat_map(|row| row.map(|(_, value)| value))
+        .collect()
 }
 
 /// Checks a kept statement text against sea-query: the statement built for `second`, and the

@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use super::jobs::outbox_insert;
 use super::{
-    OnceSql, OnceSqlPerCount, SqlStore, TxConn, Unique as _, escape_like, get, get_id, order,
-    paged, uuids, write,
+    InsertRow, OnceSql, OnceSqlPerCount, SqlStore, TxConn, Unique as _, escape_like, get, get_id,
+    insert_rows, order, paged, row_values, uuids, write,
 };
 use crate::dialect::Dialect;
 use crate::entity::{idempotency_keys, order_items, orders, payments, products};
@@ -341,88 +341,66 @@ fn stock_lines(order: &Order) -> Vec<(ProductId, i32)> {
         .collect()
 }
 
-fn order_insert(order: &Order) -> sea_orm::Insert<orders::ActiveModel> {
-    orders::Entity::insert(orders::ActiveModel {
-        id: Set(order.id.into()),
-        user_id: Set(order.user_id.as_uuid()),
-        status: Set(order.status.as_str().to_owned()),
-        subtotal_cents: Set(order.subtotal.cents()),
-        discount_cents: Set(order.discount.cents()),
-        total_cents: Set(order.total.cents()),
-        created_at: Set(order.created_at),
-        updated_at: Set(order.updated_at),
+/// The row of an order (without its lines).
+fn order_row(order: &Order) -> InsertRow<orders::Column, 8> {
+    use orders::Column as O;
+    [
+        (O::Id, Uuid::from(order.id).into()),
+        (O::UserId, order.user_id.as_uuid().into()),
+        (O::Status, order.status.as_str().into()),
+        (O::SubtotalCents, order.subtotal.cents().into()),
+        (O::DiscountCents, order.discount.cents().into()),
+        (O::TotalCents, order.total.cents().into()),
+        (O::CreatedAt, order.created_at.into()),
+        (O::UpdatedAt, order.updated_at.into()),
+    ]
+}
+
+fn order_insert(order: &Order) -> AppResult<InsertStatement> {
+    insert_rows(orders::Entity, [order_row(order)], |_, value| {
+        Expr::value(value)
     })
 }
 
-/// The insert of an order's lines (at least one); `product` gives each line's product id: its
-/// value, or in [`placement`] the row the stock update took.
-/// `lines` are the ids of the rows, one per item ([`line_ids`]).
+/// The rows of an order's lines; `lines` are their ids, one per item ([`line_ids`]).
+fn item_rows<'a>(
+    order: &'a Order,
+    lines: &'a [Uuid],
+) -> impl Iterator<Item = InsertRow<order_items::Column, 6>> + 'a {
+    use order_items::Column as I;
+    order.items.iter().zip(lines).map(|(item, line)| {
+        [
+            (I::Id, (*line).into()),
+            (I::OrderId, Uuid::from(order.id).into()),
+            (I::ProductId, item.product_id.as_uuid().into()),
+            (I::Quantity, item.quantity.into()),
+            (I::UnitPriceCents, item.unit_price.cents().into()),
+            (I::LineTotalCents, item.line_total.cents().into()),
+        ]
+    })
+}
+
+/// The insert of an order's lines (at least one). `product` makes the expression of each
+/// line's product id from its value: the value itself, or in [`placement`] the row the stock
+/// update took.
 fn items_insert(
     order: &Order,
     lines: &[Uuid],
-    product: impl Fn(ProductId) -> Expr,
+    product: impl Fn(Value) -> Expr,
 ) -> AppResult<InsertStatement> {
-    use order_items::Column as I;
-    let mut insert = Query::insert();
-    insert.into_table(order_items::Entity).columns([
-        I::Id,
-        I::OrderId,
-        I::ProductId,
-        I::Quantity,
-        I::UnitPriceCents,
-        I::LineTotalCents,
-    ]);
-    for (item, line) in order.items.iter().zip(lines) {
-        insert
-            .values([
-                Expr::value(*line),
-                Expr::value(Uuid::from(order.id)),
-                product(item.product_id),
-                Expr::value(item.quantity),
-                Expr::value(item.unit_price.cents()),
-                Expr::value(item.line_total.cents()),
-            ])
-            .map_err(AppError::internal)?;
-    }
-    Ok(insert)
+    insert_rows(
+        order_items::Entity,
+        item_rows(order, lines),
+        |column, value| match column {
+            order_items::Column::ProductId => product(value),
+            _ => Expr::value(value),
+        },
+    )
 }
 
 /// New ids for the rows of an order's items.
 fn line_ids(order: &Order) -> Vec<Uuid> {
     order.items.iter().map(|_| Uuid::now_v7()).collect()
-}
-
-/// The values of [`items_insert`] with product ids as values, in the order of its text.
-fn item_values(order: &Order, lines: &[Uuid]) -> Vec<Value> {
-    order
-        .items
-        .iter()
-        .zip(lines)
-        .flat_map(|(item, line)| {
-            [
-                Value::from(*line),
-                Value::from(Uuid::from(order.id)),
-                Value::from(item.product_id.as_uuid()),
-                Value::from(item.quantity),
-                Value::from(item.unit_price.cents()),
-                Value::from(item.line_total.cents()),
-            ]
-        })
-        .collect()
-}
-
-/// The values of [`order_insert`], in the order of its text.
-fn order_values(order: &Order) -> Vec<Value> {
-    vec![
-        Value::from(Uuid::from(order.id)),
-        Value::from(order.user_id.as_uuid()),
-        Value::from(order.status.as_str().to_owned()),
-        Value::from(order.subtotal.cents()),
-        Value::from(order.discount.cents()),
-        Value::from(order.total.cents()),
-        Value::from(order.created_at),
-        Value::from(order.updated_at),
-    ]
 }
 
 fn cte(name: &str, query: impl Into<SubQueryStatement>) -> CommonTableExpression {
@@ -442,13 +420,13 @@ fn cte(name: &str, query: impl Into<SubQueryStatement>) -> CommonTableExpression
 fn placement(order: &Order, event: &OutboxEvent, now: DateTime<Utc>) -> AppResult<Statement> {
     let mut with = WithClause::new();
     with.cte(cte("taken", stock_update(&stock_lines(order), now)))
-        .cte(cte("o", order_insert(order).into_query()))
-        .cte(cte("e", outbox_insert(event).into_query()));
+        .cte(cte("o", order_insert(order)?))
+        .cte(cte("e", outbox_insert(event)?));
     let mut items = items_insert(order, &line_ids(order), |id| {
         let taken = Query::select()
             .column(Alias::new("id"))
             .from(Alias::new("taken"))
-            .and_where(Expr::col(Alias::new("id")).eq(id.as_uuid()))
+            .and_where(Expr::col(Alias::new("id")).eq(id))
             .to_owned();
         Expr::SubQuery(None, Box::new(taken.into()))
     })?;
@@ -666,10 +644,10 @@ impl OrderRepo for SqlStore {
             // The order and its lines in one statement, `WITH "o" AS (INSERT INTO orders …)
             // INSERT INTO order_items …`: one round trip less inside the transaction that
             // holds the products' rows.
-            let mut items = items_insert(order, &lines, |id| Expr::value(id.as_uuid()))?;
+            let mut items = items_insert(order, &lines, Expr::value)?;
             items.with_cte(
                 WithClause::new()
-                    .cte(cte("o", order_insert(order).into_query()))
+                    .cte(cte("o", order_insert(order)?))
                     .to_owned(),
             );
             conn.execute(dialect.build(&items)).await?;
@@ -679,19 +657,16 @@ impl OrderRepo for SqlStore {
         // thread, not round trips: the order, then its lines, with texts built once.
         static ORDER: OnceSql = OnceSql::new();
         static LINES: OnceSqlPerCount<8> = OnceSqlPerCount::new();
-        let insert = ORDER.statement(dialect, order_values(order), || {
-            conn.build(&order_insert(order))
-        });
+        let insert = ORDER.try_statement(dialect, row_values([order_row(order)]), || {
+            order_insert(order).map(|insert| dialect.build(&insert))
+        })?;
         conn.execute(insert).await?;
         if !order.items.is_empty() {
             let items = LINES.try_statement(
                 dialect,
                 order.items.len(),
-                item_values(order, &lines),
-                || {
-                    items_insert(order, &lines, |id| Expr::value(id.as_uuid()))
-                        .map(|items| dialect.build(&items))
-                },
+                row_values(item_rows(order, &lines)),
+                || items_insert(order, &lines, Expr::value).map(|items| dialect.build(&items)),
             )?;
             conn.execute(items).await?;
         }
@@ -1104,14 +1079,13 @@ mod tests {
 
     use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus};
     use inkcart_domain::{OrderId, UserId};
-    use sea_orm::QueryTrait as _;
     use sea_orm::sea_query::Expr;
 
     use super::{
-        id_values, item_values, items_insert, line_ids, order_insert, order_values,
-        products_by_ids, stock_update, stock_values,
+        id_values, item_rows, items_insert, line_ids, order_insert, order_row, products_by_ids,
+        stock_update, stock_values,
     };
-    use crate::repo::assert_kept_text_binds;
+    use crate::repo::{assert_kept_text_binds, row_values};
 
     fn order(lines: usize, cents: i64, status: OrderStatus) -> Order {
         let at =
@@ -1141,8 +1115,8 @@ mod tests {
     #[test]
     fn an_order_written_after_the_first_binds_its_own_values_to_the_kept_statements() {
         assert_kept_text_binds(
-            |order: &Order, dialect| order_insert(order).build(dialect.backend()),
-            order_values,
+            |order: &Order, dialect| dialect.build(&order_insert(order).unwrap()),
+            |order| row_values([order_row(order)]),
             &order(1, 1_500, OrderStatus::Pending),
             &order(1, 2_750, OrderStatus::Paid),
         );
@@ -1155,10 +1129,9 @@ mod tests {
             let with_lines = |order: &Order| (order.clone(), line_ids(order));
             assert_kept_text_binds(
                 |(order, lines): &(Order, Vec<uuid::Uuid>), dialect| {
-                    let items = items_insert(order, lines, |id| Expr::value(id.as_uuid())).unwrap();
-                    dialect.build(&items)
+                    dialect.build(&items_insert(order, lines, Expr::value).unwrap())
                 },
-                |(order, lines)| item_values(order, lines),
+                |(order, lines)| row_values(item_rows(order, lines)),
                 &with_lines(&first),
                 &with_lines(&second),
             );
