@@ -353,23 +353,33 @@ pub struct DailySales {
     pub revenue: Money,
 }
 
+/// Makes an order of its products as [`OrderRepo::place`] read them: prices it under the
+/// order's rules, and makes the outbox event that records it. Called once; it only computes.
+pub type PriceOrder = Box<dyn FnOnce(&[Product]) -> AppResult<(Order, OutboxEvent)> + Send>;
+
 #[async_trait]
 pub trait OrderRepo: Send + Sync {
     /// Inserts the order and its items.
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()>;
-    /// Places `order`, all or nothing: takes each line's quantity from its product's stock
-    /// (the rule of [`ProductRepo::reserve_stock`]), inserts the order with its lines, records
-    /// `event` in the outbox and, with `key`, completes the buyer's claim of that idempotency
-    /// key with the order ([`IdempotencyRepo::complete`]). A line that cannot be taken fails
-    /// with 409 `InsufficientStock` naming the first such line's product, a claim taken over
-    /// fails as `complete` does; either way nothing is written. `now` stamps the products.
+    /// Places an order of the products `ids`, all or nothing, and answers it: reads those
+    /// products (as [`ProductRepo::find_many`]), has `price` make the order and its event of
+    /// them, takes each line's quantity from its product's stock (the rule of
+    /// [`ProductRepo::reserve_stock`]), inserts the order with its lines, records the event in
+    /// the outbox and, with `key`, completes the buyer's claim of that idempotency key with
+    /// the order ([`IdempotencyRepo::complete`]). An error of `price` is answered as it is, a
+    /// line that cannot be taken fails with 409 `InsufficientStock` naming the first such
+    /// line's product, a claim taken over fails as `complete` does; whichever it is, nothing
+    /// is written. `now` stamps the products.
+    ///
+    /// The products are read inside the transaction that places the order or just before it;
+    /// either way the stock taken is the transaction's own.
     async fn place(
         &self,
-        order: &Order,
-        event: &OutboxEvent,
+        ids: &[ProductId],
+        price: PriceOrder,
         key: Option<&str>,
         now: DateTime<Utc>,
-    ) -> AppResult<()>;
+    ) -> AppResult<Order>;
     /// The order with its items and their product names, in one query.
     async fn find(&self, id: OrderId) -> AppResult<Option<Order>>;
     async fn list(&self, query: &OrderQuery) -> AppResult<Page<Order>>;

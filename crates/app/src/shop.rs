@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::events::EventLog;
 use crate::identity::unless_actor_gone;
 use crate::ports::{
-    Clock, IdempotencyRepo, OrderRepo, PaymentGateway, ProductRepo, Store, UserRepo,
+    Clock, IdempotencyRepo, OrderRepo, PaymentGateway, PriceOrder, ProductRepo, Store, UserRepo,
 };
 use crate::{AppError, AppResult, Deps, ErrorCode, Settings, Shared};
 
@@ -358,36 +358,35 @@ impl Shop {
         let mut ids: Vec<ProductId> = lines.iter().map(|l| l.product_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let products: HashMap<ProductId, Product> = self
-            .products
-            .find_many(&ids)
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
         let now = self.clock.now();
-        let order = place_order(
-            OrderId::generate(),
-            buyer.id,
-            buyer.tier,
-            lines,
-            |id| {
-                products.get(&id).map(|p| Offer {
-                    name: &p.name,
-                    price: p.price,
-                    active: p.active,
-                })
-            },
-            now,
-        )
-        .map_err(order_violations)?;
-
-        let created = self.events.outbox_event(&Event::OrderCreated {
-            order_id: order.id,
-            user_id: order.user_id,
-        })?;
+        let (events, buyer_id, tier, lines) =
+            (self.events.clone(), buyer.id, buyer.tier, lines.to_vec());
+        let price: PriceOrder = Box::new(move |products: &[Product]| {
+            let products: HashMap<ProductId, &Product> =
+                products.iter().map(|p| (p.id, p)).collect();
+            let order = place_order(
+                OrderId::generate(),
+                buyer_id,
+                tier,
+                &lines,
+                |id| {
+                    products.get(&id).map(|p| Offer {
+                        name: &p.name,
+                        price: p.price,
+                        active: p.active,
+                    })
+                },
+                now,
+            )
+            .map_err(order_violations)?;
+            let created = events.outbox_event(&Event::OrderCreated {
+                order_id: order.id,
+                user_id: order.user_id,
+            })?;
+            Ok((order, created))
+        });
         let key = idempotency.map(|idem| idem.key);
-        self.orders.place(&order, &created, key, now).await?;
+        let order = self.orders.place(&ids, price, key, now).await?;
         for item in &order.items {
             self.forget_product(item.product_id).await;
         }

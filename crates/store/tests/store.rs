@@ -497,6 +497,36 @@ fn order_created(order: &Order) -> OutboxEvent {
     }
 }
 
+/// The ids of an order's products, as the shop passes them to [`OrderRepo::place`].
+fn product_ids(order: &Order) -> Vec<ProductId> {
+    let mut ids: Vec<ProductId> = order.items.iter().map(|item| item.product_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Places `order`, already priced, with `event`: the products the store reads for it are left
+/// aside.
+async fn place(
+    store: &SqlStore,
+    order: &Order,
+    event: &OutboxEvent,
+    key: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), AppError> {
+    let (priced, event) = (order.clone(), event.clone());
+    let placed = store
+        .place(
+            &product_ids(order),
+            Box::new(move |_| Ok((priced, event))),
+            key,
+            now,
+        )
+        .await?;
+    assert_eq!(&placed, order, "the order placed is the one priced");
+    Ok(())
+}
+
 async fn stock_of(store: &SqlStore, id: ProductId) -> i32 {
     ProductRepo::find(store, id).await.unwrap().unwrap().stock
 }
@@ -524,9 +554,13 @@ db_test!(
         let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
         let event = order_created(&order);
         let before = db.statements();
-        store.place(&order, &event, None, Utc::now()).await.unwrap();
+        place(&store, &order, &event, None, Utc::now()).await.unwrap();
         if db.backend() == inkcart_store::Backend::Postgres {
-            assert_eq!(db.statements() - before, 1, "one statement, its own transaction");
+            assert_eq!(
+                db.statements() - before,
+                2,
+                "the products' read, then the order in one statement, its own transaction"
+            );
         }
         assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (3, 0));
         let kept = OrderRepo::find(&store, order.id).await.unwrap().unwrap();
@@ -551,7 +585,7 @@ db_test!(
         // Short, inactive, never stored: each fails the whole order, the mug's line included.
         for (line, name) in [((&cap, 2), "Cap"), ((&pen, 1), "Pen"), ((&gone, 1), "Gone")] {
             let order = order_of(buyer.id, &[(&mug, 2), line], OrderStatus::Pending);
-            let placed = store.place(&order, &order_created(&order), None, Utc::now()).await;
+            let placed = place(&store, &order, &order_created(&order), None, Utc::now()).await;
             match placed {
                 Err(AppError::Conflict(ErrorCode::InsufficientStock, message)) => {
                     assert_eq!(message, format!("Insufficient stock for {name}"));
@@ -564,8 +598,47 @@ db_test!(
         assert_eq!(outbox_ids(&store).await, []);
         // The store is still usable: the same order with what there is goes through.
         let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
-        store.place(&order, &order_created(&order), None, Utc::now()).await.unwrap();
+        place(&store, &order, &order_created(&order), None, Utc::now()).await.unwrap();
         assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (3, 0));
+    }
+);
+
+db_test!(
+    async fn an_order_is_priced_from_its_products_as_stored_and_a_refused_price_writes_nothing(
+        db
+    ) {
+        let store = SqlStore::new(db.db.clone());
+        let buyer = user("buyer@example.com", None);
+        insert(&store, &buyer).await.unwrap();
+        let (mug, cap) = (product("Mug", 1000, 5), product("Cap", 1500, 1));
+        for p in [&mug, &cap] {
+            add_product(&store, p).await;
+        }
+        let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
+        let (seen, read) = std::sync::mpsc::channel();
+        let placed = store
+            .place(
+                &product_ids(&order),
+                Box::new(move |products: &[Product]| {
+                    let mut products = products.to_vec();
+                    products.sort_by_key(|p| p.id);
+                    seen.send(products).unwrap();
+                    Err(AppError::Conflict(ErrorCode::InsufficientStock, "refused".to_owned()))
+                }),
+                None,
+                Utc::now(),
+            )
+            .await;
+        assert!(
+            matches!(&placed, Err(AppError::Conflict(_, message)) if message == "refused"),
+            "the price's own error: {placed:?}"
+        );
+        let facts = |p: &Product| (p.id, p.name.clone(), p.price, p.stock, p.active);
+        let mut stored = vec![facts(&mug), facts(&cap)];
+        stored.sort_by_key(|f| f.0);
+        assert_eq!(read.recv().unwrap().iter().map(facts).collect::<Vec<_>>(), stored);
+        assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (5, 1));
+        assert!(outbox_ids(&store).await.is_empty());
     }
 );
 
@@ -584,7 +657,7 @@ db_test!(
                 let order = order_of(buyer.id, &[(&mug, 1), (&cap, 2)], OrderStatus::Pending);
                 tokio::spawn(async move {
                     let event = order_created(&order);
-                    store.place(&order, &event, None, Utc::now()).await.map(|()| event.id)
+                    place(&store, &order, &event, None, Utc::now()).await.map(|()| event.id)
                 })
             })
             .collect();
@@ -625,7 +698,7 @@ db_test!(
 
         assert_eq!(store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(), Claim::Granted);
         let order = order_of(buyer.id, &[(&mug, 2)], OrderStatus::Pending);
-        store.place(&order, &order_created(&order), Some("k1"), now).await.unwrap();
+        place(&store, &order, &order_created(&order), Some("k1"), now).await.unwrap();
         assert_eq!(
             store.claim(buyer.id, "k1", "h1", now, ttl, abandon).await.unwrap(),
             Claim::Done(Box::new(order))
@@ -635,7 +708,7 @@ db_test!(
         assert_eq!(store.claim(buyer.id, "k2", "h2", now, ttl, abandon).await.unwrap(), Claim::Granted);
         store.release(buyer.id, "k2").await.unwrap();
         let order = order_of(buyer.id, &[(&mug, 2)], OrderStatus::Pending);
-        let placed = store.place(&order, &order_created(&order), Some("k2"), now).await;
+        let placed = place(&store, &order, &order_created(&order), Some("k2"), now).await;
         assert!(
             matches!(placed, Err(AppError::Conflict(ErrorCode::IdempotencyKeyInFlight, _))),
             "{placed:?}"

@@ -7,8 +7,8 @@ use inkcart_app::error::{ErrorCode, messages};
 use inkcart_app::page::Page;
 use inkcart_app::ports::{
     Claim, DailySales, IdempotencyRepo, OrderQuery, OrderRepo, OrderSortField, Outbox as _,
-    OutboxEvent, Payment, ProductQuery, ProductRepo, ProductSortField, Removal, TopProduct, Tx,
-    transaction,
+    OutboxEvent, Payment, PriceOrder, ProductQuery, ProductRepo, ProductSortField, Removal,
+    TopProduct, Tx, transaction,
 };
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
@@ -95,14 +95,8 @@ impl ProductRepo for SqlStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // An order's products: the text is built once per count.
-        static BY_IDS: OnceSqlPerCount<8> = OnceSqlPerCount::new();
-        let dialect = self.dialect();
-        let statement = BY_IDS.statement(dialect, ids.len(), id_values(ids), || {
-            products_by_ids(ids, dialect)
-        });
         Ok(self
-            .read(statement, product_row)
+            .read(order_products(ids, self.dialect()), product_row)
             .await?
             .into_iter()
             .map(product_from_model)
@@ -317,6 +311,14 @@ fn stock_values(lines: &[(ProductId, i32)], now: DateTime<Utc>) -> Vec<Value> {
         .chain([Value::from(true)])
         .chain(wanted())
         .collect()
+}
+
+/// The read of an order's products (at least one) by id: its text is built once per count.
+fn order_products(ids: &[ProductId], dialect: Dialect) -> Statement {
+    static BY_IDS: OnceSqlPerCount<8> = OnceSqlPerCount::new();
+    BY_IDS.statement(dialect, ids.len(), id_values(ids), || {
+        products_by_ids(ids, dialect)
+    })
 }
 
 /// Products by id.
@@ -634,6 +636,52 @@ fn payment_from_model(m: payments::Model) -> Payment {
     }
 }
 
+impl SqlStore {
+    /// An order's products by id, read in `tx`.
+    async fn products_in(&self, tx: &mut dyn Tx, ids: &[ProductId]) -> AppResult<Vec<Product>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = TxConn::of(tx)?;
+        let statement = order_products(ids, conn.dialect());
+        Ok(conn
+            .query(statement, product_row)
+            .await?
+            .into_iter()
+            .map(product_from_model)
+            .collect())
+    }
+
+    /// The writes of [`OrderRepo::place`] in `tx`: the stock, the order, its event, its key.
+    async fn write_order(
+        &self,
+        tx: &mut dyn Tx,
+        order: &Order,
+        event: &OutboxEvent,
+        key: Option<String>,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        if let Some(short) = self.reserve_stock(tx, &stock_lines(order), now).await? {
+            // The error rolls back whatever lines were taken.
+            let name = order
+                .items
+                .iter()
+                .find(|item| item.product_id == short)
+                .map_or("a product", |item| item.name.as_str());
+            return Err(AppError::Conflict(
+                ErrorCode::InsufficientStock,
+                messages::insufficient_stock(name),
+            ));
+        }
+        OrderRepo::insert(self, tx, order).await?;
+        self.record(tx, event).await?;
+        if let Some(key) = key {
+            self.complete(tx, order.user_id, &key, order, now).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl OrderRepo for SqlStore {
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()> {
@@ -675,45 +723,43 @@ impl OrderRepo for SqlStore {
 
     async fn place(
         &self,
-        order: &Order,
-        event: &OutboxEvent,
+        ids: &[ProductId],
+        price: PriceOrder,
         key: Option<&str>,
         now: DateTime<Utc>,
-    ) -> AppResult<()> {
-        if key.is_none()
-            && !order.items.is_empty()
-            && let Some(pg) = &self.db.pg
-        {
-            match pg.try_execute(placement(order, event, now)?).await? {
-                Ok(_) => return Ok(()),
+    ) -> AppResult<Order> {
+        let key = key.map(str::to_owned);
+        let Some(pg) = &self.db.pg else {
+            // SQLite: the one writer reads the products, in the transaction, from the pages
+            // its own last commits left in its cache. A reader would start with its cache
+            // emptied by those commits, and read the pages back from the write-ahead log.
+            let (store, ids) = (self.clone(), ids.to_vec());
+            return transaction(self, move |tx| {
+                Box::pin(async move {
+                    let products = store.products_in(tx, &ids).await?;
+                    let (order, event) = price(&products)?;
+                    store.write_order(tx, &order, &event, key, now).await?;
+                    Ok(order)
+                })
+            })
+            .await;
+        };
+        // PostgreSQL: read first, so that an order without a key is one statement.
+        let (order, event) = price(&self.find_many(ids).await?)?;
+        if key.is_none() && !order.items.is_empty() {
+            match pg.try_execute(placement(&order, &event, now)?).await? {
+                Ok(_) => return Ok(order),
                 // Nothing was written. The transaction below names the line, or takes its
                 // stock if some came back in between.
                 Err(err) if is_short_line(&err) => {}
                 Err(err) => return Err(db_err(err)),
             }
         }
-        let (store, order, event) = (self.clone(), order.clone(), event.clone());
-        let key = key.map(str::to_owned);
+        let store = self.clone();
         transaction(self, move |tx| {
             Box::pin(async move {
-                if let Some(short) = store.reserve_stock(tx, &stock_lines(&order), now).await? {
-                    // The error rolls back whatever lines were taken.
-                    let name = order
-                        .items
-                        .iter()
-                        .find(|item| item.product_id == short)
-                        .map_or("a product", |item| item.name.as_str());
-                    return Err(AppError::Conflict(
-                        ErrorCode::InsufficientStock,
-                        messages::insufficient_stock(name),
-                    ));
-                }
-                OrderRepo::insert(&store, tx, &order).await?;
-                store.record(tx, &event).await?;
-                if let Some(key) = key {
-                    store.complete(tx, order.user_id, &key, &order, now).await?;
-                }
-                Ok(())
+                store.write_order(tx, &order, &event, key, now).await?;
+                Ok(order)
             })
         })
         .await
