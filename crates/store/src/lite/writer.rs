@@ -33,12 +33,8 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::{CHECKPOINT_EVERY, Checkpointer};
 use super::{
-    PREPARED_PER_CONNECTION, READ_MAPPED_BYTES, Row, WAL_CHECKPOINT_PAGES, WAL_KEPT_BYTES, execute,
-    lite_err, run,
+    PREPARED_PER_CONNECTION, Row, WAL_CHECKPOINT_PAGES, WAL_KEPT_BYTES, execute, lite_err, run,
 };
-
-/// The writer's page cache, in KiB (SQLite's default is 2 MiB): see `LiteWriter::start`.
-const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// Transactions committed together at most; more wait for the next commit.
 const MOST_PER_COMMIT: usize = 64;
@@ -85,14 +81,8 @@ impl LiteWriter {
         // an order wrote. It holds at most one commit's changed pages ([`MOST_PER_COMMIT`]
         // transactions). The checkpoint thread copies the WAL back into the file; the
         // automatic checkpoint only bounds the WAL if that thread falls behind.
-        // An order's writes land on pages all over the products, the users' key (its foreign
-        // key) and the lines' indexes: with SQLite's default 2 MiB cache the writer read
-        // pages back with `pread` on every order, about 7 % of its time. A larger cache, and
-        // the file mapped as the readers map it, keep them at hand (the cache fills only as
-        // pages are used).
         conn.execute_batch(&format!(
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
-             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA mmap_size = {READ_MAPPED_BYTES}; \
              PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
              PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
         ))?;
