@@ -527,6 +527,17 @@ async fn place(
     Ok(())
 }
 
+/// A buyer, a mug (5 in stock at $10) and a cap (1 at $15), stored.
+async fn buyer_mug_and_cap(store: &SqlStore) -> (User, Product, Product) {
+    let buyer = user("buyer@example.com", None);
+    insert(store, &buyer).await.unwrap();
+    let (mug, cap) = (product("Mug", 1000, 5), product("Cap", 1500, 1));
+    for p in [&mug, &cap] {
+        add_product(store, p).await;
+    }
+    (buyer, mug, cap)
+}
+
 async fn stock_of(store: &SqlStore, id: ProductId) -> i32 {
     ProductRepo::find(store, id).await.unwrap().unwrap().stock
 }
@@ -545,12 +556,7 @@ async fn outbox_ids(store: &SqlStore) -> Vec<EventId> {
 db_test!(
     async fn a_placed_order_takes_its_stock_and_keeps_its_lines_and_its_event(db) {
         let store = SqlStore::new(db.db.clone());
-        let buyer = user("buyer@example.com", None);
-        insert(&store, &buyer).await.unwrap();
-        let (mug, cap) = (product("Mug", 1000, 5), product("Cap", 1500, 1));
-        for p in [&mug, &cap] {
-            add_product(&store, p).await;
-        }
+        let (buyer, mug, cap) = buyer_mug_and_cap(&store).await;
         let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
         let event = order_created(&order);
         let before = db.statements();
@@ -608,12 +614,7 @@ db_test!(
         db
     ) {
         let store = SqlStore::new(db.db.clone());
-        let buyer = user("buyer@example.com", None);
-        insert(&store, &buyer).await.unwrap();
-        let (mug, cap) = (product("Mug", 1000, 5), product("Cap", 1500, 1));
-        for p in [&mug, &cap] {
-            add_product(&store, p).await;
-        }
+        let (buyer, mug, cap) = buyer_mug_and_cap(&store).await;
         let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
         let (seen, read) = std::sync::mpsc::channel();
         let placed = store
