@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use inkcart_domain::shop::order::{OrderViolation, TransitionError};
 use inkcart_domain::shop::{
-    Money, Offer, Order, OrderStatus, Product, RequestedLine, place_order, product_description,
-    product_name, product_stock,
+    Money, Offer, Order, OrderStatus, Product, RequestedLine, check_line_count, place_order,
+    product_description, product_name, product_stock,
 };
 use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, User, UserId};
 
@@ -355,6 +355,9 @@ impl Shop {
         lines: &[RequestedLine],
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
+        // The products are read for the lines (on SQLite by the writer): a cart of any size
+        // stops here.
+        check_line_count(lines.len()).map_err(order_violations)?;
         let mut ids: Vec<ProductId> = lines.iter().map(|l| l.product_id).collect();
         ids.sort_unstable();
         ids.dedup();

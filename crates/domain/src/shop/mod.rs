@@ -7,6 +7,7 @@ pub mod product;
 pub use money::Money;
 pub use order::{
     CartLine, Offer, Order, OrderItem, OrderRule, OrderStatus, OrderTotals, OrderViolation,
-    RequestedLine, TransitionError, discount_for, place_order, price_order, validate_order,
+    RequestedLine, TransitionError, check_line_count, discount_for, place_order, price_order,
+    validate_order,
 };
 pub use product::{Product, ProductError, product_description, product_name, product_stock};

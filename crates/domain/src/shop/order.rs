@@ -216,16 +216,23 @@ impl OrderViolation {
     }
 }
 
+/// The rules on how many lines an order has (none, more than [`MAX_LINES`]): checked before
+/// its products are looked up, so that no cart of any size reaches the database.
+pub fn check_line_count(lines: usize) -> Result<(), Vec<OrderViolation>> {
+    if lines == 0 {
+        return Err(vec![OrderViolation::whole(OrderRule::EmptyCart)]);
+    }
+    if lines > MAX_LINES {
+        return Err(vec![OrderViolation::whole(OrderRule::TooManyLines)]);
+    }
+    Ok(())
+}
+
 /// The guide's `validateOrder`: every broken rule. An empty cart is only that; otherwise each
 /// line's problems (quantity, availability) are listed, and the minimum amount is checked once
 /// every line is valid (a subtotal of broken lines would only mislead).
 pub fn validate_order(lines: &[CartLine]) -> Result<(), Vec<OrderViolation>> {
-    if lines.is_empty() {
-        return Err(vec![OrderViolation::whole(OrderRule::EmptyCart)]);
-    }
-    if lines.len() > MAX_LINES {
-        return Err(vec![OrderViolation::whole(OrderRule::TooManyLines)]);
-    }
+    check_line_count(lines.len())?;
     let mut violations = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
@@ -450,6 +457,16 @@ mod tests {
         assert_eq!(messages(&lines), ["An order has at most 100 lines"]);
         let lines: Vec<CartLine> = (0..MAX_LINES).map(|_| line("Item", 20, 1)).collect();
         assert_eq!(validate_order(&lines), Ok(()));
+    }
+
+    #[test]
+    fn the_line_count_alone_refuses_an_empty_cart_and_more_than_100_lines() {
+        let rules =
+            |n| check_line_count(n).map_err(|v| v.into_iter().map(|v| v.rule).collect::<Vec<_>>());
+        assert_eq!(rules(0), Err(vec![OrderRule::EmptyCart]));
+        assert_eq!(rules(MAX_LINES + 1), Err(vec![OrderRule::TooManyLines]));
+        assert_eq!(rules(1), Ok(()));
+        assert_eq!(rules(MAX_LINES), Ok(()));
     }
 
     #[test]
