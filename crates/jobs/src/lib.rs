@@ -83,16 +83,22 @@ async fn stopped(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
     }
 }
 
-/// Outbox → jobs, and outbox → broker.
+/// Events the relay takes at once, in one read and one transaction.
+const RELAY_BATCH: usize = 200;
+
+/// Outbox → jobs, and outbox → broker. A full batch means more are waiting: the next batch
+/// follows at once. Otherwise the relay waits `interval`, so that under a steady stream of
+/// writes it takes events in batches, not a few at a time in a transaction of their own.
 async fn relay_loop(background: Background, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let limit = RELAY_BATCH as u64;
     loop {
         let mut busy = false;
-        match background.dispatch_events(200).await {
-            Ok(n) => busy |= n > 0,
+        match background.dispatch_events(limit).await {
+            Ok(n) => busy |= n >= RELAY_BATCH,
             Err(e) => tracing::error!(error = %e, "dispatching outbox events failed"),
         }
-        match background.publish_events(200).await {
-            Ok(n) => busy |= n > 0,
+        match background.publish_events(limit).await {
+            Ok(n) => busy |= n >= RELAY_BATCH,
             Err(e) => tracing::warn!(error = %e, "publishing outbox events failed; will retry"),
         }
         let wait = if busy { Duration::ZERO } else { interval };
