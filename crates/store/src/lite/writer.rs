@@ -43,10 +43,10 @@ const MOST_PER_COMMIT: usize = 64;
 /// up to [`COMMIT_LINGER`] for more to join it. A lone write never waits.
 const BUSY_COMMIT: usize = 8;
 
-/// How long a busy writer waits for transactions to join a commit (docs/decisions.md,
-/// "SQLite orders committed together"). Under load a request waits longer than this for the
-/// commits queued ahead of it anyway; each commit then holds about twice the orders, and the
-/// pages they share are written once.
+/// How long a busy writer waits for transactions to join a commit (docs/decisions.md, "Group
+/// commit on SQLite"). Under load a request waits longer than this for the commits queued
+/// ahead of it anyway; each commit then holds about twice the orders, and the pages they
+/// share are written once.
 const COMMIT_LINGER: Duration = Duration::from_millis(3);
 
 type Answer = AppResult<Box<dyn Any + Send>>;
