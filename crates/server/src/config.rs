@@ -671,7 +671,8 @@ keys! {
             default: 4,
             check: Num { min: 1 },
         }
-        /// How often an idle worker looks for due jobs and new events.
+        /// How often an idle worker looks for due jobs, and the outbox relay for new events
+        /// (at once again after a full batch of 200).
         worker_poll_ms: Duration => worker_poll {
             default: Duration::from_millis(500),
             check: Millis { min: 1 },
