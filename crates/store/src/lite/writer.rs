@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use inkcart_app::ports::{Tx, TxWork};
 use inkcart_app::{AppError, AppResult};
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
+use rusqlite::{Connection, OpenFlags};
 use sea_orm::Statement;
 use sea_orm::sqlx::SqlitePool;
 use tokio::runtime::Handle;
@@ -48,6 +48,9 @@ const BUSY_COMMIT: usize = 8;
 /// ahead of it anyway; each commit then holds about twice the orders, and the pages they
 /// share are written once.
 const COMMIT_LINGER: Duration = Duration::from_millis(3);
+
+/// The writer's page cache, in KiB (SQLite's default is 2,000).
+const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 type Answer = AppResult<Box<dyn Any + Send>>;
 
@@ -85,23 +88,18 @@ impl LiteWriter {
         )?;
         conn.busy_timeout(wait)?;
         conn.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
-        // A commit's savepoints copy each page they change before changing it, into a journal
-        // that SQLite keeps in memory up to a spill size and then in a temporary file. The
-        // file (at the library's 64 KiB) was written and unlinked per commit, three quarters
-        // of what an order wrote. inkcart's build raises the spill to 1 MiB
-        // (`.cargo/config.toml`), which also makes the journal's memory one block per
-        // savepoint; `temp_store = MEMORY` would keep it in memory too, but in blocks of 1 KB,
-        // five allocations for every page an order changes. A build with other flags gets
-        // `temp_store = MEMORY`. The checkpoint thread copies the WAL back into the file; the
-        // automatic checkpoint only bounds the WAL if that thread falls behind.
-        let temp_store = if journal_spill(&conn)? >= Some(JOURNAL_IN_MEMORY) {
-            "DEFAULT"
-        } else {
-            "MEMORY"
-        };
+        // `temp_store = MEMORY` keeps the savepoints' journal in memory: a commit's savepoints
+        // copy each page they change before changing it, and on disk (the library's default)
+        // that was a temporary file written and unlinked per commit, three quarters of what
+        // an order wrote. It holds at most one savepoint's changed pages at a time. The
+        // checkpoint thread copies the WAL back into the file; the automatic checkpoint only
+        // bounds the WAL if that thread falls behind. The page cache is 8 MiB, four times
+        // SQLite's default: the pages an order changes at random (its products, the lines'
+        // index by product, the orders' index by buyer, the accounts its foreign key checks)
+        // stay in it instead of being read back with a `pread` (docs/decisions.md).
         conn.execute_batch(&format!(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-             PRAGMA temp_store = {temp_store}; \
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
+             PRAGMA cache_size = -{WRITER_CACHE_KIB}; \
              PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
              PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
         ))?;
@@ -162,23 +160,6 @@ impl LiteWriter {
     }
 }
 
-/// The savepoints' journal that inkcart's build keeps in memory (`SQLITE_STMTJRNL_SPILL`).
-const JOURNAL_IN_MEMORY: u64 = 1024 * 1024;
-
-/// The size up to which the linked SQLite keeps a savepoint's journal in memory, when it was
-/// built with one (`SQLITE_STMTJRNL_SPILL`); `None` for the library's default of 64 KiB.
-fn journal_spill(conn: &Connection) -> rusqlite::Result<Option<u64>> {
-    let option: Option<String> = conn
-        .query_row(
-            "SELECT compile_options FROM pragma_compile_options \
-             WHERE compile_options LIKE 'STMTJRNL_SPILL=%'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(option.and_then(|o| o.strip_prefix("STMTJRNL_SPILL=")?.parse().ok()))
-}
-
 fn unavailable() -> AppError {
     AppError::Unavailable("Database unavailable".to_owned())
 }
@@ -214,6 +195,12 @@ impl LiteTx {
 
     fn batch(&self, sql: &str) -> rusqlite::Result<()> {
         self.conn.execute_batch(sql)
+    }
+
+    /// One statement without rows, prepared once: the writer's `BEGIN`, `COMMIT`, `SAVEPOINT`
+    /// and `RELEASE`, several per commit.
+    fn control(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(drop)
     }
 }
 
@@ -305,7 +292,7 @@ impl Thread {
         let mut open = false;
         for job in live {
             if !open {
-                if let Err(err) = self.tx.batch("BEGIN IMMEDIATE") {
+                if let Err(err) = self.tx.control("BEGIN IMMEDIATE") {
                     let _ = job.answer.send(Err(lite_err(err)));
                     continue;
                 }
@@ -328,7 +315,7 @@ impl Thread {
                 result,
             });
         }
-        if open && let Err(err) = self.tx.batch("COMMIT") {
+        if open && let Err(err) = self.tx.control("COMMIT") {
             tracing::error!(error = %err, "the SQLite writer could not commit");
             let _ = self.tx.batch("ROLLBACK");
             for job in ran {
@@ -345,14 +332,14 @@ impl Thread {
     /// Runs one job's work in a savepoint: kept when it succeeds, rolled back when it fails
     /// (or panics, which is answered as an internal error).
     fn run_in_savepoint(&mut self, work: TxWork) -> Answer {
-        self.tx.batch("SAVEPOINT work").map_err(lite_err)?;
+        self.tx.control("SAVEPOINT work").map_err(lite_err)?;
         let tx: &mut dyn Tx = &mut self.tx;
         // The work only runs statements on this connection, so its future is ready at once;
         // `block_on` also serves one that waits on something else, just more slowly.
         let result = catch_unwind(AssertUnwindSafe(|| self.runtime.block_on(work(tx))))
             .unwrap_or_else(|_| Err(AppError::internal("a transaction's work panicked")));
         let ended = match &result {
-            Ok(_) => self.tx.batch("RELEASE work"),
+            Ok(_) => self.tx.control("RELEASE work"),
             Err(_) => self.tx.batch("ROLLBACK TO work; RELEASE work"),
         };
         match ended {
@@ -562,16 +549,6 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap(), i64::try_from(n).unwrap());
         }
         assert_eq!(numbers(&db).await, (0..200).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn the_linked_sqlite_keeps_a_savepoints_journal_of_1_mib_in_memory() {
-        // Set by `.cargo/config.toml`; without it the writer falls back to 1 KB blocks.
-        let conn = Connection::open_in_memory().unwrap();
-        assert_eq!(
-            super::journal_spill(&conn).unwrap(),
-            Some(super::JOURNAL_IN_MEMORY)
-        );
     }
 
     #[tokio::test]
