@@ -15,7 +15,7 @@ use inkcart_domain::ids::SessionFamilyId;
 use inkcart_domain::shop::{Money, Order, OrderStatus, Product};
 use inkcart_domain::{
     CommentId, Email, EmailTokenId, EventId, JobId, OrderId, Password, PaymentId, PostId,
-    ProductId, RefreshTokenId, Role, User, UserId,
+    ProductId, RefreshTokenId, Role, Tier, User, UserId,
 };
 use uuid::Uuid;
 
@@ -353,17 +353,19 @@ pub struct DailySales {
     pub revenue: Money,
 }
 
-/// Makes an order of its products as [`OrderRepo::place`] read them: prices it under the
+/// Makes an order of what [`OrderRepo::place`] read for it: the buyer's tier as stored
+/// (`None` when the buyer has no account) and the order's products. Prices it under the
 /// order's rules, and makes the outbox event that records it. Called once; it only computes.
-pub type PriceOrder = Box<dyn FnOnce(&[Product]) -> AppResult<(Order, OutboxEvent)> + Send>;
+pub type PriceOrder =
+    Box<dyn FnOnce(Option<Tier>, &[Product]) -> AppResult<(Order, OutboxEvent)> + Send>;
 
 #[async_trait]
 pub trait OrderRepo: Send + Sync {
     /// Inserts the order and its items.
     async fn insert(&self, tx: &mut dyn Tx, order: &Order) -> AppResult<()>;
-    /// Places an order of the products `ids`, all or nothing, and answers it: reads those
-    /// products (as [`ProductRepo::find_many`]), has `price` make the order and its event of
-    /// them, takes each line's quantity from its product's stock (the rule of
+    /// Places an order by `buyer` of the products `ids`, all or nothing, and answers it: reads
+    /// the buyer's tier and those products (as [`ProductRepo::find_many`]), has `price` make the
+    /// order and its event of them, takes each line's quantity from its product's stock (the rule of
     /// [`ProductRepo::reserve_stock`]), inserts the order with its lines, records the event in
     /// the outbox and, with `key`, completes the buyer's claim of that idempotency key with
     /// the order ([`IdempotencyRepo::complete`]). An error of `price` is answered as it is, a
@@ -371,10 +373,12 @@ pub trait OrderRepo: Send + Sync {
     /// line's product, a claim taken over fails as `complete` does; whichever it is, nothing
     /// is written. `now` stamps the products.
     ///
-    /// The products are read inside the transaction that places the order or just before it;
-    /// either way the stock taken is the transaction's own.
+    /// The buyer and the products are read inside the transaction that places the order or
+    /// just before it; either way the stock taken is the transaction's own, and a buyer whose
+    /// account goes in between fails the order's foreign key (an error, nothing written).
     async fn place(
         &self,
+        buyer: UserId,
         ids: &[ProductId],
         price: PriceOrder,
         key: Option<&str>,

@@ -8,7 +8,7 @@ use inkcart_domain::shop::{
     Money, Offer, Order, OrderStatus, Product, RequestedLine, check_line_count, place_order,
     product_description, product_name, product_stock,
 };
-use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, User, UserId};
+use inkcart_domain::{Actor, FieldError, OrderId, PaymentId, ProductId, Role, Tier, UserId};
 
 use crate::error::messages;
 use crate::events::Event;
@@ -329,29 +329,29 @@ impl Shop {
     /// transaction reserves the stock of every line and writes the order. If any line is short,
     /// nothing is reserved and the answer names the product.
     ///
-    /// `buyer` is the caller's account as authentication has just read it: its tier prices the
-    /// order, and it is not read again. An account deleted since is still refused (a 401): its
-    /// order cannot be written (the foreign key), and the failure is told apart by looking the
-    /// account up.
+    /// `buyer` is the account a verified access token names; the account is read with the
+    /// products, in the order's own transaction on SQLite and in the products' one read on
+    /// PostgreSQL, not by the request before. Its tier as stored prices the order. An account
+    /// that does not exist (deleted since its token was issued, or as the order is written) is
+    /// refused with a 401 and nothing is written.
     pub async fn create_order(
         &self,
-        buyer: &User,
+        buyer: UserId,
         lines: Vec<RequestedLine>,
         idempotency: Option<Idempotency<'_>>,
     ) -> AppResult<Outcome> {
-        let claimed = self.claim(buyer.id, idempotency.as_ref()).await;
-        if let Some(replay) = unless_actor_gone(self.users.as_ref(), buyer.id, claimed).await? {
+        let claimed = self.claim(buyer, idempotency.as_ref()).await;
+        if let Some(replay) = unless_actor_gone(self.users.as_ref(), buyer, claimed).await? {
             return Ok(replay);
         }
         let placed = self.place_order(buyer, &lines, idempotency.as_ref()).await;
-        let result = unless_actor_gone(self.users.as_ref(), buyer.id, placed).await;
-        self.settle_claim(buyer.id, idempotency.as_ref(), result)
-            .await
+        let result = unless_actor_gone(self.users.as_ref(), buyer, placed).await;
+        self.settle_claim(buyer, idempotency.as_ref(), result).await
     }
 
     async fn place_order(
         &self,
-        buyer: &User,
+        buyer: UserId,
         lines: &[RequestedLine],
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
@@ -362,14 +362,14 @@ impl Shop {
         ids.sort_unstable();
         ids.dedup();
         let now = self.clock.now();
-        let (events, buyer_id, tier, lines) =
-            (self.events.clone(), buyer.id, buyer.tier, lines.to_vec());
-        let price: PriceOrder = Box::new(move |products: &[Product]| {
+        let (events, lines) = (self.events.clone(), lines.to_vec());
+        let price: PriceOrder = Box::new(move |tier: Option<Tier>, products: &[Product]| {
+            let tier = tier.ok_or_else(AppError::invalid_token)?;
             let products: HashMap<ProductId, &Product> =
                 products.iter().map(|p| (p.id, p)).collect();
             let order = place_order(
                 OrderId::generate(),
-                buyer_id,
+                buyer,
                 tier,
                 &lines,
                 |id| {
@@ -389,7 +389,7 @@ impl Shop {
             Ok((order, created))
         });
         let key = idempotency.map(|idem| idem.key);
-        let order = self.orders.place(&ids, price, key, now).await?;
+        let order = self.orders.place(buyer, &ids, price, key, now).await?;
         for item in &order.items {
             self.forget_product(item.product_id).await;
         }

@@ -505,8 +505,8 @@ fn product_ids(order: &Order) -> Vec<ProductId> {
     ids
 }
 
-/// Places `order`, already priced, with `event`: the products the store reads for it are left
-/// aside.
+/// Places `order` for its buyer, already priced, with `event`: what the store reads for it (the
+/// buyer's tier, the products) is left aside.
 async fn place(
     store: &SqlStore,
     order: &Order,
@@ -517,8 +517,9 @@ async fn place(
     let (priced, event) = (order.clone(), event.clone());
     let placed = store
         .place(
+            order.user_id,
             &product_ids(order),
-            Box::new(move |_| Ok((priced, event))),
+            Box::new(move |_, _| Ok((priced, event))),
             key,
             now,
         )
@@ -565,7 +566,7 @@ db_test!(
             assert_eq!(
                 db.statements() - before,
                 2,
-                "the products' read, then the order in one statement, its own transaction"
+                "the buyer's and the products' read, then the order in one statement, its own transaction"
             );
         }
         assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (3, 0));
@@ -573,6 +574,47 @@ db_test!(
         assert_eq!(kept.items, order.items);
         assert_eq!(kept.total, order.total);
         assert_eq!(outbox_ids(&store).await, [event.id]);
+    }
+);
+
+db_test!(
+    async fn an_order_by_a_buyer_without_an_account_reads_no_tier_and_writes_nothing(db) {
+        let store = SqlStore::new(db.db.clone());
+        let (buyer, mug, _) = buyer_mug_and_cap(&store).await;
+        let ghost = user("ghost@example.com", None);
+        let gone = product("Gone", 300, 9);
+        // (buyer, products asked for) -> (tier, products read): no buyer, no row at all.
+        let cases = [
+            ((ghost.id, vec![mug.id]), (None, 0)),
+            ((buyer.id, vec![mug.id]), (Some(Tier::Guest), 1)),
+            ((buyer.id, vec![gone.id]), (Some(Tier::Guest), 0)),
+            ((buyer.id, vec![]), (Some(Tier::Guest), 0)),
+        ];
+        for ((who, ids), expected) in cases {
+            let (seen, read) = std::sync::mpsc::channel();
+            let placed = store
+                .place(
+                    who,
+                    &ids,
+                    Box::new(move |tier: Option<Tier>, products: &[Product]| {
+                        seen.send((tier, products.len())).unwrap();
+                        Err(AppError::invalid_token())
+                    }),
+                    None,
+                    Utc::now(),
+                )
+                .await;
+            assert!(matches!(placed, Err(AppError::Unauthorized(..))), "{placed:?}");
+            assert_eq!(read.recv().unwrap(), expected, "{ids:?}");
+        }
+        // An order priced for an account that is gone (deleted after the read) is refused by
+        // its foreign key: nothing is reserved or recorded.
+        let order = order_of(ghost.id, &[(&mug, 1)], OrderStatus::Pending);
+        let placed = place(&store, &order, &order_created(&order), None, Utc::now()).await;
+        assert!(placed.is_err(), "{placed:?}");
+        assert_eq!(stock_of(&store, mug.id).await, 5);
+        assert_eq!(OrderRepo::find(&store, order.id).await.unwrap(), None);
+        assert!(outbox_ids(&store).await.is_empty());
     }
 );
 
@@ -610,20 +652,25 @@ db_test!(
 );
 
 db_test!(
-    async fn an_order_is_priced_from_its_products_as_stored_and_a_refused_price_writes_nothing(
+    async fn an_order_is_priced_from_its_buyers_tier_and_its_products_as_stored_and_a_refused_price_writes_nothing(
         db
     ) {
         let store = SqlStore::new(db.db.clone());
-        let (buyer, mug, cap) = buyer_mug_and_cap(&store).await;
+        let (mut buyer, mug, cap) = buyer_mug_and_cap(&store).await;
+        buyer.tier = Tier::Premium;
+        let mut tx = store.begin().await.unwrap();
+        assert!(UserRepo::update(&store, tx.as_mut(), &buyer, None).await.unwrap());
+        tx.commit().await.unwrap();
         let order = order_of(buyer.id, &[(&mug, 2), (&cap, 1)], OrderStatus::Pending);
         let (seen, read) = std::sync::mpsc::channel();
         let placed = store
             .place(
+                buyer.id,
                 &product_ids(&order),
-                Box::new(move |products: &[Product]| {
+                Box::new(move |tier: Option<Tier>, products: &[Product]| {
                     let mut products = products.to_vec();
                     products.sort_by_key(|p| p.id);
-                    seen.send(products).unwrap();
+                    seen.send((tier, products)).unwrap();
                     Err(AppError::Conflict(ErrorCode::InsufficientStock, "refused".to_owned()))
                 }),
                 None,
@@ -637,7 +684,9 @@ db_test!(
         let facts = |p: &Product| (p.id, p.name.clone(), p.price, p.stock, p.active);
         let mut stored = vec![facts(&mug), facts(&cap)];
         stored.sort_by_key(|f| f.0);
-        assert_eq!(read.recv().unwrap().iter().map(facts).collect::<Vec<_>>(), stored);
+        let (tier, products) = read.recv().unwrap();
+        assert_eq!(tier, Some(Tier::Premium), "the tier as stored now");
+        assert_eq!(products.iter().map(facts).collect::<Vec<_>>(), stored);
         assert_eq!((stock_of(&store, mug.id).await, stock_of(&store, cap.id).await), (5, 1));
         assert!(outbox_ids(&store).await.is_empty());
     }

@@ -752,7 +752,7 @@ impl MutationRoot {
         let outcome = state(ctx)
             .app
             .shop()
-            .create_order(buyer, lines, None)
+            .create_order(buyer.id, lines, None)
             .await
             .map_err(gql_error)?;
         Ok(OrderObject(outcome.into_order()))

@@ -12,7 +12,7 @@ use inkcart_app::ports::{
 };
 use inkcart_app::{AppError, AppResult};
 use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus, Product};
-use inkcart_domain::{OrderId, ProductId, UserId};
+use inkcart_domain::{OrderId, ProductId, Tier, UserId};
 use sea_orm::sea_query::{
     Alias, CaseStatement, CommonTableExpression, Expr, ExprTrait as _, Func, InsertStatement,
     LikeExpr, LockType, Query, SelectStatement, SubQueryStatement, UpdateStatement, Value,
@@ -20,7 +20,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _,
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, Iterable as _,
     PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _, QueryTrait as _,
     RuntimeErr, Statement, TryInsertResult,
 };
@@ -32,7 +32,7 @@ use super::{
     insert_rows, order, paged, row_values, uuids, write,
 };
 use crate::dialect::Dialect;
-use crate::entity::{idempotency_keys, order_items, orders, payments, products};
+use crate::entity::{idempotency_keys, order_items, orders, payments, products, users};
 use crate::error::db_err;
 use crate::lite::{Columns, Row};
 
@@ -319,6 +319,56 @@ fn order_products(ids: &[ProductId], dialect: Dialect) -> Statement {
     BY_IDS.statement(dialect, ids.len(), id_values(ids), || {
         products_by_ids(ids, dialect)
     })
+}
+
+/// The read of an order's buyer and products, in one statement: a row per product found, each
+/// with the buyer's tier; one row without a product when none is; no row without the buyer.
+/// Its text is built once per count of products.
+fn buyer_and_products(buyer: UserId, ids: &[ProductId], dialect: Dialect) -> Statement {
+    static READ: OnceSqlPerCount<8> = OnceSqlPerCount::new();
+    // The products' ids come first in the text (the join), then the buyer's (the filter).
+    let mut values = id_values(ids);
+    values.push(buyer.as_uuid().into());
+    READ.statement(dialect, ids.len(), values, || {
+        let mut q = Query::select();
+        q.expr_as(
+            Expr::col((users::Entity, users::Column::Tier)),
+            Alias::new("buyer_tier"),
+        )
+        .columns(products::Column::iter().map(|c| (products::Entity, c)))
+        .from(users::Entity)
+        .left_join(
+            products::Entity,
+            Expr::col((products::Entity, products::Column::Id)).is_in(uuids(ids)),
+        )
+        .and_where(Expr::col((users::Entity, users::Column::Id)).eq(buyer.as_uuid()));
+        dialect.build(&q)
+    })
+}
+
+/// A row of [`buyer_and_products`]: the buyer's tier, and a product unless none was found.
+fn buyer_product_row(row: &Row) -> AppResult<(String, Option<products::Model>)> {
+    let product = match get::<Option<Uuid>>(row, "id")? {
+        Some(_) => Some(product_row(row)?),
+        None => None,
+    };
+    Ok((get(row, "buyer_tier")?, product))
+}
+
+/// The buyer's tier (`None` when there was no buyer) and the products, of the rows of
+/// [`buyer_and_products`].
+fn buyer_and_products_of(
+    rows: Vec<(String, Option<products::Model>)>,
+) -> AppResult<(Option<Tier>, Vec<Product>)> {
+    let tier = rows
+        .first()
+        .map(|(tier, _)| tier.parse().map_err(|_| corrupt("the buyer's tier")))
+        .transpose()?;
+    let products = rows
+        .into_iter()
+        .filter_map(|(_, product)| product.map(product_from_model))
+        .collect();
+    Ok((tier, products))
 }
 
 /// Products by id.
@@ -637,19 +687,16 @@ fn payment_from_model(m: payments::Model) -> Payment {
 }
 
 impl SqlStore {
-    /// An order's products by id, read in `tx`.
-    async fn products_in(&self, tx: &mut dyn Tx, ids: &[ProductId]) -> AppResult<Vec<Product>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// An order's buyer and products ([`buyer_and_products`]), read in `tx`.
+    async fn buyer_and_products_in(
+        &self,
+        tx: &mut dyn Tx,
+        buyer: UserId,
+        ids: &[ProductId],
+    ) -> AppResult<(Option<Tier>, Vec<Product>)> {
         let mut conn = TxConn::of(tx)?;
-        let statement = order_products(ids, conn.dialect());
-        Ok(conn
-            .query(statement, product_row)
-            .await?
-            .into_iter()
-            .map(product_from_model)
-            .collect())
+        let statement = buyer_and_products(buyer, ids, conn.dialect());
+        buyer_and_products_of(conn.query(statement, buyer_product_row).await?)
     }
 
     /// The writes of [`OrderRepo::place`] in `tx`: the stock, the order, its event, its key.
@@ -723,6 +770,7 @@ impl OrderRepo for SqlStore {
 
     async fn place(
         &self,
+        buyer: UserId,
         ids: &[ProductId],
         price: PriceOrder,
         key: Option<&str>,
@@ -730,22 +778,26 @@ impl OrderRepo for SqlStore {
     ) -> AppResult<Order> {
         let key = key.map(str::to_owned);
         let Some(pg) = &self.db.pg else {
-            // SQLite: the one writer reads the products, in the transaction, from the pages
-            // its own last commits left in its cache. A reader would start with its cache
-            // emptied by those commits, and read the pages back from the write-ahead log.
+            // SQLite: the one writer reads the buyer and the products, in the transaction,
+            // from the pages its own last commits left in its cache (the order's foreign key
+            // reads the buyer's page again). A reader would start with its cache emptied by
+            // those commits, and read the pages back from the write-ahead log.
             let (store, ids) = (self.clone(), ids.to_vec());
             return transaction(self, move |tx| {
                 Box::pin(async move {
-                    let products = store.products_in(tx, &ids).await?;
-                    let (order, event) = price(&products)?;
+                    let (tier, products) = store.buyer_and_products_in(tx, buyer, &ids).await?;
+                    let (order, event) = price(tier, &products)?;
                     store.write_order(tx, &order, &event, key, now).await?;
                     Ok(order)
                 })
             })
             .await;
         };
-        // PostgreSQL: read first, so that an order without a key is one statement.
-        let (order, event) = price(&self.find_many(ids).await?)?;
+        // PostgreSQL: read first, so that an order without a key is one statement, and the
+        // whole order two round trips.
+        let read = buyer_and_products(buyer, ids, self.dialect());
+        let (tier, products) = buyer_and_products_of(self.read(read, buyer_product_row).await?)?;
+        let (order, event) = price(tier, &products)?;
         if key.is_none() && !order.items.is_empty() {
             match pg.try_execute(placement(&order, &event, now)?).await? {
                 Ok(_) => return Ok(order),
