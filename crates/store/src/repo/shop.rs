@@ -326,24 +326,37 @@ fn order_products(ids: &[ProductId], dialect: Dialect) -> Statement {
 /// Its text is built once per count of products.
 fn buyer_and_products(buyer: UserId, ids: &[ProductId], dialect: Dialect) -> Statement {
     static READ: OnceSqlPerCount<8> = OnceSqlPerCount::new();
-    // The products' ids come first in the text (the join), then the buyer's (the filter).
+    READ.statement(
+        dialect,
+        ids.len(),
+        buyer_products_values(buyer, ids),
+        || buyer_products_select(buyer, ids, dialect),
+    )
+}
+
+/// The statement of [`buyer_and_products`], built.
+fn buyer_products_select(buyer: UserId, ids: &[ProductId], dialect: Dialect) -> Statement {
+    let mut q = Query::select();
+    q.expr_as(
+        Expr::col((users::Entity, users::Column::Tier)),
+        Alias::new("buyer_tier"),
+    )
+    .columns(products::Column::iter().map(|c| (products::Entity, c)))
+    .from(users::Entity)
+    .left_join(
+        products::Entity,
+        Expr::col((products::Entity, products::Column::Id)).is_in(uuids(ids)),
+    )
+    .and_where(Expr::col((users::Entity, users::Column::Id)).eq(buyer.as_uuid()));
+    dialect.build(&q)
+}
+
+/// The values of [`buyer_and_products`] in the order of its text: the products' ids (the join),
+/// then the buyer's (the filter).
+fn buyer_products_values(buyer: UserId, ids: &[ProductId]) -> Vec<Value> {
     let mut values = id_values(ids);
     values.push(buyer.as_uuid().into());
-    READ.statement(dialect, ids.len(), values, || {
-        let mut q = Query::select();
-        q.expr_as(
-            Expr::col((users::Entity, users::Column::Tier)),
-            Alias::new("buyer_tier"),
-        )
-        .columns(products::Column::iter().map(|c| (products::Entity, c)))
-        .from(users::Entity)
-        .left_join(
-            products::Entity,
-            Expr::col((products::Entity, products::Column::Id)).is_in(uuids(ids)),
-        )
-        .and_where(Expr::col((users::Entity, users::Column::Id)).eq(buyer.as_uuid()));
-        dialect.build(&q)
-    })
+    values
 }
 
 /// A row of [`buyer_and_products`]: the buyer's tier, and a product unless none was found.
@@ -1178,10 +1191,11 @@ mod tests {
     use inkcart_domain::shop::{Money, Order, OrderItem, OrderStatus};
     use inkcart_domain::{OrderId, UserId};
     use sea_orm::sea_query::Expr;
+    use uuid::Uuid;
 
     use super::{
-        id_values, item_rows, items_insert, line_ids, order_insert, order_row, products_by_ids,
-        stock_update, stock_values,
+        buyer_products_select, buyer_products_values, id_values, item_rows, items_insert, line_ids,
+        order_insert, order_row, products_by_ids, stock_update, stock_values,
     };
     use crate::repo::{assert_kept_text_binds, row_values};
 
@@ -1249,6 +1263,22 @@ mod tests {
                 |ids| id_values(ids),
                 &ids(n),
                 &ids(n),
+            );
+        }
+    }
+
+    #[test]
+    fn an_orders_buyer_and_products_read_after_the_first_binds_its_own_ids_to_the_kept_statement() {
+        let buyer = || UserId::from_uuid(Uuid::now_v7());
+        // Every count whose text is kept (`OnceSqlPerCount<8>`).
+        for n in 1..=8 {
+            assert_kept_text_binds(
+                |(buyer, ids): &(UserId, Vec<ProductId>), dialect| {
+                    buyer_products_select(*buyer, ids, dialect)
+                },
+                |(buyer, ids)| buyer_products_values(*buyer, ids),
+                &(buyer(), ids(n)),
+                &(buyer(), ids(n)),
             );
         }
     }

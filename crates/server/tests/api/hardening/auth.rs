@@ -192,8 +192,8 @@ api_test!(
             app.post("/api/v1/products", Some(&ghost.token), json!({"name": "Ghost", "price": "1.00", "stock": 1})).await,
             app.post("/api/v1/orders", Some(&ghost.token), json!({"items": [{"productId": product_id, "quantity": 1}]})).await,
             // The order reads its buyer with its products: a dead token is told before the
-            // order's rules, and with a key as without.
-            app.post("/api/v1/orders", Some(&ghost.token), json!({"items": []})).await,
+            // rules on its lines (a quantity), and with a key as without.
+            app.post("/api/v1/orders", Some(&ghost.token), json!({"items": [{"productId": product_id, "quantity": 0}]})).await,
             app.send(
                 Request::builder()
                     .method(Method::POST)
