@@ -333,7 +333,7 @@ impl Shop {
     /// products, in the order's own transaction on SQLite and in the products' one read on
     /// PostgreSQL, not by the request before. Its tier as stored prices the order. An account
     /// that does not exist (deleted since its token was issued, or as the order is written) is
-    /// refused with a 401 and nothing is written.
+    /// refused with a 401 before any rule of the order, and nothing is written.
     pub async fn create_order(
         &self,
         buyer: UserId,
@@ -356,8 +356,14 @@ impl Shop {
         idempotency: Option<&Idempotency<'_>>,
     ) -> AppResult<Order> {
         // The products are read for the lines (on SQLite by the writer): a cart of any size
-        // stops here.
-        check_line_count(lines.len()).map_err(order_violations)?;
+        // stops here, before the account is read; an account that is gone is told first, as
+        // on every route.
+        if let Err(violations) = check_line_count(lines.len()) {
+            return Err(match self.users.find(buyer).await {
+                Ok(None) => AppError::invalid_token(),
+                _ => order_violations(violations),
+            });
+        }
         let mut ids: Vec<ProductId> = lines.iter().map(|l| l.product_id).collect();
         ids.sort_unstable();
         ids.dedup();

@@ -6,8 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use inkcart_app::ErrorCode;
 use inkcart_app::error::messages;
+use inkcart_app::{AppError, ErrorCode};
 use inkcart_domain::{Actor, FieldError, User, UserId};
 use serde::de::DeserializeOwned;
 
@@ -340,11 +340,23 @@ impl FromRequestParts<AppState> for AuthUser {
 /// The account a valid bearer token was issued to, as the token names it: its signature and
 /// lifetime are checked, the account is not read. Only for a use case that reads the account
 /// itself, with the rest of its work, and refuses an account that is gone with the same 401 as
-/// [`AuthUser`] (placing an order reads the buyer in the order's own read). Everything else
-/// takes [`AuthUser`].
+/// [`AuthUser`] (placing an order reads the buyer in the order's own read); a request refused
+/// before that answers with [`TokenUser::or_gone`]. Everything else takes [`AuthUser`].
 #[derive(Debug, Clone, Copy)]
 pub struct TokenUser {
     pub id: UserId,
+}
+
+impl TokenUser {
+    /// `err`, the refusal of a request before its use case read the account, or the 401 that
+    /// [`AuthUser`] would have answered first when the account is gone (one read, on this
+    /// failing path only).
+    pub async fn or_gone(self, state: &AppState, err: ApiError) -> ApiError {
+        match state.app.identity().get_user(self.id).await {
+            Err(AppError::NotFound(_)) => AppError::invalid_token().into(),
+            _ => err,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for TokenUser {

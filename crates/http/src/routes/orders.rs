@@ -221,6 +221,20 @@ fn request_hash(method: &str, path: &str, body: &serde_json::Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The idempotency key, the hash a key compares repeats by, and the order's body.
+fn order_request(
+    headers: &HeaderMap,
+    raw: Result<Json<serde_json::Value>, ApiError>,
+) -> ApiResult<(Option<String>, Option<String>, CreateOrderRequest)> {
+    let Json(raw) = raw?;
+    let key = idempotency_key(headers)?;
+    // Only a request with a key is compared with its repeats.
+    let hash = key
+        .as_ref()
+        .map(|_| request_hash("POST", "/api/v1/orders", &raw));
+    Ok((key, hash, from_value(raw)?))
+}
+
 /// The order as the answer of `status`; a replayed one says so in `idempotent-replayed`.
 fn respond(outcome: Outcome, status: StatusCode) -> Response {
     let mut response = (status, Json(OrderBody::from(outcome.order()))).into_response();
@@ -250,14 +264,12 @@ pub async fn create(
     // when it is gone).
     buyer: TokenUser,
     headers: HeaderMap,
-    Json(raw): Json<serde_json::Value>,
+    raw: Result<Json<serde_json::Value>, ApiError>,
 ) -> ApiResult<Response> {
-    let key = idempotency_key(&headers)?;
-    // Only a request with a key is compared with its repeats.
-    let hash = key
-        .as_ref()
-        .map(|_| request_hash("POST", "/api/v1/orders", &raw));
-    let body: CreateOrderRequest = from_value(raw)?;
+    let (key, hash, body) = match order_request(&headers, raw) {
+        Ok(request) => request,
+        Err(err) => return Err(buyer.or_gone(&state, err).await),
+    };
     let lines = body
         .items
         .into_iter()

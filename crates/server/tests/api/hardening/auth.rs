@@ -191,9 +191,11 @@ api_test!(
             upload(&app, &ghost.token).await,
             app.post("/api/v1/products", Some(&ghost.token), json!({"name": "Ghost", "price": "1.00", "stock": 1})).await,
             app.post("/api/v1/orders", Some(&ghost.token), json!({"items": [{"productId": product_id, "quantity": 1}]})).await,
-            // The order reads its buyer with its products: a dead token is told before the
-            // rules on its lines (a quantity), and with a key as without.
+            // The order reads its buyer with its products: a dead token is still told before
+            // the order's rules and a body that breaks them, and with a key as without.
             app.post("/api/v1/orders", Some(&ghost.token), json!({"items": [{"productId": product_id, "quantity": 0}]})).await,
+            app.post("/api/v1/orders", Some(&ghost.token), json!({"items": []})).await,
+            app.post("/api/v1/orders", Some(&ghost.token), json!({"items": "none"})).await,
             app.send(
                 Request::builder()
                     .method(Method::POST)
