@@ -90,17 +90,39 @@ impl Dialect {
         }
     }
 
-    /// The names of a post's tags, in name order, as one text joined by [`TAG_SEPARATOR`] (NULL
-    /// for none): read with the post, so that a post costs one statement. Tag names cannot
-    /// hold control characters (the domain refuses them), so the separator cannot be in one.
+    /// The names of a post's tags as one text joined by [`TAG_SEPARATOR`] (NULL for none): read
+    /// with the post, so that a post costs one statement. Tag names cannot hold control
+    /// characters (the domain refuses them), so the separator cannot be in one. In name order
+    /// where [`Dialect::orders_tag_lists`] says so; otherwise the reader sorts them.
     pub(crate) fn tag_list_of_post(self) -> SimpleExpr {
         let aggregate = match self {
             Self::Postgres => r#"string_agg("tags"."name", chr(31) ORDER BY "tags"."name")"#,
-            Self::Sqlite => r#"group_concat("tags"."name", char(31) ORDER BY "tags"."name")"#,
+            Self::Sqlite => r#"group_concat("tags"."name", char(31))"#,
         };
         Expr::cust(format!(
             r#"(SELECT {aggregate} FROM "post_tags" JOIN "tags" ON "tags"."id" = "post_tags"."tag_id" WHERE "post_tags"."post_id" = "posts"."id")"#
         ))
+    }
+
+    /// Whether [`Dialect::tag_list_of_post`] lists the names in order. On SQLite an aggregate's
+    /// `ORDER BY` builds and drops a sorter for every post read (without it a post by slug
+    /// answered 12 % more requests, docs/benchmarks-history.md, section 30), and its order
+    /// (the `BINARY` collation) is the byte order a Rust sort gives, so the reader sorts the few
+    /// names instead. PostgreSQL sorts in its own collation, as the tags of a list are sorted
+    /// there.
+    pub(crate) fn orders_tag_lists(self) -> bool {
+        self == Self::Postgres
+    }
+
+    /// Whether an order's lines take their stock in one statement (`stock_update` in
+    /// `repo/shop.rs`, which `RETURNING`s the rows it took), or in one statement per line that
+    /// each say by their count of changed rows whether they took it. On PostgreSQL each statement
+    /// is a round trip inside the transaction that holds the rows. On SQLite a statement is a
+    /// call on the writer's thread, and the one statement's `IN` list, subquery and `RETURNING`
+    /// each build and drop a temporary table on every order, where a statement per line is a
+    /// search by key and nothing else (+2.8 % orders, docs/benchmarks-history.md, section 30).
+    pub(crate) fn takes_stock_in_one_statement(self) -> bool {
+        self == Self::Postgres
     }
 
     /// The order of a search's `rank` that puts the best match first: FTS5's `bm25()` is lower

@@ -1307,6 +1307,31 @@ async fn delete_user(store: &SqlStore, id: UserId) {
 }
 
 db_test!(
+    async fn a_posts_tags_read_back_in_name_order_whatever_order_they_were_created_in(db) {
+        use inkcart_app::ports::PostKey;
+        let store = SqlStore::new(db.db.clone());
+        let ann = user("ann@example.com", Some("Ann"));
+        insert(&store, &ann).await.unwrap();
+        // "zeta" exists first, so the later tags sort after it by id and by link.
+        let older = blog_post(ann.id, "older", true);
+        create_post(&store, &older, &["zeta"]).await;
+        let post = blog_post(ann.id, "tagged", true);
+        create_post(&store, &post, &["zeta", "mid", "alpha"]).await;
+        let in_order = ["alpha", "mid", "zeta"];
+        for key in [PostKey::Id(post.id), PostKey::Slug(post.slug.as_str().to_owned())] {
+            let found = PostRepo::find(&store, &key).await.unwrap().unwrap();
+            assert_eq!(found.tags, in_order, "{key:?}");
+        }
+        let many = PostRepo::find_many(&store, &[PostKey::Id(older.id), PostKey::Id(post.id)])
+            .await
+            .unwrap();
+        let tags: Vec<&[String]> = many.iter().map(|p| p.tags.as_slice()).collect();
+        assert!(tags.contains(&&in_order.map(str::to_owned)[..]), "{tags:?}");
+        assert!(tags.contains(&&["zeta".to_owned()][..]), "{tags:?}");
+    }
+);
+
+db_test!(
     async fn every_write_to_posts_tag_links_and_comments_keeps_the_counts_exact(db) {
         let store = SqlStore::new(db.db.clone());
         let ann = user("ann@example.com", Some("Ann"));

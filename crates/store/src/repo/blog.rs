@@ -68,23 +68,30 @@ fn key_value(key: &PostKey) -> Value {
     }
 }
 
-/// A row of [`detail_select`].
-fn detail_from_row(row: &Row<'_, '_>) -> AppResult<PostDetail> {
-    let model = post_row(row)?;
-    let author = AuthorRef {
-        id: UserId::from_uuid(model.author_id),
-        name: get(row, "author_name")?,
-    };
-    let tags = get::<Option<String>>(row, "tag_list")?
-        .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
-        .unwrap_or_default();
-    let comment_count = model.comment_count;
-    Ok(PostDetail {
-        post: post_from_model(model)?,
-        author,
-        tags,
-        comment_count,
-    })
+/// The decoder of a row of [`detail_select`] on `dialect`'s connection (which may leave the
+/// tags unordered: [`Dialect::orders_tag_lists`]).
+fn detail_from_row(dialect: Dialect) -> impl Fn(&Row<'_, '_>) -> AppResult<PostDetail> + Copy {
+    let sort_tags = !dialect.orders_tag_lists();
+    move |row| {
+        let model = post_row(row)?;
+        let author = AuthorRef {
+            id: UserId::from_uuid(model.author_id),
+            name: get(row, "author_name")?,
+        };
+        let mut tags: Vec<String> = get::<Option<String>>(row, "tag_list")?
+            .map(|list| list.split(TAG_SEPARATOR).map(str::to_owned).collect())
+            .unwrap_or_default();
+        if sort_tags {
+            tags.sort_unstable();
+        }
+        let comment_count = model.comment_count;
+        Ok(PostDetail {
+            post: post_from_model(model)?,
+            author,
+            tags,
+            comment_count,
+        })
+    }
 }
 
 /// The columns of a summary, with the author's name.
@@ -665,7 +672,7 @@ impl PostRepo for SqlStore {
         let statement = text.statement(dialect, vec![key_value(key)], || {
             dialect.build(&detail_select(std::slice::from_ref(key), dialect))
         });
-        Ok(self.read(statement, detail_from_row).await?.pop())
+        Ok(self.read(statement, detail_from_row(dialect)).await?.pop())
     }
 
     async fn find_many(&self, keys: &[PostKey]) -> AppResult<Vec<PostDetail>> {
@@ -676,10 +683,14 @@ impl PostRepo for SqlStore {
         // A few posts (a request's) on the calling thread; a batch (the cache's reloads, up to
         // 256 posts) through the pool.
         if keys.len() <= FEW_POSTS {
-            self.read_all(&select, detail_from_row).await
-        } else {
-            self.read_offloaded(self.dialect().build(&select), detail_from_row)
+            self.read_all(&select, detail_from_row(self.dialect()))
                 .await
+        } else {
+            self.read_offloaded(
+                self.dialect().build(&select),
+                detail_from_row(self.dialect()),
+            )
+            .await
         }
     }
 

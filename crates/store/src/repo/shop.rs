@@ -222,11 +222,26 @@ impl ProductRepo for SqlStore {
         if lines.is_empty() {
             return Ok(None);
         }
-        // Every order runs it, on SQLite on the writer's thread: the text is built once per
-        // number of lines.
-        static TAKE: OnceSqlPerCount<8> = OnceSqlPerCount::new();
         let mut conn = TxConn::of(tx)?;
         let dialect = conn.dialect();
+        if !dialect.takes_stock_in_one_statement() {
+            // A statement per line, each a search of the product by its key; the first line
+            // not taken (short, inactive or missing) is the answer, and the caller's error rolls
+            // back the lines taken before it.
+            static TAKE_ONE: OnceSql = OnceSql::new();
+            for &(id, quantity) in lines {
+                let values = stock_take_one_values(id, quantity, now);
+                let update = TAKE_ONE.statement(dialect, values, || {
+                    dialect.build(&stock_take_one(id, quantity, now))
+                });
+                if conn.execute(update).await? != 1 {
+                    return Ok(Some(id));
+                }
+            }
+            return Ok(None);
+        }
+        // Every order runs it: the text is built once per number of lines.
+        static TAKE: OnceSqlPerCount<8> = OnceSqlPerCount::new();
         let update = TAKE.statement(dialect, lines.len(), stock_values(lines, now), || {
             dialect.build(&stock_update(lines, now))
         });
@@ -263,7 +278,8 @@ impl ProductRepo for SqlStore {
 }
 
 /// Takes each line's quantity from its product's stock, in one statement for every line (each
-/// a round trip less inside the transaction that holds the rows; on SQLite, the one writer),
+/// a round trip less inside the transaction that holds the rows; SQLite takes a line at a time
+/// instead, [`stock_take_one`]),
 /// where the product is active and has that much, `RETURNING` the ids of the rows taken
 /// (SQLite ≥ 3.35, PostgreSQL; built here because sea-orm offers it on SQLite only behind a
 /// feature). On PostgreSQL the subquery locks the rows in id order, so that two orders sharing
@@ -295,6 +311,33 @@ fn stock_update(lines: &[(ProductId, i32)], now: DateTime<Utc>) -> UpdateStateme
         .into_query();
     update.returning_col(products::Column::Id);
     update
+}
+
+/// Takes one line's quantity from its product's stock where the product is active and has that
+/// much: [`stock_update`] for one line, without its subquery and `RETURNING`, whose temporary
+/// tables SQLite builds and drops on every run ([`Dialect::takes_stock_in_one_statement`]).
+fn stock_take_one(id: ProductId, quantity: i32, now: DateTime<Utc>) -> UpdateStatement {
+    products::Entity::update_many()
+        .col_expr(
+            products::Column::Stock,
+            Expr::col(products::Column::Stock).sub(quantity),
+        )
+        .col_expr(products::Column::UpdatedAt, Expr::value(now))
+        .filter(products::Column::Id.eq(id.as_uuid()))
+        .filter(products::Column::Active.eq(true))
+        .filter(Expr::col(products::Column::Stock).gte(quantity))
+        .into_query()
+}
+
+/// The values of [`stock_take_one`], in the order its text binds them.
+fn stock_take_one_values(id: ProductId, quantity: i32, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        Value::from(quantity),
+        Value::from(now),
+        Value::from(id.as_uuid()),
+        Value::from(true),
+        Value::from(quantity),
+    ]
 }
 
 /// The values of [`stock_update`], in the order its text binds them.
@@ -1195,7 +1238,8 @@ mod tests {
 
     use super::{
         buyer_products_select, buyer_products_values, id_values, item_rows, items_insert, line_ids,
-        order_insert, order_row, products_by_ids, stock_update, stock_values,
+        order_insert, order_row, products_by_ids, stock_take_one, stock_take_one_values,
+        stock_update, stock_values,
     };
     use crate::repo::{assert_kept_text_binds, row_values};
 
@@ -1301,5 +1345,20 @@ mod tests {
                 &(lines(n, 7), second),
             );
         }
+    }
+
+    #[test]
+    fn a_single_lines_stock_take_after_the_first_binds_its_own_product_quantity_and_time() {
+        let first = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
+        let second = Utc.with_ymd_and_hms(2026, 12, 5, 11, 30, 0).unwrap();
+        let (a, b) = (ProductId::generate(), ProductId::generate());
+        assert_kept_text_binds(
+            |&(id, quantity, now): &(ProductId, i32, _), dialect| {
+                dialect.build(&stock_take_one(id, quantity, now))
+            },
+            |&(id, quantity, now)| stock_take_one_values(id, quantity, now),
+            &(a, 1, first),
+            &(b, 7, second),
+        );
     }
 }
