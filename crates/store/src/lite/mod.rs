@@ -7,12 +7,14 @@
 //! connection taken from a small pool of idle ones, with their prepared statements kept on the
 //! connection: no hand-off at all.
 //!
-//! Only reads that an index bounds come here (a post by key, a page of a list near its start,
-//! its tags and kept count, a page of one post's comments, users and products by id): they take
-//! tens of microseconds, within what a runtime thread may spend between two awaits. A read that
-//! can take long (a full-text search, a count of every post a filter selects, a deep offset, a
-//! batch) stays on sqlx's own thread, so that it never holds a runtime thread
-//! (`SqlStore::read_offloaded`). Writes never come here: the connections are opened read-only.
+//! Only reads that an index bounds run on the calling thread (a post by key, a page of a list
+//! near its start, its tags and kept count, a page of one post's comments, users and products by
+//! id): they take tens of microseconds, within what a runtime thread may spend between two
+//! awaits. A read that can take long (a full-text search, a count of every post a filter
+//! selects, a deep offset, a batch) runs on one of the runtime's blocking threads instead, so
+//! that it never holds a runtime thread (`SqlStore::read_offloaded`, [`LiteReader::read_blocking`]):
+//! one hand-off there and one back, where sqlx's connection thread hands every row over on its
+//! own. Writes never come here: the connections are opened read-only.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +27,7 @@ use rusqlite::types::{FromSql, FromSqlResult, Value as LiteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use sea_orm::sea_query::Value;
 use sea_orm::{QueryResult, Statement, TryGetable};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 mod checkpoint;
@@ -59,6 +62,9 @@ pub(crate) struct LiteReader {
     /// at once (one per runtime thread at most, as a read never awaits) and closed afterwards.
     keep: usize,
     idle: Mutex<Vec<Connection>>,
+    /// Reads on blocking threads ([`LiteReader::read_blocking`]) that may run at once, as many as
+    /// the SQLite reading pool has connections: each holds a connection for as long as it runs.
+    blocking: Arc<Semaphore>,
     /// Set by [`LiteReader::close`], as closing sqlx's pools: every later read is refused.
     closed: AtomicBool,
     /// Counts statements, for tests that check how many a request runs.
@@ -81,6 +87,7 @@ impl LiteReader {
             busy_timeout,
             keep: keep.max(1),
             idle: Mutex::new(Vec::new()),
+            blocking: Arc::new(Semaphore::new(keep.max(1))),
             closed: AtomicBool::new(false),
             statements: None,
         }
@@ -112,6 +119,45 @@ impl LiteReader {
         statement: &Statement,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
+        self.with_connection(|conn| run(conn, statement, decode))
+    }
+
+    /// Every row of a statement that may take long, read on one of the runtime's blocking
+    /// threads and decoded by `decode` back on the calling one, at most as many at once as the
+    /// reading pool has connections (waiting up to the busy timeout for a turn, then
+    /// unavailable). A read whose caller gives up runs to its end and frees its turn then.
+    pub(crate) async fn read_blocking<T>(
+        self: &Arc<Self>,
+        statement: Statement,
+        decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        let unavailable = || AppError::Unavailable("Database unavailable".to_owned());
+        let turn = tokio::time::timeout(
+            self.busy_timeout,
+            Arc::clone(&self.blocking).acquire_owned(),
+        )
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+        let reader = Arc::clone(self);
+        let (names, rows) = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            reader.with_connection(|conn| run_owned(conn, &statement))
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("a database read ended abnormally: {e}")))??;
+        rows.iter()
+            .map(|values| {
+                decode(&Row::Owned {
+                    values,
+                    names: &names,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `read` on an idle connection (or a new one), kept afterwards for the next read.
+    fn with_connection<R>(&self, read: impl FnOnce(&Connection) -> AppResult<R>) -> AppResult<R> {
         if let Some(counter) = &self.statements {
             counter.fetch_add(1, Ordering::SeqCst);
         }
@@ -123,19 +169,22 @@ impl LiteReader {
             Some(conn) => conn,
             None => self.open().map_err(lite_err)?,
         };
-        let rows = run(&conn, statement, decode);
+        let done = read(&conn);
         // A connection whose statement failed is closed rather than kept: it may hold a
         // transaction or a lock that the failure left open.
-        if rows.is_ok()
+        if done.is_ok()
             && !self.closed.load(Ordering::SeqCst)
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.keep
         {
             idle.push(conn);
         }
-        rows
+        done
     }
 }
+
+/// The names of a statement's columns, in order.
+type Names = Vec<Box<str>>;
 
 /// Runs a statement built for SQLite on `conn`, each row decoded where it lies.
 pub(crate) fn run<T>(
@@ -144,13 +193,31 @@ pub(crate) fn run<T>(
     decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
 ) -> AppResult<Vec<T>> {
     let mut prepared = prepare(conn, statement)?;
-    let names: Vec<Box<str>> = prepared.column_names().into_iter().map(Box::from).collect();
+    let names: Names = prepared.column_names().into_iter().map(Box::from).collect();
     let mut rows = prepared.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(lite_err)? {
         out.push(decode(&Row::Lite { row, names: &names })?);
     }
     Ok(out)
+}
+
+/// Runs a statement built for SQLite on `conn`: the names of its columns and every row's
+/// values, copied out of SQLite to be decoded on another thread.
+fn run_owned(conn: &Connection, statement: &Statement) -> AppResult<(Names, Vec<Vec<LiteValue>>)> {
+    let mut prepared = prepare(conn, statement)?;
+    let names: Names = prepared.column_names().into_iter().map(Box::from).collect();
+    let width = names.len();
+    let mut rows = prepared.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(lite_err)? {
+        let values = (0..width)
+            .map(|i| row.get::<_, LiteValue>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(lite_err)?;
+        out.push(values);
+    }
+    Ok((names, out))
 }
 
 /// Runs a statement that returns no rows on `conn`; the number of rows it changed.
@@ -236,12 +303,17 @@ pub(crate) fn lite_err(err: rusqlite::Error) -> AppError {
     }
 }
 
-/// A row of either kind of read, as a decoder sees it: sea-orm's (PostgreSQL, and SQLite
-/// through sqlx) or one of [`LiteReader`]'s, with the names of its statement's columns.
+/// A row of any kind of read, as a decoder sees it: sea-orm's (PostgreSQL, and SQLite through
+/// sqlx) or one of [`LiteReader`]'s, where it lies or copied out, with the names of its
+/// statement's columns.
 pub(crate) enum Row<'a, 's> {
     Sea(&'a QueryResult),
     Lite {
         row: &'a rusqlite::Row<'s>,
+        names: &'a [Box<str>],
+    },
+    Owned {
+        values: &'a [LiteValue],
         names: &'a [Box<str>],
     },
 }
@@ -305,15 +377,15 @@ impl Columns for QueryResult {
 
 impl Columns for Row<'_, '_> {
     fn column<T: Column>(&self, name: &str) -> AppResult<T> {
-        let (row, names) = match self {
+        let index = |names: &[Box<str>]| names.iter().position(|c| &**c == name);
+        let value = match self {
             Self::Sea(row) => return row.column(name),
-            Self::Lite { row, names } => (row, names),
-        };
-        let value = names
-            .iter()
-            .position(|c| &**c == name)
-            .and_then(|i| row.get_ref(i).ok())
-            .ok_or_else(|| AppError::internal(format!("reading column {name}: no such column")))?;
+            Self::Lite { row, names } => index(names).and_then(|i| row.get_ref(i).ok()),
+            Self::Owned { values, names } => {
+                index(names).and_then(|i| values.get(i).map(ValueRef::from))
+            }
+        }
+        .ok_or_else(|| AppError::internal(format!("reading column {name}: no such column")))?;
         T::from_lite(value).map_err(|e| AppError::internal(format!("reading column {name}: {e}")))
     }
 }
@@ -439,6 +511,93 @@ mod tests {
         lite(&db).close();
         assert!(matches!(
             lite(&db).read(&count, |row| row.column::<i64>("n")),
+            Err(inkcart_app::AppError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_read_on_a_blocking_thread_gives_the_rows_the_calling_thread_reads() {
+        let db = with_table().await;
+        let id = Uuid::now_v7();
+        let at = Utc.with_ymd_and_hms(2026, 12, 5, 9, 30, 0).unwrap();
+        for (n, note) in [(1, Some("one")), (2, None)] {
+            db.db
+                .writer_for_tests()
+                .execute_raw(sql(
+                    "INSERT INTO t (id, at, n, flag, note) VALUES (?, ?, ?, ?, ?)",
+                    vec![id.into(), at.into(), n.into(), true.into(), note.into()],
+                ))
+                .await
+                .unwrap();
+        }
+        let select = sql(
+            "SELECT id, at, n, flag, note FROM t WHERE id = ? ORDER BY n",
+            vec![id.into()],
+        );
+        let decode = |row: &super::Row<'_, '_>| {
+            Ok((
+                row.column::<Uuid>("id")?,
+                row.column::<DateTime<Utc>>("at")?,
+                row.column::<i64>("n")?,
+                row.column::<bool>("flag")?,
+                row.column::<Option<String>>("note")?,
+            ))
+        };
+        let here = lite(&db).read(&select, decode).unwrap();
+        let there = db
+            .db
+            .lite
+            .as_ref()
+            .unwrap()
+            .read_blocking(select, decode)
+            .await
+            .unwrap();
+        assert_eq!(
+            there,
+            vec![
+                (id, at, 1, true, Some("one".to_owned())),
+                (id, at, 2, true, None)
+            ]
+        );
+        assert_eq!(here, there);
+    }
+
+    #[tokio::test]
+    async fn reads_on_blocking_threads_wait_for_a_free_connection_and_give_up_after_the_timeout() {
+        let db = with_table().await;
+        let file = db.sqlite_dir().unwrap().join(crate::connect::SQLITE_FILE);
+        let reader = std::sync::Arc::new(LiteReader::new(
+            &file,
+            std::time::Duration::from_millis(50),
+            1,
+        ));
+        let count = || sql("SELECT COUNT(*) AS n FROM t", vec![]);
+        let held = std::sync::Arc::clone(&reader.blocking)
+            .acquire_owned()
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                reader
+                    .read_blocking(count(), |row| row.column::<i64>("n"))
+                    .await,
+                Err(inkcart_app::AppError::Unavailable(_))
+            ),
+            "a read ran while every connection was taken"
+        );
+        drop(held);
+        assert_eq!(
+            reader
+                .read_blocking(count(), |row| row.column::<i64>("n"))
+                .await
+                .unwrap(),
+            vec![0]
+        );
+        reader.close();
+        assert!(matches!(
+            reader
+                .read_blocking(count(), |row| row.column::<i64>("n"))
+                .await,
             Err(inkcart_app::AppError::Unavailable(_))
         ));
     }

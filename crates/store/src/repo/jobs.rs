@@ -12,12 +12,12 @@ use inkcart_domain::{EmailTokenId, EventId, JobId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait as _, InsertStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _, TryInsertResult,
+    QueryOrder as _, QuerySelect as _, QueryTrait as _, TryInsertResult,
 };
 use uuid::Uuid;
 
 use super::{
-    InsertRow, OnceSql, SqlStore, TxConn, Unique as _, insert_rows, row_values, uuids, write,
+    InsertRow, OnceSql, SqlStore, TxConn, Unique as _, get, insert_rows, row_values, uuids, write,
 };
 use crate::dialect::Dialect;
 use crate::entity::{
@@ -25,6 +25,7 @@ use crate::entity::{
     users,
 };
 use crate::error::db_err;
+use crate::lite::Row;
 
 /// The row of an event in the outbox.
 fn outbox_row(event: &OutboxEvent) -> InsertRow<outbox_events::Column, 7> {
@@ -47,14 +48,16 @@ pub(super) fn outbox_insert(event: &OutboxEvent) -> AppResult<InsertStatement> {
     })
 }
 
-fn event_from_model(m: outbox_events::Model) -> AppResult<OutboxEvent> {
+fn event_from_row(row: &Row<'_, '_>) -> AppResult<OutboxEvent> {
+    let id: Uuid = get(row, "id")?;
+    let payload: String = get(row, "payload")?;
     Ok(OutboxEvent {
-        payload: serde_json::from_str(&m.payload)
-            .map_err(|e| AppError::internal(format!("event {}: bad payload: {e}", m.id)))?,
-        id: m.id.into(),
-        kind: m.kind,
-        subject_id: m.subject_id,
-        created_at: m.created_at,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| AppError::internal(format!("event {id}: bad payload: {e}")))?,
+        id: id.into(),
+        kind: get(row, "kind")?,
+        subject_id: get(row, "subject_id")?,
+        created_at: get(row, "created_at")?,
     })
 }
 
@@ -145,22 +148,23 @@ impl Outbox for SqlStore {
 
 impl SqlStore {
     /// The oldest events whose `pending` timestamp (dispatched, published) is still unset.
+    ///
+    /// Offloaded: it sorts every pending event, as many as a stopped relay left. On SQLite
+    /// that is one hand-off for the batch, where sqlx's connection thread handed over each of
+    /// its rows (about 3 % of the core while orders came in).
     async fn oldest_events(
         &self,
         pending: outbox_events::Column,
         limit: u64,
     ) -> AppResult<Vec<OutboxEvent>> {
-        outbox_events::Entity::find()
+        let select = outbox_events::Entity::find()
             .filter(pending.is_null())
             .order_by_asc(outbox_events::Column::CreatedAt)
             .order_by_asc(outbox_events::Column::Id)
             .limit(limit)
-            .all(&self.db.reader)
+            .into_query();
+        self.read_offloaded(self.dialect().build(&select), event_from_row)
             .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(event_from_model)
-            .collect()
     }
 
     /// Jobs held by `worker` in state `running`, as a filter.

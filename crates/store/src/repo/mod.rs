@@ -80,9 +80,10 @@ impl SqlStore {
     }
 
     /// Every row of a statement that may take long (a full-text search, a count of every row
-    /// a filter selects), decoded, never holding a runtime thread: on SQLite through the
-    /// reading pool, on the driver's own connection thread; on PostgreSQL on the connections
-    /// the store keeps out of the pool (`pg.rs`).
+    /// a filter selects, a batch), decoded, never holding a runtime thread: on a SQLite file on
+    /// one of the runtime's blocking threads (`lite/mod.rs`), on an in-memory SQLite database
+    /// through the reading pool on the driver's own connection thread; on PostgreSQL on the
+    /// connections the store keeps out of the pool (`pg.rs`).
     async fn read_offloaded<T>(
         &self,
         statement: Statement,
@@ -90,6 +91,9 @@ impl SqlStore {
     ) -> AppResult<Vec<T>> {
         if let Some(pg) = &self.db.pg {
             return pg.read(statement, decode).await;
+        }
+        if let Some(lite) = &self.db.lite {
+            return lite.read_blocking(statement, decode).await;
         }
         let rows = self
             .db
