@@ -52,9 +52,9 @@ def main() -> int:
             "line_total_cents) VALUES " + ", ".join(["(?, ?, ?, 1, 1000, 1000)"] * len(ids)),
             [v for p in ids for v in (uuid.uuid4().bytes, order_id, p)])
         writer.execute(
-            "INSERT INTO outbox_events (id, kind, subject_id, payload, created_at) "
-            "VALUES (?, 'OrderCreated', ?, '{\"type\":\"OrderCreated\"}', ?)",
-            (uuid.uuid4().bytes, order_id, now))
+            "INSERT INTO outbox_events (id, kind, subject_id, payload, created_at, dispatched_at) "
+            "VALUES (?, 'OrderCreated', ?, '{\"type\":\"OrderCreated\"}', ?, ?)",
+            (uuid.uuid4().bytes, order_id, now, now))
         writer.execute("COMMIT")
         done += 1
     print("BENCH " + json.dumps({"transactions": done, "seconds": float(seconds)}))

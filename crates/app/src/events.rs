@@ -7,7 +7,7 @@ use inkcart_domain::{CommentId, EventId, OrderId, PostId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ports::{Clock, Outbox, OutboxEvent, Tx};
+use crate::ports::{Clock, JobKind, Outbox, OutboxEvent, Tx};
 use crate::{AppError, AppResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,24 @@ impl Event {
         }
     }
 
+    /// The jobs the event causes, each enqueued once per event by the relay. An event that
+    /// causes none is recorded as already dispatched ([`EventLog::outbox_event`]): the relay
+    /// would only read it back and mark it, a second write of every such event (an order's, for
+    /// one) on the path of the writes that record them.
+    pub const fn jobs(&self) -> &'static [JobKind] {
+        match self {
+            Self::UserRegistered { .. } => &[JobKind::WelcomeEmail, JobKind::VerificationEmail],
+            Self::EmailVerificationRequested { .. } => &[JobKind::VerificationEmail],
+            Self::PasswordResetRequested { .. } => &[JobKind::PasswordResetEmail],
+            Self::EmailChanged { .. } => &[JobKind::VerificationEmail, JobKind::EmailChangedNotice],
+            Self::OrderPaid { .. } => &[JobKind::OrderConfirmationEmail],
+            Self::OrderShipped { .. } => &[JobKind::OrderShippedEmail],
+            Self::OrderCreated { .. } | Self::OrderCancelled { .. } | Self::CommentAdded { .. } => {
+                &[]
+            }
+        }
+    }
+
     /// The id of the aggregate the event is about (a user, an order or a comment, as its kind
     /// says).
     pub const fn subject(&self) -> Uuid {
@@ -100,14 +118,17 @@ impl EventLog {
         self.outbox.record(tx, &self.outbox_event(event)?).await
     }
 
-    /// `event` as the outbox stores it, for a write that records it itself.
+    /// `event` as the outbox stores it, for a write that records it itself: dispatched as it is
+    /// written when it causes no job ([`Event::jobs`]), still published to a broker.
     pub(crate) fn outbox_event(&self, event: &Event) -> AppResult<OutboxEvent> {
+        let now = self.clock.now();
         Ok(OutboxEvent {
             id: EventId::generate(),
             kind: event.kind().to_owned(),
             subject_id: event.subject(),
             payload: serde_json::to_value(event).map_err(AppError::internal)?,
-            created_at: self.clock.now(),
+            created_at: now,
+            dispatched_at: event.jobs().is_empty().then_some(now),
         })
     }
 }

@@ -139,19 +139,7 @@ impl Background {
         let parsed: Event = serde_json::from_value(event.payload.clone()).map_err(|e| {
             AppError::internal(format!("event {} has a bad payload: {e}", event.id))
         })?;
-        let kinds: &[JobKind] = match parsed {
-            Event::UserRegistered { .. } => &[JobKind::WelcomeEmail, JobKind::VerificationEmail],
-            Event::EmailVerificationRequested { .. } => &[JobKind::VerificationEmail],
-            Event::PasswordResetRequested { .. } => &[JobKind::PasswordResetEmail],
-            Event::EmailChanged { .. } => {
-                &[JobKind::VerificationEmail, JobKind::EmailChangedNotice]
-            }
-            Event::OrderPaid { .. } => &[JobKind::OrderConfirmationEmail],
-            Event::OrderShipped { .. } => &[JobKind::OrderShippedEmail],
-            Event::OrderCreated { .. }
-            | Event::OrderCancelled { .. }
-            | Event::CommentAdded { .. } => &[],
-        };
+        let kinds = parsed.jobs();
         Ok(kinds
             .iter()
             .map(|&kind| NewJob {

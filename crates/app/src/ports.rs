@@ -659,6 +659,9 @@ pub struct OutboxEvent {
     pub subject_id: Uuid,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// When the relay turned it into its jobs; set as it is recorded when it causes none
+    /// (`Event::jobs`), so that the relay never reads it.
+    pub dispatched_at: Option<DateTime<Utc>>,
 }
 
 #[async_trait]

@@ -494,6 +494,7 @@ fn order_created(order: &Order) -> OutboxEvent {
         subject_id: order.id.into(),
         payload: serde_json::json!({"type": "OrderCreated", "orderId": order.id}),
         created_at: SystemClock.now(),
+        dispatched_at: None,
     }
 }
 
@@ -574,6 +575,29 @@ db_test!(
         assert_eq!(kept.items, order.items);
         assert_eq!(kept.total, order.total);
         assert_eq!(outbox_ids(&store).await, [event.id]);
+    }
+);
+
+db_test!(
+    async fn an_event_written_dispatched_is_left_out_of_the_relays_reads_but_still_published(db) {
+        let store = SqlStore::new(db.db.clone());
+        let (buyer, mug, _) = buyer_mug_and_cap(&store).await;
+        let order = order_of(buyer.id, &[(&mug, 1)], OrderStatus::Pending);
+        let at = Utc::now();
+        let event = OutboxEvent {
+            dispatched_at: Some(at),
+            ..order_created(&order)
+        };
+        place(&store, &order, &event, None, at).await.unwrap();
+        assert_eq!(outbox_ids(&store).await, []);
+        let unpublished = store.unpublished(10).await.unwrap();
+        assert_eq!(unpublished.len(), 1);
+        assert_eq!(unpublished[0].id, event.id);
+        assert_eq!(
+            unpublished[0].dispatched_at.map(|t| t.timestamp_micros()),
+            Some(at.timestamp_micros()),
+            "read back as dispatched when it was written"
+        );
     }
 );
 

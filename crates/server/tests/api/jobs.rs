@@ -159,6 +159,28 @@ api_test!(
 );
 
 api_test!(
+    async fn an_order_leaves_the_relay_nothing_to_dispatch_while_its_payment_waits_for_its_mail(app) {
+        let editor = app.editor().await;
+        let mug = app.product(&editor.token, "Mug", "12.50", 10).await;
+        let buyer = app.viewer("buyer@example.com").await;
+        app.drain().await;
+        let relay = app.state.app.background();
+        let order = app
+            .post("/api/v1/orders", Some(&buyer.token), json!({"items": [{"productId": mug["id"], "quantity": 1}]}))
+            .await;
+        assert_eq!(order.status, 201, "{}", order.text);
+        // An order's event causes no job: it is written dispatched, and the relay reads nothing.
+        assert_eq!(relay.dispatch_events(100).await.unwrap(), 0);
+        let id = order.body["id"].as_str().unwrap();
+        let paid = app.call(Method::POST, &format!("/api/v1/orders/{id}/pay"), Some(&buyer.token), None).await;
+        assert_eq!(paid.status, 200, "{}", paid.text);
+        assert_eq!(relay.dispatch_events(100).await.unwrap(), 1, "the payment's event waits for the relay");
+        app.drain().await;
+        assert!(app.mail().iter().any(|m| m.subject == format!("Your order {id} is confirmed")));
+    }
+);
+
+api_test!(
     async fn the_daily_sales_report_is_stored_and_mailed_to_admins(app) {
         let editor = app.editor().await;
         let mug = app.product(&editor.token, "Mug", "12.50", 10).await;

@@ -36,7 +36,7 @@ fn outbox_row(event: &OutboxEvent) -> InsertRow<outbox_events::Column, 7> {
         (E::SubjectId, event.subject_id.into()),
         (E::Payload, event.payload.to_string().into()),
         (E::CreatedAt, event.created_at.into()),
-        (E::DispatchedAt, None::<DateTime<Utc>>.into()),
+        (E::DispatchedAt, event.dispatched_at.into()),
         (E::PublishedAt, None::<DateTime<Utc>>.into()),
     ]
 }
@@ -58,6 +58,7 @@ fn event_from_row(row: &Row<'_, '_>) -> AppResult<OutboxEvent> {
         kind: get(row, "kind")?,
         subject_id: get(row, "subject_id")?,
         created_at: get(row, "created_at")?,
+        dispatched_at: get(row, "dispatched_at")?,
     })
 }
 
@@ -598,6 +599,7 @@ mod tests {
                 .with_ymd_and_hms(2026, 12, 4, 10, minute, 0)
                 .single()
                 .unwrap_or_default(),
+            dispatched_at: None,
         };
         assert_kept_text_binds(
             |event: &OutboxEvent, dialect| dialect.build(&outbox_insert(event).unwrap()),
