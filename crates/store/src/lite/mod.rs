@@ -14,7 +14,8 @@
 //! selects, a deep offset, a batch) runs on one of the runtime's blocking threads instead, so
 //! that it never holds a runtime thread (`SqlStore::read_offloaded`, [`LiteReader::read_blocking`]):
 //! one hand-off there and one back, where sqlx's connection thread hands every row over on its
-//! own. Writes never come here: the connections are opened read-only.
+//! own. It has connections of its own, which do not map the file ([`Reads`]). Writes never come
+//! here: the connections are opened read-only.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,10 +59,15 @@ pub(crate) const READ_MAPPED_BYTES: u64 = 1 << 30;
 pub(crate) struct LiteReader {
     path: PathBuf,
     busy_timeout: Duration,
-    /// At most this many idle connections are kept; more are opened while that many reads run
-    /// at once (one per runtime thread at most, as a read never awaits) and closed afterwards.
+    /// At most this many idle connections of each kind are kept; more are opened while that
+    /// many reads run at once (one per runtime thread at most, as a read never awaits) and
+    /// closed afterwards.
     keep: usize,
+    /// Connections that map the file, for the reads on the calling thread.
     idle: Mutex<Vec<Connection>>,
+    /// Connections that read through SQLite's own page cache, for the reads on blocking threads
+    /// ([`Reads::Long`]).
+    idle_unmapped: Mutex<Vec<Connection>>,
     /// Reads on blocking threads ([`LiteReader::read_blocking`]) that may run at once, as many as
     /// the SQLite reading pool has connections: each holds a connection for as long as it runs.
     blocking: Arc<Semaphore>,
@@ -87,6 +93,7 @@ impl LiteReader {
             busy_timeout,
             keep: keep.max(1),
             idle: Mutex::new(Vec::new()),
+            idle_unmapped: Mutex::new(Vec::new()),
             blocking: Arc::new(Semaphore::new(keep.max(1))),
             closed: AtomicBool::new(false),
             statements: None,
@@ -96,19 +103,23 @@ impl LiteReader {
     /// Closes the idle connections and refuses every later read (as unavailable).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+        for idle in [&self.idle, &self.idle_unmapped] {
+            if let Ok(mut idle) = idle.lock() {
+                idle.clear();
+            }
         }
     }
 
-    fn open(&self) -> rusqlite::Result<Connection> {
+    fn open(&self, reads: Reads) -> rusqlite::Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(PREPARED_PER_CONNECTION);
-        conn.execute_batch(&format!("PRAGMA mmap_size = {READ_MAPPED_BYTES};"))?;
+        if reads == Reads::Short {
+            conn.execute_batch(&format!("PRAGMA mmap_size = {READ_MAPPED_BYTES};"))?;
+        }
         Ok(conn)
     }
 
@@ -119,7 +130,7 @@ impl LiteReader {
         statement: &Statement,
         decode: impl Fn(&Row<'_, '_>) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
-        self.with_connection(|conn| run(conn, statement, decode))
+        self.with_connection(Reads::Short, |conn| run(conn, statement, decode))
     }
 
     /// Every row of a statement that may take long, read on one of the runtime's blocking
@@ -142,7 +153,7 @@ impl LiteReader {
         let reader = Arc::clone(self);
         let (names, rows) = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            reader.with_connection(|conn| run_owned(conn, &statement))
+            reader.with_connection(Reads::Long, |conn| run_owned(conn, &statement))
         })
         .await
         .map_err(|e| AppError::internal(format!("a database read ended abnormally: {e}")))??;
@@ -157,24 +168,32 @@ impl LiteReader {
     }
 
     /// Runs `read` on an idle connection (or a new one), kept afterwards for the next read.
-    fn with_connection<R>(&self, read: impl FnOnce(&Connection) -> AppResult<R>) -> AppResult<R> {
+    fn with_connection<R>(
+        &self,
+        reads: Reads,
+        read: impl FnOnce(&Connection) -> AppResult<R>,
+    ) -> AppResult<R> {
         if let Some(counter) = &self.statements {
             counter.fetch_add(1, Ordering::SeqCst);
         }
         if self.closed.load(Ordering::SeqCst) {
             return Err(AppError::Unavailable("Database unavailable".to_owned()));
         }
-        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let pool = match reads {
+            Reads::Short => &self.idle,
+            Reads::Long => &self.idle_unmapped,
+        };
+        let taken = pool.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match taken {
             Some(conn) => conn,
-            None => self.open().map_err(lite_err)?,
+            None => self.open(reads).map_err(lite_err)?,
         };
         let done = read(&conn);
         // A connection whose statement failed is closed rather than kept: it may hold a
         // transaction or a lock that the failure left open.
         if done.is_ok()
             && !self.closed.load(Ordering::SeqCst)
-            && let Ok(mut idle) = self.idle.lock()
+            && let Ok(mut idle) = pool.lock()
             && idle.len() < self.keep
         {
             idle.push(conn);
@@ -185,6 +204,18 @@ impl LiteReader {
 
 /// The names of a statement's columns, in order.
 type Names = Vec<Box<str>>;
+
+/// Which reads a connection serves.
+///
+/// Short ones map the file ([`READ_MAPPED_BYTES`]). Long ones read through SQLite's own page cache
+/// (2 MiB a connection): a search walks much of the full-text index, and every connection maps
+/// the file on its own, so each counted the pages it had touched in the process's resident
+/// memory (twenty searches took it from 84 to 243 MB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    Short,
+    Long,
+}
 
 /// Runs a statement built for SQLite on `conn`, each row decoded where it lies.
 pub(crate) fn run<T>(
@@ -426,6 +457,20 @@ mod tests {
         lite(db).read(count, |row| row.column::<i64>("n")).unwrap()[0]
     }
 
+    /// A row of `t`: id, at, n, flag, note.
+    type Whole = (Uuid, DateTime<Utc>, i64, bool, Option<String>);
+
+    /// Every column of a row of `t`, typed.
+    fn whole_row(row: &super::Row<'_, '_>) -> inkcart_app::AppResult<Whole> {
+        Ok((
+            row.column::<Uuid>("id")?,
+            row.column::<DateTime<Utc>>("at")?,
+            row.column::<i64>("n")?,
+            row.column::<bool>("flag")?,
+            row.column::<Option<String>>("note")?,
+        ))
+    }
+
     fn lite(db: &TestDb) -> &LiteReader {
         db.db
             .lite
@@ -472,13 +517,7 @@ mod tests {
                             row.column::<i64>("missing").is_err(),
                             "an unknown column is an error"
                         );
-                        Ok((
-                            row.column::<Uuid>("id")?,
-                            row.column::<DateTime<Utc>>("at")?,
-                            row.column::<i64>("n")?,
-                            row.column::<bool>("flag")?,
-                            row.column::<Option<String>>("note")?,
-                        ))
+                        whole_row(row)
                     },
                 )
                 .unwrap();
@@ -534,22 +573,13 @@ mod tests {
             "SELECT id, at, n, flag, note FROM t WHERE id = ? ORDER BY n",
             vec![id.into()],
         );
-        let decode = |row: &super::Row<'_, '_>| {
-            Ok((
-                row.column::<Uuid>("id")?,
-                row.column::<DateTime<Utc>>("at")?,
-                row.column::<i64>("n")?,
-                row.column::<bool>("flag")?,
-                row.column::<Option<String>>("note")?,
-            ))
-        };
-        let here = lite(&db).read(&select, decode).unwrap();
+        let here = lite(&db).read(&select, whole_row).unwrap();
         let there = db
             .db
             .lite
             .as_ref()
             .unwrap()
-            .read_blocking(select, decode)
+            .read_blocking(select, whole_row)
             .await
             .unwrap();
         assert_eq!(
@@ -560,6 +590,28 @@ mod tests {
             ]
         );
         assert_eq!(here, there);
+    }
+
+    #[tokio::test]
+    async fn short_reads_map_the_file_and_long_ones_read_through_the_page_cache() {
+        let db = with_table().await;
+        let mapped = || sql("PRAGMA mmap_size", vec![]);
+        let short = lite(&db)
+            .read(&mapped(), |row| row.column::<i64>("mmap_size"))
+            .unwrap();
+        let long = db
+            .db
+            .lite
+            .as_ref()
+            .unwrap()
+            .read_blocking(mapped(), |row| row.column::<i64>("mmap_size"))
+            .await
+            .unwrap();
+        assert_eq!(
+            short,
+            vec![i64::try_from(super::READ_MAPPED_BYTES).unwrap()]
+        );
+        assert_eq!(long, vec![0], "a long read's connection maps the file");
     }
 
     #[tokio::test]
