@@ -217,9 +217,11 @@ keys! {
             default: None,
             check: DatabaseUrl,
         }
-        /// Size of the PostgreSQL pool, or of the SQLite reader pool (SQLite writes always go
-        /// through one connection). On PostgreSQL, requests' reads and transactions hold at most
-        /// three quarters of it (all but one of a small pool); the rest serves the job queue.
+        /// Size of the PostgreSQL pool, or of the SQLite reader pool, which also bounds the SQLite
+        /// reads that may take long (searches, deep pages, batches) running at once (SQLite
+        /// writes always go through one connection). On PostgreSQL, requests' reads and
+        /// transactions hold at most three quarters of it (all but one of a small pool); the rest
+        /// serves the job queue.
         db_max_connections: u32 => db_max_connections {
             default: 16,
             check: Num { min: 1 },
