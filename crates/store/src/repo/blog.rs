@@ -195,8 +195,9 @@ fn post_model(p: &Post) -> posts::ActiveModel {
     }
 }
 
-/// Offset pages beyond this many posts are read through the pool, not on the calling thread
-/// (`lite/mod.rs`): the offset walks every post before the page.
+/// Offset pages beyond this many posts are read off the runtime's threads
+/// (`SqlStore::read_offloaded`), not on the calling thread (`lite/mod.rs`): the offset walks
+/// every post before the page.
 const DEEP_OFFSET: u64 = 1_000;
 
 /// Post lookups of up to this many keys are read on the calling thread (`lite/mod.rs`).
@@ -679,18 +680,15 @@ impl PostRepo for SqlStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let select = detail_select(keys, self.dialect());
+        let dialect = self.dialect();
+        let select = detail_select(keys, dialect);
         // A few posts (a request's) on the calling thread; a batch (the cache's reloads, up to
-        // 256 posts) through the pool.
+        // 256 posts) off the runtime's threads.
         if keys.len() <= FEW_POSTS {
-            self.read_all(&select, detail_from_row(self.dialect()))
-                .await
+            self.read_all(&select, detail_from_row(dialect)).await
         } else {
-            self.read_offloaded(
-                self.dialect().build(&select),
-                detail_from_row(self.dialect()),
-            )
-            .await
+            self.read_offloaded(dialect.build(&select), detail_from_row(dialect))
+                .await
         }
     }
 
